@@ -1,0 +1,237 @@
+"""Reproducibility, device choice and the artifact cache (set up in the first cell of every notebook).
+
+The idea: a notebook must give the same numbers when re-run, and must not depend on an earlier
+notebook having run. So every notebook starts with::
+
+    gen = seed_everything(0)
+    device = pick_device()
+
+and anything expensive it trains (a k-means codebook, a small LM) goes through :func:`cached`,
+which loads the artifact from ``cache_dir()`` or, when missing or corrupted, rebuilds it with the
+same recipe and seed. Artifacts are written atomically with a SHA-256 sidecar, and a file lock makes
+two notebooks that build the same artifact at once wait for each other instead of corrupting it.
+Notebook 00 introduces these helpers; every later notebook reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import filelock
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+CACHE_ENV = "SLM_COURSE_CACHE"  # environment variable that overrides the cache folder
+
+__all__ = [
+    "CACHE_ENV",
+    "CorruptArtifact",
+    "cache_dir",
+    "cached",
+    "file_sha256",
+    "load_artifact",
+    "lock",
+    "pick_device",
+    "save_artifact",
+    "seed_everything",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproducibility and device
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic kernels.
+
+    Returns a ``torch.Generator`` seeded with ``seed``, to pass to splits and samplers explicitly.
+
+    >>> g = seed_everything(0); a = torch.rand(2); _ = seed_everything(0); bool((a == torch.rand(2)).all())
+    True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}; pass e.g. seed_everything(0)")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        # cuBLAS needs this to be deterministic; it only takes effect if set before the first cuBLAS call.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def pick_device(verbose: bool = True) -> torch.device:
+    """Return CUDA if available, else Apple MPS, else the CPU; print the choice when ``verbose``."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        why = torch.cuda.get_device_name(0)
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+        why = "Apple GPU"
+    else:
+        device = torch.device("cpu")
+        why = "no CUDA or MPS found; the course runs on the CPU"
+    if verbose:
+        print(f"device: {device.type} ({why})")
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache folder, locks and checksums
+# ---------------------------------------------------------------------------------------------
+
+
+def _repo_root() -> Path | None:
+    """The first folder above this file that holds both ``pyproject.toml`` and ``notebooks/``."""
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return None
+
+
+def cache_dir() -> Path:
+    """Folder for cached artifacts: ``$SLM_COURSE_CACHE``, else ``<repo>/data/cache``, else ``~/.cache/slm-course``.
+
+    The folder is created if needed.
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        folder = Path(env).expanduser()
+    else:
+        root = _repo_root()
+        folder = root / "data" / "cache" if root is not None else Path.home() / ".cache" / "slm-course"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def lock(path: str | os.PathLike[str]) -> filelock.FileLock:
+    """A cross-process lock for ``path`` (the lock file is ``<path>.lock``); use as ``with lock(p): ...``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(path) + ".lock")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through ``write(file)`` to a temp file in the same folder, fsync it, then rename into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Artifacts
+# ---------------------------------------------------------------------------------------------
+
+
+class CorruptArtifact(RuntimeError):
+    """A cached artifact whose bytes do not match its ``.sha256`` sidecar (or that has no sidecar)."""
+
+
+def save_artifact(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically, then write the sidecar ``<path>.sha256`` (digest and size).
+
+    The sidecar is written after the artifact, so a crash in between leaves an artifact without a
+    sidecar, which :func:`load_artifact` reports as corrupt (and :func:`cached` rebuilds).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = _sidecar(path)
+    sidecar.unlink(missing_ok=True)  # an old sidecar must never vouch for the new bytes
+    _write_atomic(path, lambda f: torch.save(obj, f))
+    line = f"{file_sha256(path)} {path.stat().st_size}\n"
+    _write_atomic(sidecar, lambda f: f.write(line.encode()))
+    return path
+
+
+def load_artifact(path: str | os.PathLike[str]) -> Any:
+    """Check ``path`` against its ``.sha256`` sidecar, then ``torch.load`` it.
+
+    Raises ``FileNotFoundError`` if it does not exist and :class:`CorruptArtifact` if its size or
+    digest disagree with the sidecar, or the sidecar is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"artifact {path} does not exist; build it first (slm_course.runtime.cached builds and saves it), "
+            f"or check that {CACHE_ENV} points at the right cache folder"
+        )
+    sidecar = _sidecar(path)
+    if not sidecar.is_file():
+        raise CorruptArtifact(
+            f"{path} has no checksum file {sidecar.name} (its write was probably interrupted); "
+            "it should be rebuilt: delete it, or let cached(...) rebuild it"
+        )
+    try:
+        digest, size_text = sidecar.read_text().split()
+        size = int(size_text)
+    except ValueError as err:
+        raise CorruptArtifact(f"checksum file {sidecar} is unreadable; {path} should be rebuilt") from err
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise CorruptArtifact(
+            f"{path} is {actual_size} bytes but {sidecar.name} says {size} (truncated or overwritten); "
+            "it should be rebuilt: delete it, or let cached(...) rebuild it"
+        )
+    if file_sha256(path) != digest:
+        raise CorruptArtifact(
+            f"{path} does not match its SHA-256 in {sidecar.name}; "
+            "it should be rebuilt: delete it, or let cached(...) rebuild it"
+        )
+    return torch.load(path, weights_only=False)
+
+
+def cached(name: str, build: Callable[[], T], *, rebuild: bool = False) -> T:
+    """Load artifact ``name`` from the cache, or build it with ``build()``, save it and return it.
+
+    The file is ``cache_dir() / f"{name}.pt"``. A file lock makes a second caller (another notebook,
+    another process) wait while the first builds, then load the result. A corrupted artifact is
+    reported and rebuilt; ``rebuild=True`` always rebuilds.
+
+    >>> codebook = cached("kmeans_k100_seed0", lambda: torch.randn(100, 39))  # doctest: +SKIP
+    """
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"cache name must be a plain non-empty file stem like 'kmeans_k100', got {name!r}")
+    path = cache_dir() / f"{name}.pt"
+    with lock(path):
+        if path.exists() and not rebuild:
+            try:
+                return load_artifact(path)
+            except CorruptArtifact as err:
+                print(f"cache: {path} is corrupted ({err}); rebuilding it")
+        obj = build()
+        save_artifact(path, obj)
+        return obj

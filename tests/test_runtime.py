@@ -1,0 +1,149 @@
+"""Tests for slm_course.runtime: seeding, the cache folder, atomic artifacts and the cache lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from slm_course import runtime
+from slm_course.runtime import CorruptArtifact, cache_dir, cached, load_artifact, save_artifact
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(runtime.CACHE_ENV, str(folder))
+    return folder
+
+
+def test_cache_dir_honours_env_var(cache: Path) -> None:
+    assert cache_dir() == cache
+    assert cache.is_dir()
+
+
+def test_cache_dir_without_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(runtime.CACHE_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = cache_dir()
+    root = runtime._repo_root()
+    expected = root / "data" / "cache" if root is not None else tmp_path / ".cache" / "slm-course"
+    assert folder == expected and folder.is_dir()
+
+
+def test_seed_everything_makes_rand_reproducible() -> None:
+    gen = runtime.seed_everything(123)
+    a, a_gen = torch.rand(5), torch.rand(5, generator=gen)
+    gen = runtime.seed_everything(123)
+    b, b_gen = torch.rand(5), torch.rand(5, generator=gen)
+    assert torch.equal(a, b) and torch.equal(a_gen, b_gen)
+    runtime.seed_everything(124)
+    assert not torch.equal(a, torch.rand(5))
+
+
+def test_pick_device_prints_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    device = runtime.pick_device()
+    assert isinstance(device, torch.device)
+    assert f"device: {device.type}" in capsys.readouterr().out
+
+
+def test_save_load_roundtrip(tmp_path: Path) -> None:
+    obj = {"w": torch.arange(10.0), "name": "codebook", "k": 3}
+    path = save_artifact(tmp_path / "sub" / "a.pt", obj)
+    sidecar = path.with_name("a.pt.sha256")
+    assert sidecar.is_file()
+    digest, size = sidecar.read_text().split()
+    assert digest == runtime.file_sha256(path) and int(size) == path.stat().st_size
+    loaded = load_artifact(path)
+    assert torch.equal(loaded["w"], obj["w"]) and loaded["name"] == "codebook" and loaded["k"] == 3
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []  # no temp files left
+
+
+def test_truncated_artifact_is_corrupt(tmp_path: Path) -> None:
+    path = save_artifact(tmp_path / "a.pt", torch.randn(1000))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptArtifact, match=r"a\.pt.*rebuilt"):
+        load_artifact(path)
+
+
+def test_same_size_different_bytes_is_corrupt(tmp_path: Path) -> None:
+    path = save_artifact(tmp_path / "a.pt", torch.zeros(1000))
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifact, match="SHA-256"):
+        load_artifact(path)
+
+
+def test_missing_sidecar_is_corrupt(tmp_path: Path) -> None:
+    path = save_artifact(tmp_path / "a.pt", 1)
+    path.with_name("a.pt.sha256").unlink()
+    with pytest.raises(CorruptArtifact, match="no checksum file"):
+        load_artifact(path)
+
+
+def test_missing_artifact(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist; build it"):
+        load_artifact(tmp_path / "nope.pt")
+
+
+def test_cached_builds_once_then_loads(cache: Path) -> None:
+    calls = []
+
+    def build() -> torch.Tensor:
+        calls.append(1)
+        return torch.arange(4)
+
+    first = cached("thing", build)
+    second = cached("thing", build)
+    assert len(calls) == 1
+    assert torch.equal(first, second) and (cache / "thing.pt").is_file()
+    cached("thing", build, rebuild=True)
+    assert len(calls) == 2
+
+
+def test_cached_rebuilds_corrupted_artifact(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cached("model", lambda: torch.ones(100))
+    path = cache / "model.pt"
+    path.write_bytes(path.read_bytes()[:20])
+    calls = []
+
+    def build() -> torch.Tensor:
+        calls.append(1)
+        return torch.full((100,), 2.0)
+
+    out = cached("model", build)
+    assert calls == [1] and torch.equal(out, torch.full((100,), 2.0))
+    message = capsys.readouterr().out
+    assert f"cache: {path} is corrupted" in message and "rebuilding it" in message
+    assert torch.equal(load_artifact(path), out)  # the rebuilt artifact is valid
+
+
+def test_cached_concurrent_callers_build_once(cache: Path) -> None:
+    calls = []
+    results: list[torch.Tensor] = []
+
+    def build() -> torch.Tensor:
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other threads to arrive and wait on the lock
+        return torch.arange(3)
+
+    def worker() -> None:
+        results.append(cached("shared", build))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(results) == 4 and all(torch.equal(r, torch.arange(3)) for r in results)
+
+
+def test_cached_rejects_bad_name(cache: Path) -> None:
+    with pytest.raises(ValueError, match="plain non-empty file stem"):
+        cached("a/b", lambda: 1)
