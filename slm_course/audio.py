@@ -364,14 +364,18 @@ def pitch(
     fmin: float = 60.0,
     fmax: float = 400.0,
     silence_db: float = 30.0,
+    win_ms: float = 40.0,
+    voicing: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fundamental frequency (F0) per frame: ``(times, f0)``, both ``(frames,)``, f0 in Hz, times in seconds.
 
-    F0 comes from ``torchaudio.functional.detect_pitch_frequency`` (normalised cross-correlation on
-    non-overlapping ``hop_ms`` frames, lightly median-smoothed). A frame is called unvoiced/silent,
-    and gets NaN, when its energy is more than ``silence_db`` dB below the loud frames of the
-    utterance (their 95th percentile) or its F0 falls outside ``[fmin, fmax]``. Like any autocorrelation
-    tracker it can make octave errors (half the true F0), mostly on high voices.
+    The autocorrelation method, vectorised over frames: each ``win_ms`` window (Hann-weighted) is
+    correlated with itself through the FFT, the correlation is normalised by its value at lag 0, and
+    the highest peak between lags ``sr/fmax`` and ``sr/fmin`` gives the period (refined by a
+    parabola through the peak). A frame is unvoiced (NaN) when that peak is below ``voicing`` or its
+    energy is more than ``silence_db`` dB below the loud frames (their 95th percentile). Notebook 00
+    derives it; the tests compare it with ``torchaudio.functional.detect_pitch_frequency``, which
+    does the same job about 20x slower.  The window's own autocorrelation is divided out (Boersma 1993). Like any autocorrelation tracker it can make octave errors.
     """
     x = check_wav(wav, sr)
     if not 0 < fmin < fmax < sr / 2:
@@ -379,17 +383,34 @@ def pitch(
     hop = round(sr * hop_ms / 1000)
     if hop < 1:
         raise ValueError(f"hop_ms={hop_ms} is shorter than one sample at {sr} Hz; use a longer hop")
+    win = max(round(sr * win_ms / 1000), int(2 * sr / fmin) + 2)  # at least two periods of fmin
     n_frames = math.ceil(x.numel() / hop)
     if n_frames < 3:
         raise ValueError(f"wav has {x.numel()} samples, too short for pitch tracking; pass at least {3 * hop} samples")
-    f0 = torchaudio.functional.detect_pitch_frequency(
-        x, sr, frame_time=(hop - 0.5) / sr, win_length=3, freq_low=math.floor(fmin), freq_high=math.ceil(fmax)
-    )  # (n_frames - 1,): the median smoothing drops the last frame; (hop - 0.5) makes ceil() give exactly hop
-    f0 = torch.cat([f0, f0[-1:].expand(n_frames - f0.numel())])  # (frames,)
-    padded = torch.nn.functional.pad(x, (0, n_frames * hop - x.numel()))
-    energy_db = 10 * torch.log10(padded.reshape(n_frames, hop).pow(2).mean(dim=1) + 1e-12)  # (frames,)
+    padded = torch.nn.functional.pad(x, (win // 2, n_frames * hop + win - x.numel() - win // 2))
+    frames = padded.unfold(0, win, hop)[:n_frames]  # (frames, win), centred on the hop grid
+    window = torch.hann_window(win, periodic=False)
+    frames = (frames - frames.mean(dim=1, keepdim=True)) * window
+    n_fft = 1 << (2 * win - 1).bit_length()
+    ac = torch.fft.irfft(torch.fft.rfft(frames, n=n_fft).abs().pow(2), n=n_fft)[:, :win]  # (frames, lags)
+    ac_window = torch.fft.irfft(torch.fft.rfft(window, n=n_fft).abs().pow(2), n=n_fft)[:win]  # (lags,)
+    # Dividing by the window's own autocorrelation undoes its taper (Boersma 1993), so a perfectly
+    # periodic frame scores near 1 at its period, low voices included.
+    ac = ac / ac[:, :1].clamp_min(1e-12) / (ac_window / ac_window[0]).clamp_min(1e-3)
+    lo, hi = int(sr / fmax), min(int(sr / fmin) + 1, win - 2)
+    lags = torch.arange(lo, hi, dtype=torch.float32)
+    # A periodic frame also peaks at 2, 3, ... periods: a small cost per octave of lag (Praat's
+    # "octave cost") makes the shortest period win a near-tie.
+    score = ac[:, lo:hi] - 0.02 * torch.log2(lags / lo)
+    lag = score.argmax(dim=1) + lo
+    peak = ac[torch.arange(n_frames), lag]
+    rows = torch.arange(n_frames)
+    a, b, c = ac[rows, lag - 1], ac[rows, lag], ac[rows, (lag + 1).clamp_max(win - 1)]
+    shift = (0.5 * (a - c) / (a - 2 * b + c).clamp_max(-1e-9)).clamp(-0.5, 0.5)  # parabolic peak refinement
+    f0 = sr / (lag.float() + shift)
+    energy_db = 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-12)  # (frames,)
     loud = torch.quantile(energy_db, 0.95)
-    unvoiced = (energy_db < loud - silence_db) | (f0 < fmin) | (f0 > fmax)
+    unvoiced = (energy_db < loud - silence_db) | (peak < voicing) | (f0 < fmin) | (f0 > fmax)
     f0 = f0.masked_fill(unvoiced, float("nan"))
-    times = (torch.arange(n_frames, dtype=torch.float32) + 0.5) * (hop / sr)  # frame centres
+    times = torch.arange(n_frames, dtype=torch.float32) * (hop / sr)  # frame centres
     return times, f0

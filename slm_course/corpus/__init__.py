@@ -2,9 +2,9 @@
 
 from slm_course.corpus.builder import DEFAULT_UTTERANCES, EVAL_SETS, build
 from slm_course.corpus.corpus import SPLITS, Corpus, CorpusError, Utterance, load_corpus
-from slm_course.tts import Espeak, Span, Synthesis
 from slm_course.corpus.grammar import Grammar
 from slm_course.corpus.voices import SPEAKERS, STYLES, Speaker, Style
+from slm_course.tts import Espeak, Span, Synthesis
 
 __all__ = [
     "DEFAULT_UTTERANCES", "EVAL_SETS", "SPEAKERS", "SPLITS", "STYLES", "Corpus", "CorpusError", "Espeak",

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from slm_course.corpus.grammar import TOPICS, Grammar, words_of
-from slm_course.tts import synth_many
 from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLE_BY_NAME, STYLES, espeak_settings
+from slm_course.tts import synth_many
 
 SR = 16000  # the course's sampling rate
-VERSION = 1  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
+VERSION = 3  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
 DEFAULT_UTTERANCES = 3000  # training/validation/test utterances (the evaluation sets come on top)
 PAIRS_PER_SET = 320  # pairs in each zero-shot evaluation set
 CHUNK = 400  # utterances per synthesis process (fixed, so the output does not depend on workers)
@@ -57,7 +57,7 @@ def plan(n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0, pairs_per_set: i
             "parts": parts or [[text, speaker.name, style.name]], **extra,
         })
 
-    for i in range(n_utterances):
+    for _ in range(n_utterances):
         s = g.sentence(rng)
         if rng.random() < 0.15:
             speaker, split = rng.choice(test_spk), "test"
@@ -127,8 +127,9 @@ def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: 
           pairs_per_set: int = PAIRS_PER_SET, workers: int | None = None, progress: bool = True) -> dict:
     """Build the corpus into folder `out` (replaced atomically) and return its manifest."""
     import torch
-    from slm_course.audio import resample
     from tqdm.auto import tqdm
+
+    from slm_course.audio import resample
 
     t_start = time.perf_counter()
     out = Path(out)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from slm_course.corpus import builder as _build
-from slm_course.tts import Span
 from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLES, Speaker
 from slm_course.runtime import cache_dir, file_sha256, lock
+from slm_course.tts import Span
 
 SPLITS = ("train", "valid", "test", *(f"eval_{s}" for s in _build.EVAL_SETS))
 
@@ -130,13 +130,16 @@ class Corpus:
 
 
 def load_corpus(n_utterances: int = _build.DEFAULT_UTTERANCES, seed: int = 0, rebuild: bool = False,
-                progress: bool = True) -> Corpus:
+                progress: bool = True, pairs_per_set: int = _build.PAIRS_PER_SET) -> Corpus:
     """The course corpus from the cache; built (about a minute) if missing, corrupted or outdated.
 
     A file lock makes two notebooks that ask at once build it once; a damaged copy is reported and
     rebuilt, never used.
     """
-    root = cache_dir() / f"corpus-v{_build.VERSION}-n{n_utterances}-s{seed}"
+    name = f"corpus-v{_build.VERSION}-n{n_utterances}-s{seed}"
+    if pairs_per_set != _build.PAIRS_PER_SET:
+        name += f"-p{pairs_per_set}"
+    root = cache_dir() / name
     with lock(root.parent / (root.name + ".lock")):
         if root.exists() and not rebuild:
             try:
@@ -145,5 +148,5 @@ def load_corpus(n_utterances: int = _build.DEFAULT_UTTERANCES, seed: int = 0, re
                 print(f"cache: {root.name} is damaged ({err}); rebuilding it")
                 shutil.rmtree(root, ignore_errors=True)
         print(f"Building the corpus into {root} (about a minute, once; it is cached afterwards)")
-        _build.build(root, n_utterances=n_utterances, seed=seed, progress=progress)
+        _build.build(root, n_utterances=n_utterances, seed=seed, progress=progress, pairs_per_set=pairs_per_set)
         return Corpus(root)

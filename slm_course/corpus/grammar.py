@@ -191,10 +191,11 @@ class Grammar:
         """One sentence of a random kind, in the corpus' mix of kinds."""
         kinds = [("story", 0.3), ("short", 0.2), ("statement", 0.12), ("declarative_question", 0.1),
                  ("yes_no", 0.1), ("wh_question", 0.08), ("arithmetic", 0.06), ("copula", 0.04)]
-        r, acc = rng.random(), 0.0
-        for kind, p in kinds:
+        r, acc, kind = rng.random(), 0.0, kinds[-1][0]
+        for name, p in kinds:
             acc += p
             if r < acc:
+                kind = name
                 break
         if kind == "declarative_question":
             text, topic = self.statement(rng)

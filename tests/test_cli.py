@@ -1,0 +1,41 @@
+"""The `slm-course` command line and the benchmark registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slm_course import bench, cli
+
+
+def test_bench_list_names_the_corpus_benchmark(capsys):
+    assert cli.main(["bench", "--list"]) == 0
+    assert "corpus" in capsys.readouterr().out
+
+
+def test_unknown_benchmark_is_an_error(capsys):
+    assert cli.main(["bench", "nope"]) == 2
+    assert "bench --list" in capsys.readouterr().err
+
+
+def test_bench_prints_json_last(monkeypatch, capsys):
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", (lambda: {"accuracy": 0.5}, "a toy"))
+    assert cli.main(["bench", "toy", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["accuracy"] == 0.5 and result["benchmark"] == "toy" and "seconds" in result
+    assert len(lines) == 1
+
+
+def test_corpus_build_prints_summary_json(tmp_path, capsys):
+    assert cli.main(["corpus", "build", "--out", str(tmp_path / "c"), "--utterances", "12",
+                     "--pairs-per-set", "1", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["utterances"] == 12 + 8 and len(summary["sha256"]) == 64
+    assert (tmp_path / "c" / "manifest.json").exists()
+
+
+def test_corpus_build_needs_out():
+    with pytest.raises(SystemExit):
+        cli.main(["corpus", "build"])
