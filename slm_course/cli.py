@@ -34,7 +34,7 @@ def _bench(args: argparse.Namespace) -> int:
     from slm_course import bench
 
     if args.list or not args.name:
-        for name, (_, about) in sorted(bench.BENCHMARKS.items()):
+        for name, about in sorted(bench.available().items()):
             print(f"{name:12s} {about}")
         return 0
     try:

@@ -1,0 +1,417 @@
+"""The course's one decoder-only language model core (notebook 01; reused by notebooks 04-09).
+
+A GPT in the nanoGPT mould: token embeddings + learned positions -> pre-norm Transformer blocks
+(causal self-attention through PyTorch's `scaled_dot_product_attention`, a GELU MLP) -> a final
+norm and a linear head. The same class models characters (notebook 01), speech units (04),
+interleaved text and units with a modality embedding (06) and parallel token streams (07):
+
+- `n_streams > 1`: the input is (B, S, T); each stream has its own embedding table and head, the
+  embeddings are summed per time step (Moshi's temporal transformer does this).
+- `extra_embeddings`: named additive embeddings, e.g. `(("modality", 2),)`; pass them as
+  `model(batch)` with `batch["extra"] = {"modality": (B, T) ids}`.
+- `tie_weights`: share the input embedding and output head (single stream).
+
+`generate()` decodes with a key/value cache, temperature and top-k; `score()` returns each
+sequence's summed log-likelihood (the zero-shot metrics of notebook 04 compare such scores).
+
+>>> model = LM(LMConfig(vocab_size=40))
+>>> out = model({"tokens": torch.randint(0, 40, (2, 16))})
+>>> out["loss"].shape, out["logits"].shape
+(torch.Size([]), torch.Size([2, 16, 40]))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = -100  # target id that the loss skips (padding, prompts)
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    vocab_size: int  # tokens per stream
+    d_model: int = 128  # width of the residual stream
+    n_layers: int = 2  # Transformer blocks
+    n_heads: int = 4  # attention heads (d_model must divide evenly)
+    max_len: int = 256  # longest sequence (learned position embeddings)
+    dropout: float = 0.0  # dropout on attention output and MLP; 0 trains fastest at toy scale
+    tie_weights: bool = True  # share token embedding and output head (single stream only)
+    n_streams: int = 1  # parallel token streams, summed at the input, one head each
+    extra_embeddings: tuple[tuple[str, int], ...] = ()  # named additive embeddings: (name, number of ids)
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size={self.vocab_size}: a language model needs at least 2 tokens.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}.")
+        if min(self.d_model, self.n_layers, self.n_heads, self.max_len, self.n_streams) < 1:
+            raise ValueError("d_model, n_layers, n_heads, max_len and n_streams must all be >= 1.")
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention, with an optional key/value cache for generation."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
+        causal = True
+        if cache is not None:
+            if "k" in cache:  # earlier positions: attend to all of them, causally among the new ones
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                causal = T > 1
+            cache["k"], cache["v"] = k, v
+        if causal and k.shape[2] != T:  # several new tokens after a cached prefix: explicit mask
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
+                                 nn.Linear(4 * cfg.d_model, cfg.d_model), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class LM(nn.Module):
+    """Decoder-only Transformer LM over one or several token streams. `forward(batch) -> {"loss", "logits"}`."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        S = cfg.n_streams
+        self.tok_emb = nn.ModuleList(nn.Embedding(cfg.vocab_size, cfg.d_model) for _ in range(S))
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.extra_emb = nn.ModuleDict({name: nn.Embedding(n, cfg.d_model) for name, n in cfg.extra_embeddings})
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.heads = nn.ModuleList(nn.Linear(cfg.d_model, cfg.vocab_size, bias=False) for _ in range(S))
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale the residual projections by depth
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        if cfg.tie_weights and S == 1:
+            self.heads[0].weight = self.tok_emb[0].weight
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- input checks -------------------------------------------------------------------------
+    def _check_tokens(self, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int32, torch.int64):
+            raise TypeError("tokens must be an integer torch tensor (use torch.tensor(ids, dtype=torch.long)).")
+        want = 3 if self.cfg.n_streams > 1 else 2
+        if tokens.dim() != want:
+            shape = "(B, S, T)" if want == 3 else "(B, T)"
+            raise ValueError(f"tokens must be {shape}, got shape {tuple(tokens.shape)}"
+                             + ("; add a batch dimension with tokens[None]" if tokens.dim() == want - 1 else ""))
+        if tokens.shape[-1] == 0:
+            raise ValueError("tokens are empty: give at least one token (e.g. a <bos> token as the prompt).")
+        if want == 3 and tokens.shape[1] != self.cfg.n_streams:
+            raise ValueError(f"expected {self.cfg.n_streams} streams, got {tokens.shape[1]}.")
+        if start + tokens.shape[-1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {start + tokens.shape[-1]} tokens is longer than max_len={self.cfg.max_len}; "
+                             "crop it or build the model with a larger max_len.")
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}; got {lo if lo < 0 else hi}. "
+                             "Did you tokenize with a different vocabulary?")
+        return tokens.long()
+
+    # --- the model ----------------------------------------------------------------------------
+    def hidden(self, tokens: torch.Tensor, extra: dict | None = None, caches: list | None = None,
+               start: int = 0) -> torch.Tensor:
+        """Final hidden states (B, T, C) for tokens (B, T) or (B, S, T)."""
+        tokens = self._check_tokens(tokens, start)
+        streams = tokens.unsqueeze(1) if tokens.dim() == 2 else tokens  # (B, S, T)
+        T = streams.shape[-1]
+        x = sum(emb(streams[:, s]) for s, emb in enumerate(self.tok_emb))  # (B, T, C)
+        x = x + self.pos_emb(torch.arange(start, start + T, device=tokens.device))
+        for name, ids in (extra or {}).items():
+            if name not in self.extra_emb:
+                raise KeyError(f"no extra embedding {name!r}; this model has {list(self.extra_emb)}.")
+            x = x + self.extra_emb[name](ids.long())
+        for i, block in enumerate(self.blocks):
+            x = block(x, caches[i] if caches is not None else None)
+        return self.ln_f(x)
+
+    def logits(self, tokens: torch.Tensor, extra: dict | None = None, caches: list | None = None,
+               start: int = 0) -> torch.Tensor:
+        """(B, T, V) for one stream, (B, S, T, V) for several."""
+        h = self.hidden(tokens, extra, caches, start)
+        if self.cfg.n_streams == 1:
+            return self.heads[0](h)
+        return torch.stack([head(h) for head in self.heads], dim=1)
+
+    def forward(self, batch: dict) -> dict:
+        """Next-token loss. batch: "tokens" (B, T) [or (B, S, T)], optional "targets" (IGNORE = skip), "extra"."""
+        tokens = batch["tokens"]
+        logits = self.logits(tokens, batch.get("extra"))
+        targets = batch.get("targets")
+        if targets is None:  # predict the next token; the last position has nothing to predict
+            targets = torch.cat([tokens[..., 1:], torch.full_like(tokens[..., :1], IGNORE)], dim=-1)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long(),
+                               ignore_index=IGNORE)
+        return {"loss": loss, "logits": logits}
+
+    @torch.no_grad()
+    def score(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log p(t_i | t_<i) over positions 1..len-1 of each sequence, and the count of scored tokens.
+
+        Divide the first by the second for the token-normalised score. tokens: (B, T), padded.
+        """
+        B, T = tokens.shape
+        lengths = torch.full((B,), T) if lengths is None else lengths
+        logp = self.logits(tokens).float().log_softmax(-1)  # (B, T, V)
+        picked = logp[:, :-1].gather(-1, tokens[:, 1:, None].long()).squeeze(-1)  # (B, T-1)
+        valid = torch.arange(1, T)[None] < lengths[:, None]
+        return (picked * valid).sum(1), valid.sum(1)
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None, stop_token: int | None = None) -> torch.Tensor:
+        """Continue `prompt` (T,) or (B, T) by sampling; returns prompt + new tokens (single stream).
+
+        Uses a key/value cache: each step runs the model on one new token only. temperature=0 is greedy.
+        """
+        if self.cfg.n_streams != 1:
+            raise ValueError("generate() samples one stream; multi-stream models need their own decoding loop.")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        squeeze = prompt.dim() == 1
+        tokens = prompt[None] if squeeze else prompt
+        self._check_tokens(tokens)
+        if tokens.shape[1] + max_new_tokens > self.cfg.max_len:
+            raise ValueError(f"prompt ({tokens.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
+                             f"max_len={self.cfg.max_len}; generate fewer tokens or crop the prompt.")
+        was_training = self.training
+        self.eval()
+        caches: list[dict] = [{} for _ in self.blocks]
+        logits = self.heads[0](self.hidden(tokens, caches=caches))[:, -1]  # (B, V)
+        out = [tokens]
+        done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        for i in range(max_new_tokens):
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits.float() / temperature
+                if top_k is not None:
+                    kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (B, 1)
+            if stop_token is not None:
+                nxt = nxt.masked_fill(done[:, None], stop_token)
+                done |= nxt[:, 0] == stop_token
+            out.append(nxt)
+            if stop_token is not None and bool(done.all()):
+                break
+            if i + 1 < max_new_tokens:
+                pos = tokens.shape[1] + i
+                logits = self.heads[0](self.hidden(nxt, caches=caches, start=pos))[:, -1]
+        self.train(was_training)
+        result = torch.cat(out, dim=1)
+        return result[0] if squeeze else result
+
+
+# --- The text LM of notebook 01: characters of the corpus grammar --------------------------------
+
+
+@dataclass(frozen=True)
+class TextLMConfig:
+    n_train_sentences: int = 20000  # sentences sampled from the grammar for training (text is free)
+    n_val_sentences: int = 1000  # held-out sentences (another seed) for validation perplexity
+    context: int = 64  # characters per training sequence (a sentence is about 30)
+    batch_size: int = 16  # sequences per step
+    d_model: int = 128  # LM width
+    n_layers: int = 2  # LM depth
+    n_heads: int = 4  # attention heads
+    steps: int = 600  # optimiser steps (about 45 s on a quiet 2-core CPU)
+    lr: float = 2e-3  # peak learning rate (AdamW, warm-up then cosine)
+    seed: int = 0  # seeds data sampling and training
+
+
+def text_corpus(n: int, seed: int) -> list[str]:
+    """Normalised sentences from the corpus grammar (lower case, no punctuation: what the ASR writes)."""
+    from slm_course.corpus.grammar import Grammar
+    from slm_course.metrics import normalize_text
+
+    return [normalize_text(t) for t in Grammar().sample_text(n, seed=seed)]
+
+
+def pack(tokenizer, texts: list[str]) -> torch.Tensor:
+    """One long 1-D tensor of ids: <bos> text <eos> <bos> text <eos> ..."""
+    ids: list[int] = []
+    for t in texts:
+        ids += tokenizer.encode(t, bos=True, eos=True)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def crops(stream: torch.Tensor, context: int, batch_size: int, seed: int):
+    """A `step -> batch` function: random windows of `context` tokens from `stream`, reproducible per step."""
+    if len(stream) <= context:
+        raise ValueError(f"the token stream ({len(stream)}) must be longer than the context ({context}).")
+
+    def batch(step: int) -> dict:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        starts = torch.randint(0, len(stream) - context, (batch_size,), generator=g)
+        return {"tokens": torch.stack([stream[s : s + context] for s in starts.tolist()])}
+
+    return batch
+
+
+@torch.no_grad()
+def perplexity(model: LM, stream: torch.Tensor, context: int) -> float:
+    """exp(mean next-token loss) over consecutive windows of `stream`."""
+    model.eval()
+    n = (len(stream) - 1) // context
+    windows = stream[: n * context].view(n, context)
+    losses = [model({"tokens": windows[i : i + 64]})["loss"] for i in range(0, n, 64)]
+    return float(torch.stack(losses).mean().exp())
+
+
+@dataclass
+class TextLM:
+    """A trained text LM with its tokenizer: `complete(prompt)` continues a text."""
+
+    model: LM
+    tokenizer: object
+    config: TextLMConfig
+    metrics: dict
+
+    def complete(self, prompt: str, max_new_tokens: int = 60, temperature: float = 0.0, top_k: int | None = None,
+                 seed: int = 0) -> str:
+        """The prompt's continuation up to <eos> (greedy by default)."""
+        if not prompt.strip():
+            raise ValueError("complete() needs a non-empty prompt; try 'the cook'.")
+        ids = torch.tensor(self.tokenizer.encode(prompt, bos=True))
+        room = self.model.cfg.max_len - len(ids)
+        if room <= 0:
+            raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}.")
+        out = self.model.generate(ids, min(max_new_tokens, room), temperature=temperature, top_k=top_k,
+                                  generator=torch.Generator().manual_seed(seed), stop_token=self.tokenizer.eos_id)
+        new = out[len(ids):].tolist()
+        if self.tokenizer.eos_id in new:
+            new = new[: new.index(self.tokenizer.eos_id)]
+        return self.tokenizer.decode(new)
+
+
+def train_text_lm(config: TextLMConfig = TextLMConfig(), progress: bool = True) -> tuple[TextLM, object]:
+    """Train the character LM on grammar text; returns it (with val perplexity) and the training history."""
+    from slm_course.text import CharTokenizer
+    from slm_course.train import TrainConfig, train
+
+    train_texts = text_corpus(config.n_train_sentences, seed=config.seed)
+    val_texts = text_corpus(config.n_val_sentences, seed=config.seed + 10_000)
+    tokenizer = CharTokenizer.from_texts(train_texts + val_texts)
+    stream, val_stream = pack(tokenizer, train_texts), pack(tokenizer, val_texts)
+    torch.manual_seed(config.seed)
+    model = LM(LMConfig(vocab_size=tokenizer.vocab_size, d_model=config.d_model, n_layers=config.n_layers,
+                        n_heads=config.n_heads, max_len=max(config.context, 256)))
+    history = train(model, crops(stream, config.context, config.batch_size, config.seed),
+                    TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=50, eval_every=0, seed=config.seed,
+                                progress=progress, desc="text LM"))
+    model.eval()
+    metrics = {"val_ppl": perplexity(model, val_stream, config.context), "train_loss": history.final_loss(),
+               "params": model.num_params(), "train_seconds": history.seconds}
+    return TextLM(model, tokenizer, config, metrics), history
+
+
+def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, progress: bool = True) -> TextLM:
+    """The notebook-01 text LM from the cache, or trained now with the same recipe and seed."""
+    import hashlib
+
+    from slm_course.runtime import cached
+    from slm_course.text import CharTokenizer
+
+    key = hashlib.sha256(repr(config).encode()).hexdigest()[:10]
+
+    def build() -> dict:
+        lm, _ = train_text_lm(config, progress=progress)
+        return {"state": lm.model.state_dict(), "lm_config": lm.model.cfg, "chars": lm.tokenizer.state()["chars"],
+                "metrics": lm.metrics}
+
+    saved = cached(f"text_lm-{key}", build, rebuild=rebuild)
+    model = LM(saved["lm_config"])
+    model.load_state_dict(saved["state"])
+    return TextLM(model.eval(), CharTokenizer(saved["chars"]), config, saved["metrics"])
+
+
+def _throughput(model: nn.Module, batches, steps: int, hf: bool) -> float:
+    """Training tokens per second over `steps` AdamW steps (after one warm-up step)."""
+    import time
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step(i: int) -> int:
+        tokens = batches(i)["tokens"]
+        loss = model(input_ids=tokens, labels=tokens).loss if hf else model({"tokens": tokens})["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return tokens.numel()
+
+    step(0)
+    t0 = time.perf_counter()
+    n = sum(step(i) for i in range(1, steps + 1))
+    return n / (time.perf_counter() - t0)
+
+
+def benchmark() -> dict:
+    """Train the text LM (notebook recipe); compare its training throughput with transformers' Llama."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = TextLMConfig()
+    lm, _ = train_text_lm(config, progress=False)
+    cfg = lm.model.cfg
+    torch.manual_seed(0)
+    ours = LM(cfg)
+    # A Llama of the same size: SwiGLU's three matrices at 8/3 x width match the GELU MLP's parameters.
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model,
+                                         intermediate_size=int(8 * cfg.d_model / 3), num_hidden_layers=cfg.n_layers,
+                                         num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
+                                         max_position_embeddings=cfg.max_len, tie_word_embeddings=True))
+    stream = pack(lm.tokenizer, text_corpus(2000, seed=config.seed))
+    batches = crops(stream, config.context, config.batch_size, seed=1)
+    ours_tps, hf_tps = [], []
+    for _ in range(3):  # alternate, so both see the same machine load
+        ours_tps.append(_throughput(ours, batches, 20, hf=False))
+        hf_tps.append(_throughput(llama, batches, 20, hf=True))
+    return {
+        "val_ppl": round(lm.metrics["val_ppl"], 3), "train_loss": round(lm.metrics["train_loss"], 3),
+        "params": lm.metrics["params"], "hf_params": sum(p.numel() for p in llama.parameters()),
+        "steps": config.steps, "train_seconds": round(lm.metrics["train_seconds"], 1),
+        "tokens_per_s": round(sorted(ours_tps)[1]), "hf_tokens_per_s": round(sorted(hf_tps)[1]),
+    }

@@ -1,0 +1,134 @@
+"""The decoder-only LM core: shapes, causality, KV cache, streams, extra embeddings, training, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slm_course.lm import IGNORE, LM, LMConfig, TextLMConfig, load_text_lm, train_text_lm
+from slm_course.train import TrainConfig, train
+
+
+def small(**kw) -> LM:
+    torch.manual_seed(0)
+    return LM(LMConfig(vocab_size=23, d_model=32, n_layers=2, n_heads=4, max_len=64, **kw)).eval()
+
+
+def test_forward_shapes_and_loss_matches_cross_entropy():
+    m = small()
+    x = torch.randint(0, 23, (3, 12))
+    out = m({"tokens": x})
+    assert out["logits"].shape == (3, 12, 23)
+    ref = torch.nn.functional.cross_entropy(out["logits"][:, :-1].reshape(-1, 23), x[:, 1:].reshape(-1))
+    assert torch.allclose(out["loss"], ref, atol=1e-6)
+    targets = x.clone()
+    targets[:, :6] = IGNORE  # e.g. a prompt that is not scored
+    part = m({"tokens": x, "targets": targets})["loss"]
+    ref_part = torch.nn.functional.cross_entropy(out["logits"][:, 6:].reshape(-1, 23), x[:, 6:].reshape(-1))
+    assert torch.allclose(part, ref_part, atol=1e-6)
+
+
+def test_causal_future_tokens_do_not_change_the_past():
+    m = small()
+    x = torch.randint(0, 23, (1, 10))
+    y = x.clone()
+    y[0, 7:] = (y[0, 7:] + 1) % 23
+    assert torch.allclose(m.logits(x)[:, :7], m.logits(y)[:, :7], atol=1e-5)
+    assert not torch.allclose(m.logits(x)[:, 7:], m.logits(y)[:, 7:])
+
+
+def test_kv_cache_generation_equals_full_recompute():
+    m = small()
+    prompt = torch.randint(0, 23, (2, 5))
+    fast = m.generate(prompt, 10, temperature=0)
+    slow = prompt
+    for _ in range(10):
+        slow = torch.cat([slow, m.logits(slow)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(fast, slow)
+    # sampling is reproducible with a generator, and top_k=1 is greedy
+    a = m.generate(prompt[0], 8, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    b = m.generate(prompt[0], 8, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (13,)
+    assert torch.equal(m.generate(prompt, 6, temperature=1.0, top_k=1), m.generate(prompt, 6, temperature=0))
+
+
+def test_streams_extra_embeddings_and_weight_tying():
+    m = small(n_streams=3, extra_embeddings=(("modality", 2),))
+    x = torch.randint(0, 23, (2, 3, 9))
+    out = m({"tokens": x, "extra": {"modality": torch.zeros(2, 9, dtype=torch.long)}})
+    assert out["logits"].shape == (2, 3, 9, 23)
+    with_mod = m.logits(x, {"modality": torch.ones(2, 9, dtype=torch.long)})
+    assert not torch.allclose(out["logits"], with_mod)
+    tied = small()
+    assert tied.heads[0].weight is tied.tok_emb[0].weight
+    assert small(tie_weights=False).num_params() > tied.num_params()
+
+
+def test_score_sums_log_probs():
+    m = small()
+    x = torch.randint(0, 23, (2, 8))
+    total, n = m.score(x, lengths=torch.tensor([8, 5]))
+    logp = m.logits(x).log_softmax(-1)
+    ref0 = sum(logp[0, i, x[0, i + 1]] for i in range(7))
+    ref1 = sum(logp[1, i, x[1, i + 1]] for i in range(4))
+    assert torch.allclose(total, torch.stack([ref0, ref1]), atol=1e-5) and n.tolist() == [7, 4]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "error", "match"),
+    [
+        (torch.randint(0, 23, (10,)), ValueError, "batch dimension"),
+        (torch.full((1, 4), 23), ValueError, "0..22"),
+        (torch.zeros((1, 0), dtype=torch.long), ValueError, "empty"),
+        (torch.zeros((1, 65), dtype=torch.long), ValueError, "max_len"),
+        (torch.zeros((1, 4)), TypeError, "integer"),
+    ],
+)
+def test_bad_tokens_are_explained(tokens, error, match):
+    with pytest.raises(error, match=match):
+        small()({"tokens": tokens})
+
+
+def test_generate_errors():
+    m = small()
+    with pytest.raises(ValueError, match="max_len"):
+        m.generate(torch.zeros(60, dtype=torch.long), 10)
+    with pytest.raises(ValueError, match="temperature"):
+        m.generate(torch.zeros(3, dtype=torch.long), 2, temperature=-1)
+    with pytest.raises(ValueError, match="d_model"):
+        LMConfig(vocab_size=10, d_model=30, n_heads=4)
+
+
+def test_lm_learns_a_pattern():
+    m = small().train()
+    seq = torch.arange(23).repeat(4)[:48]  # a deterministic cycle: perfectly predictable
+
+    def batches(step):
+        g = torch.Generator().manual_seed(step)
+        s = torch.randint(0, 23, (8,), generator=g)
+        return {"tokens": torch.stack([torch.roll(seq, -int(i))[:32] for i in s])}
+
+    h = train(m, batches, TrainConfig(steps=120, lr=3e-3, warmup_steps=10, eval_every=0, progress=False))
+    assert h.loss[-1] < 0.1 * h.loss[0]
+    out = m.generate(torch.tensor([[3, 4, 5]]), 5, temperature=0)
+    assert out[0, 3:].tolist() == [6, 7, 8, 9, 10]
+
+
+def test_text_lm_trains_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
+    cfg = TextLMConfig(n_train_sentences=500, n_val_sentences=50, context=64, batch_size=8, d_model=32,
+                       n_layers=1, n_heads=2, steps=100, lr=3e-3)
+    lm, hist = train_text_lm(cfg, progress=False)
+    assert hist.final_loss(10) < 0.75 * hist.loss[0]
+    assert lm.metrics["val_ppl"] < lm.tokenizer.vocab_size  # better than uniform over characters
+    calls = []
+    import slm_course.lm as lm_module
+
+    real = lm_module.train_text_lm
+    monkeypatch.setattr(lm_module, "train_text_lm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = load_text_lm(cfg, progress=False)
+    second = load_text_lm(cfg, progress=False)
+    assert len(calls) == 1
+    assert first.complete("the cook") == second.complete("the cook")
+    with pytest.raises(ValueError, match="non-empty"):
+        first.complete("  ")
