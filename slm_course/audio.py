@@ -401,7 +401,7 @@ def pitch(
     lags = torch.arange(lo, hi, dtype=torch.float32)
     # A periodic frame also peaks at 2, 3, ... periods: a small cost per octave of lag (Praat's
     # "octave cost") makes the shortest period win a near-tie.
-    score = ac[:, lo:hi] - 0.02 * torch.log2(lags / lo)
+    score = ac[:, lo:hi] - 0.1 * torch.log2(lags / lo)
     lag = score.argmax(dim=1) + lo
     peak = ac[torch.arange(n_frames), lag]
     rows = torch.arange(n_frames)

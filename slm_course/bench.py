@@ -71,7 +71,7 @@ def _build_in_fresh_process(out: Path, n_utterances: int, seed: int) -> dict:
 @benchmark("corpus", "build the default corpus twice in fresh processes (determinism), probe its labels")
 def bench_corpus(n_utterances: int | None = None, seed: int = 0) -> dict:
     from slm_course.corpus import DEFAULT_UTTERANCES, EVAL_SETS, Corpus
-    from slm_course.probes import features_of, probe_accuracy
+    from slm_course.probes import features_of, probe_accuracy, speaker_normalise
 
     n_utterances = n_utterances or DEFAULT_UTTERANCES
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,8 +79,8 @@ def bench_corpus(n_utterances: int | None = None, seed: int = 0) -> dict:
         second = _build_in_fresh_process(Path(tmp) / "b", n_utterances, seed)
         corpus = Corpus(Path(tmp) / "a")
         train, test = corpus.split("train"), corpus.split("test")
-        x_train = features_of([corpus.wav(u) for u in train])
-        x_test = features_of([corpus.wav(u) for u in test])
+        x_train = speaker_normalise(features_of([corpus.wav(u) for u in train]), [u.speaker for u in train])
+        x_test = speaker_normalise(features_of([corpus.wav(u) for u in test]), [u.speaker for u in test])
         probes = {
             f"{label}_acc_held_out": round(probe_accuracy(x_train, [getattr(u, label) for u in train],
                                                           x_test, [getattr(u, label) for u in test]), 3)

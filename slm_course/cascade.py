@@ -77,11 +77,12 @@ def text_probe_accuracy(train_texts: list[str], y_train: list, test_texts: list[
 def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: bool = False) -> dict:
     """Predict gender, style and statement-vs-question from the cascade's text and from the audio.
 
-    Probes train on training speakers and are tested on held-out speakers. The question test uses
+    Probes train on training speakers and are tested on held-out speakers; the audio probe sees each
+    utterance's features and their deviation from the speaker's mean (`probes.speaker_normalise`). The question test uses
     only statements and the same statements said as questions (`declarative_question`), so the
     words cannot give it away; wh- and yes/no questions would. Returns accuracies and chance levels.
     """
-    from slm_course.probes import features_of, probe_accuracy
+    from slm_course.probes import features_of, probe_accuracy, speaker_normalise
 
     rng = np.random.default_rng(seed)
     train_all = corpus.split("train")
@@ -89,7 +90,8 @@ def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: b
     test = corpus.split("test")
     wav_train, wav_test = [corpus.wav(u) for u in train], [corpus.wav(u) for u in test]
     text_train, text_test = asr.transcribe(wav_train), asr.transcribe(wav_test)
-    x_train, x_test = features_of(wav_train, progress=progress), features_of(wav_test, progress=progress)
+    x_train = speaker_normalise(features_of(wav_train, progress=progress), [u.speaker for u in train])
+    x_test = speaker_normalise(features_of(wav_test, progress=progress), [u.speaker for u in test])
     out: dict = {}
     for label in ("gender", "style", "question"):
         if label == "question":

@@ -1,13 +1,14 @@
 """Probing classifiers: what an utterance's audio carries beyond its words (notebooks 00 and 01).
 
 `utterance_features` pools a whole utterance into one vector: the mean and spread of its log-mel
-spectrum (voice quality, formants), statistics of its pitch contour (level, range, final rise), and
-how fast the spectrum changes (speaking rate). A linear classifier on these vectors, trained on
+spectrum (voice quality, formants), its pitch level and range, the shape of its melody and of its
+ending (a question rises at the end), and its speaking rate (voiced stretches per second). A linear classifier on these vectors, trained on
 some speakers and tested on others, tells whether a label (gender, speaking style, question
 intonation) can be *heard*: the corpus' labels are checked this way, and notebook 01 uses the same
 probe to show what a text cascade throws away.
 
 >>> x = utterance_features(wav)              # (D,) numpy vector
+>>> X = speaker_normalise(features_of(wavs), speakers)   # adds each speaker's deviation from their mean
 >>> acc = probe_accuracy(X_train, y_train, X_test, y_test)
 """
 
@@ -24,27 +25,30 @@ N_MELS = 40  # mel bands pooled into the feature vector
 
 
 def utterance_features(wav: torch.Tensor | np.ndarray, sr: int = SR) -> np.ndarray:
-    """One pooled vector per utterance: log-mel mean/std, pitch statistics, rate of change. (D,)"""
+    """One pooled vector per utterance: log-mel mean/std, pitch level/range/contour, speaking rate. (D,)"""
     x = check_wav(wav, sr, expected_sr=SR)
     mel = log_mel(x, sr, n_mels=N_MELS)  # (N_MELS, frames)
     energy = mel.exp().sum(dim=0)
     speech = energy > energy.max() * 1e-3  # frames within 30 dB of the loudest
     m = mel[:, speech] if speech.sum() > 2 else mel
-    delta = (m[:, 1:] - m[:, :-1]).abs().mean()  # spectral change per frame: faster speech, more change
+    speech_s = max(float(speech.sum()) / 100, 0.1)  # seconds of speech (10 ms frames)
     _, f0 = pitch(x, sr)
     voiced = ~torch.isnan(f0)
-    if voiced.sum() >= 8:
-        lf0 = torch.log2(f0[voiced])  # octaves
-        end = lf0[-6:].median()  # the last ~60 ms of voicing: a question rises here
-        before = lf0[-30:-10].median() if len(lf0) >= 16 else lf0[: len(lf0) // 2].median()
-        stats = [lf0.median(), lf0.std(), torch.quantile(lf0, 0.1), torch.quantile(lf0, 0.9),
-                 end - before, end - lf0.median(), lf0[-6:].max() - lf0[-16:-6].min() if len(lf0) >= 16 else 0.0]
-        stats = [float(s) for s in stats] + [float(voiced.float().mean())]
-    else:
-        stats = [0.0] * 7 + [float(voiced.float().mean())]
-    duration = x.numel() / sr
+    onsets = float((voiced[1:] & ~voiced[:-1]).sum())  # voiced stretches: about one per syllable
+    rate = [onsets / speech_s, float(voiced.sum()) / 100 / speech_s,
+            float((m[:, 1:] - m[:, :-1]).abs().mean()) if m.shape[1] > 1 else 0.0, np.log(x.numel() / sr)]
+    lf0 = torch.log2(f0[voiced]).numpy()  # octaves
+    if len(lf0) >= 10:
+        med = float(np.median(lf0))
+        level = [med, float(lf0.std()), float(np.quantile(lf0, 0.1)) - med, float(np.quantile(lf0, 0.9)) - med]
+        contour = [float(np.median(seg)) - med for seg in np.array_split(lf0, 5)]  # the melody, in 5 parts
+        tail = lf0[-max(3, len(lf0) // 5):]  # the last fifth of voicing: a question rises here
+        ending = [float(tail.max()) - med, float(tail[-3:].mean()) - med, float(tail.max() - tail.min()),
+                  float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) * 10]
+    else:  # (almost) no voicing: neutral values
+        level, contour, ending = [0.0] * 4, [0.0] * 5, [0.0] * 4
     return np.concatenate([m.mean(dim=1).numpy(), m.std(dim=1).numpy(),
-                           np.array([*stats, float(delta), np.log(duration), float(speech.float().mean())])]).astype(np.float32)
+                           np.array(level + contour + ending + rate)]).astype(np.float32)
 
 
 def features_of(wavs: Sequence[torch.Tensor], sr: int = SR, progress: bool = False) -> np.ndarray:
@@ -52,6 +56,22 @@ def features_of(wavs: Sequence[torch.Tensor], sr: int = SR, progress: bool = Fal
     from tqdm.auto import tqdm
 
     return np.stack([utterance_features(w, sr) for w in tqdm(wavs, desc="features", disable=not progress)])
+
+
+def speaker_normalise(X: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
+    """[X, X minus its speaker's mean]: (N, 2D). Style and intonation are relative to a speaker's usual voice.
+
+    Each speaker's mean is taken over the rows given, so held-out speakers are normalised by their
+    own utterances (as ASR systems normalise per speaker), never by training speakers' statistics.
+    """
+    X = np.asarray(X)
+    if len(speakers) != len(X):
+        raise ValueError(f"one speaker per row: got {len(speakers)} speakers for {len(X)} rows.")
+    spk = np.asarray(speakers)
+    centred = X.copy()
+    for s in np.unique(spk):
+        centred[spk == s] -= X[spk == s].mean(axis=0)
+    return np.concatenate([X, centred], axis=1)
 
 
 def make_probe():

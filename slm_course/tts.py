@@ -19,6 +19,7 @@ no torch, so a fresh process starts in a fraction of a second.
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ _INIT_PHONEME_EVENTS = 0x0001
 _INIT_PHONEME_IPA = 0x0002
 _INIT_DONT_EXIT = 0x8000
 _CHARS_UTF8 = 1
+_SSML = 0x10
 _EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END, _EVENT_PHONEME = 0, 1, 5, 7
 _PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE = 1, 3, 4
 _VOICE_ERRORS = {1: "buffer full", 2: "voice not found", -1: "internal error"}
@@ -124,8 +126,12 @@ class Espeak:
             i += 1
         return 0
 
-    def synth(self, text: str, voice: str = "en-us", pitch: int = 50, rate: int = 175, pitch_range: int = 50) -> Synthesis:
-        """Speak `text` with an eSpeak voice ('en-us+m3'), pitch and range in 0..100, rate in words/min."""
+    def synth(self, text: str, voice: str = "en-us", pitch: int = 50, rate: int = 175, pitch_range: int = 50,
+              ssml: bool = False) -> Synthesis:
+        """Speak `text` with an eSpeak voice ('en-us+m3'), pitch and range in 0..100, rate in words/min.
+
+        With `ssml=True` the text may carry SSML markup, e.g. `<prosody pitch="+30%">word</prosody>`.
+        """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("synth() needs a non-empty string of text to speak.")
         for name, value, lo, hi in (("pitch", pitch, 0, 100), ("pitch_range", pitch_range, 0, 100), ("rate", rate, 80, 450)):
@@ -139,10 +145,12 @@ class Espeak:
         self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
         Espeak._chunks, Espeak._events = [], []
         data = text.encode("utf-8")
-        self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+        flags = _CHARS_UTF8 | (_SSML if ssml else 0)
+        self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, flags, None, None)
         self.lib.espeak_Synchronize()
         wav = np.concatenate(Espeak._chunks) if Espeak._chunks else np.zeros(0, np.int16)
-        return Synthesis(wav=wav, sr=self.sr, words=_word_spans(text, Espeak._events, len(wav) / self.sr))
+        plain = re.sub(r"<[^>]+>", "", text) if ssml else text
+        return Synthesis(wav=wav, sr=self.sr, words=_word_spans(plain, Espeak._events, len(wav) / self.sr))
 
 
 def _word_spans(text: str, events: list[tuple[int, int, int, int, str]], duration: float) -> tuple[WordSpan, ...]:

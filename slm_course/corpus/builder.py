@@ -29,7 +29,7 @@ from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLE_BY_NAME, S
 from slm_course.tts import synth_many
 
 SR = 16000  # the course's sampling rate
-VERSION = 3  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
+VERSION = 6  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
 DEFAULT_UTTERANCES = 3000  # training/validation/test utterances (the evaluation sets come on top)
 PAIRS_PER_SET = 320  # pairs in each zero-shot evaluation set
 CHUNK = 400  # utterances per synthesis process (fixed, so the output does not depend on workers)
@@ -119,8 +119,24 @@ def plan(n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0, pairs_per_set: i
     return items
 
 
+QUESTION_BOOST = "+50%"  # extra pitch on a question's last word, on top of eSpeak's own final rise
+
+
+def _question_ssml(text: str) -> str:
+    """'is the cow old?' -> SSML that raises the last word: eSpeak's own rise is faint in calm or low voices."""
+    *head, last = text.rstrip("?").split(" ")
+    return f'<speak>{" ".join(head)} <prosody pitch="{QUESTION_BOOST}">{last}</prosody>?</speak>'
+
+
 def _espeak_parts(item: dict) -> list[dict]:
-    return [{"text": text, **espeak_settings(SPEAKER_BY_NAME[spk], STYLE_BY_NAME[sty])} for text, spk, sty in item["parts"]]
+    parts = []
+    for text, spk, sty in item["parts"]:
+        settings = espeak_settings(SPEAKER_BY_NAME[spk], STYLE_BY_NAME[sty])
+        if text.endswith("?"):
+            parts.append({"text": _question_ssml(text), "ssml": True, **settings})
+        else:
+            parts.append({"text": text, **settings})
+    return parts
 
 
 def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0,

@@ -140,7 +140,7 @@ def load_corpus(n_utterances: int = _build.DEFAULT_UTTERANCES, seed: int = 0, re
     if pairs_per_set != _build.PAIRS_PER_SET:
         name += f"-p{pairs_per_set}"
     root = cache_dir() / name
-    with lock(root.parent / (root.name + ".lock")):
+    with lock(root):
         if root.exists() and not rebuild:
             try:
                 return Corpus(root)

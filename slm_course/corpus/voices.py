@@ -2,8 +2,8 @@
 
 A speaker is an eSpeak voice (accent) x variant (voice quality) x base pitch x rate. eSpeak's
 `+f` variants alone do not sound reliably female (some sit near 110 Hz, like the male voices), so
-the base pitch is set per gender: male speakers 25-45 (F0 about 85-105 Hz), female speakers 65-85
-(F0 about 190-240 Hz). `bench corpus` checks with a classifier on held-out speakers that the
+the base pitch is set per gender: male speakers 25-45 (median F0 about 75-100 Hz), female speakers
+65-85 (median F0 about 200-270 Hz). `bench corpus` checks with a classifier on held-out speakers that the
 gender and style labels can be heard.
 
 A style moves pitch level, pitch range and rate together; a final "?" adds eSpeak's rising
@@ -53,8 +53,8 @@ def _speakers() -> tuple[Speaker, ...]:
 SPEAKERS: tuple[Speaker, ...] = _speakers()
 STYLES: tuple[Style, ...] = (
     Style("neutral", 0, 50, 1.0),
-    Style("excited", 15, 95, 1.3),
-    Style("calm", -12, 30, 0.75),
+    Style("excited", 18, 100, 1.35),
+    Style("calm", -15, 20, 0.7),
 )
 SPEAKER_BY_NAME = {s.name: s for s in SPEAKERS}
 STYLE_BY_NAME = {s.name: s for s in STYLES}
