@@ -24,8 +24,9 @@ lab: setup
 
 # The tests find the real-speech FSDD subset beside the repo when it is there (../shared/data/fsdd).
 test: setup
+	$(BIN)/ruff check slm_course tests
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest --nbval-lax -p no:randomly notebooks solutions
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest --nbval-lax notebooks solutions
 
 unit: setup
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests

@@ -71,7 +71,7 @@ class BpeTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 512) -> BpeTokenizer:
-        from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
