@@ -80,7 +80,8 @@ def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: b
     Probes train on training speakers and are tested on held-out speakers; the audio probe sees each
     utterance's features and their deviation from the speaker's mean (`probes.speaker_normalise`). The question test uses
     only statements and the same statements said as questions (`declarative_question`), so the
-    words cannot give it away; wh- and yes/no questions would. Returns accuracies and chance levels.
+    words cannot give it away; wh- and yes/no questions would. Returns accuracies and chance levels
+    (NaN for a label whose test set is empty or whose training labels hold one class).
     """
     from slm_course.probes import features_of, probe_accuracy, speaker_normalise
 
@@ -101,12 +102,15 @@ def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: b
             keep_tr, keep_te = list(range(len(train))), list(range(len(test)))
         y_tr = [getattr(train[i], label) for i in keep_tr]
         y_te = [getattr(test[i], label) for i in keep_te]
+        out[f"{label}_test_utterances"] = len(keep_te)
+        if not y_te or len(set(y_tr)) < 2:  # a corpus too small for this test: say so with NaN
+            out[f"{label}_acc_text"] = out[f"{label}_acc_audio"] = out[f"{label}_chance"] = float("nan")
+            continue
         out[f"{label}_acc_text"] = text_probe_accuracy([text_train[i] for i in keep_tr], y_tr,
                                                        [text_test[i] for i in keep_te], y_te)
         out[f"{label}_acc_audio"] = probe_accuracy(x_train[keep_tr], y_tr, x_test[keep_te], y_te)
         values, counts = np.unique(np.asarray(y_te, dtype=str), return_counts=True)
         out[f"{label}_chance"] = float(counts.max() / counts.sum())  # always guessing the commonest label
-        out[f"{label}_test_utterances"] = len(keep_te)
     return out
 
 
