@@ -94,8 +94,9 @@ def test_ctc_loss_matches_torch_by_hand(model):
     with torch.no_grad():
         loss = model(batch)["loss"]
         lp, out_lengths = model.log_probs(batch["feats"], batch["feat_lengths"])  # (B, T', V)
-    assert lp.shape == (4, math.ceil(44 / 4), len(asr.VOCAB))
-    assert out_lengths.tolist() == [math.ceil(n / 4) for n in batch["feat_lengths"].tolist()]
+    s1, s2 = model.config.strides
+    assert lp.shape == (4, math.ceil(math.ceil(44 / s1) / s2), len(asr.VOCAB))
+    assert out_lengths.tolist() == [math.ceil(math.ceil(n / s1) / s2) for n in batch["feat_lengths"].tolist()]
     assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[:2]), atol=1e-5)
     per_utt = nn.CTCLoss(blank=0, reduction="none")(
         lp.transpose(0, 1), batch["targets"], out_lengths, batch["target_lengths"]
@@ -258,7 +259,7 @@ def test_fsdd_digits_are_learned_above_chance(fsdd_root):
                            frames_per_batch=500)
     model, _ = asr.train_fsdd_asr(config, recordings=train, progress=False)
     acc = asr.digit_accuracy(model, test)
-    assert acc > 0.3, acc  # chance (always the same digit) is 0.1; this budget gives 0.6-0.8
+    assert acc > 0.3, acc  # chance (always the same digit) is 0.1; this budget gives 0.8-0.9
     assert asr.digit_accuracy(model, asr.fsdd_examples(test)) == acc
     with pytest.raises(ValueError, match="non-empty"):
         asr.digit_accuracy(model, [])
