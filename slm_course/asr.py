@@ -268,6 +268,8 @@ class CtcAsr(nn.Module):
     ) -> list[str]:
         """Greedy transcripts of 16 kHz waveforms: one string per waveform (a single tensor gives a list of one).
 
+        Spaces are tidied (no leading, trailing or double spaces), so a transcript compares with ``" ".join(words)``.
+
         >>> asr.transcribe([wav1, wav2])                      # doctest: +SKIP
         ['the cook cuts the cake', 'where is the plate']
         """
@@ -292,7 +294,7 @@ class CtcAsr(nn.Module):
                 x, lengths = _pad([feats[i] for i in chunk])
                 log_probs, out_lengths = self.log_probs(x.to(device), lengths)
                 for i, ids in zip(chunk, greedy_decode(log_probs, out_lengths)):
-                    texts[i] = ids_to_text(ids)
+                    texts[i] = " ".join(ids_to_text(ids).split())  # no stray leading/double spaces
         finally:
             self.train(was_training)
         return texts

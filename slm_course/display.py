@@ -99,7 +99,8 @@ def plot_spectrogram(
                 f"feature matrix has shape {tuple(data.shape)}, which looks like (frames, features); "
                 "pass it as (features, frames), e.g. feats.T"
             )
-        feats, ylabel = data, "feature"
+        feats = data
+        ylabel = {"log_mel": "mel channel", "mfcc": "MFCC", "spectrogram": "frequency bin"}[kind]
         duration = data.shape[1] * hop_s
     else:
         raise ValueError(f"expected a wav (T,) or a feature matrix (features, frames), got shape {tuple(data.shape)}")

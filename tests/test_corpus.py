@@ -110,6 +110,9 @@ def test_small_corpus_fields(small_corpus: Corpus):
     assert len(c.split("train")) + len(c.split("valid")) + len(c.split("test")) == 60
     for name in EVAL_SETS:
         assert len(c.pairs(name)) == 8
+        assert c.pairs(f"eval_{name}") == c.pairs(name)  # the split's name works too
+    with pytest.raises(ValueError, match="lexical, syntactic"):
+        c.pairs("phonetic")
     for u in c.utterances:
         wav = c.wav(u)
         assert wav.dtype == torch.float32 and wav.numel() == u.length

@@ -117,7 +117,8 @@ class Corpus:
         return [u for u in self.utterances if u.split == name]
 
     def pairs(self, set_name: str) -> list[tuple[Utterance, Utterance]]:
-        """(good, bad) pairs of an evaluation set: lexical, syntactic, story or acoustic."""
+        """(good, bad) pairs of an evaluation set: lexical, syntactic, story or acoustic ("eval_lexical" works too)."""
+        set_name = set_name.removeprefix("eval_")
         if set_name not in _build.EVAL_SETS:
             raise ValueError(f"unknown evaluation set {set_name!r}; choose one of {', '.join(_build.EVAL_SETS)}.")
         by_pair: dict[int, dict[bool, Utterance]] = {}
