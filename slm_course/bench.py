@@ -23,6 +23,10 @@ LAZY: dict[str, tuple[str, str]] = {
     "fsdd-asr": ("slm_course.asr:benchmark_fsdd", "the same ASR recipe on real speech (FSDD digits)"),
     "textlm": ("slm_course.lm:benchmark", "train the course's text LM; its throughput beside transformers' Llama"),
     "cascade": ("slm_course.cascade:benchmark", "ASR -> text LM -> TTS: what its text keeps and loses, and its latency"),
+    "units": ("slm_course.units:benchmark", "mel and self-supervised k-means units (notebook 02): PNMI, ABX, resynthesis CER"),
+    "codec": ("slm_course.codec:benchmark", "the course's neural codec (notebook 03): bitrate vs quality per RVQ level"),
+    "ulm": ("slm_course.ulm:benchmark", "GSLM unit LM (notebook 04): zero-shot sWUGGY/sBLIMP/StoryCloze-style pairs"),
+    "twist": ("slm_course.ulm:benchmark_twist", "TWIST (notebook 04): text-LM warm start vs cold start, 3 seeds"),
 }
 
 

@@ -21,7 +21,7 @@ One module per notebook (``ch00``, ``ch01``, ...); every check is importable fro
 
 from __future__ import annotations
 
-from . import ch02, ch03
+from . import ch02, ch03, ch04
 from .ch00 import (
     check_aliased_frequency,
     check_autocorrelation_f0,
@@ -39,6 +39,7 @@ from .ch01 import (
 )
 from .ch02 import *  # noqa: F403
 from .ch03 import *  # noqa: F403
+from .ch04 import *  # noqa: F403
 
 __all__ = [
     "check_aliased_frequency",
@@ -53,4 +54,4 @@ __all__ = [
     "check_wer",
     "question_cases",
 ]
-__all__ += ch02.__all__ + ch03.__all__
+__all__ += ch02.__all__ + ch03.__all__ + ch04.__all__

@@ -1,0 +1,499 @@
+"""Pure speech language models (notebook 04): GSLM's unit LM, zero-shot spoken evaluation, TWIST's warm start.
+
+A unit LM is the course's one decoder-only LM core (:class:`slm_course.lm.LM`) over de-duplicated
+speech units instead of characters: no text anywhere in training. Units are shifted by
+:data:`N_SPECIAL` so that ids 0-2 stay ``<pad>``, ``<bos>`` and ``<eos>`` as in the text LM::
+
+    tokenizer = units.load_mel_units()                       # any SpeechTokenizer with one stream
+    seqs = encode_utterances(tokenizer, corpus, corpus.split("train"))
+    ulm, history = train_unit_lm(seqs, tokenizer.vocab_size, UlmConfig())
+    ulm.score([units_a, units_b])                           # summed log p and token counts
+
+Zero-shot evaluation (:func:`pair_accuracy`) asks whether the model gives the good member of a pair
+(a real word, a grammatical sentence, a fitting story ending) a higher log-likelihood than the bad
+one, summed or divided by the number of tokens ("token-normalised"), as sWUGGY, sBLIMP and
+StoryCloze do. :class:`NgramLM` gives the unigram/bigram baselines; :func:`warm_start` copies a
+text LM's Transformer body into a unit LM (TWIST, Hassid et al. 2023).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from slm_course.lm import LM, LMConfig
+
+__all__ = [
+    "BOS",
+    "EOS",
+    "N_SPECIAL",
+    "PAD",
+    "NgramLM",
+    "UlmConfig",
+    "UnitLM",
+    "encode_utterances",
+    "mean_durations",
+    "pair_accuracy",
+    "train_unit_lm",
+    "warm_start",
+]
+
+PAD, BOS, EOS = 0, 1, 2
+N_SPECIAL = 3  # unit u is token u + 3
+
+
+@dataclass(frozen=True)
+class UlmConfig:
+    """The unit LM's size and training budget (the notebook-04 recipe)."""
+
+    d_model: int = 128  # the text LM's width, so that TWIST can copy its body
+    n_layers: int = 2
+    n_heads: int = 4
+    context: int = 128  # tokens per training window (an utterance is ~40-120 units)
+    batch_size: int = 32
+    steps: int = 1200
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    dropout: float = 0.1  # units are few (a few hundred thousand tokens): some regularisation helps
+    max_len: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.context < 2 or self.context > self.max_len:
+            raise ValueError(f"context must be in 2..max_len ({self.max_len}), got {self.context}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+
+def _check_units(seq: torch.Tensor | Sequence[int], vocab_size: int, what: str = "units") -> torch.Tensor:
+    x = torch.as_tensor(seq)
+    if x.is_floating_point() or x.dtype == torch.bool:
+        raise TypeError(f"{what} must be integer unit ids (torch.long), got {x.dtype}: did you pass features or audio?")
+    if x.ndim != 1:
+        raise ValueError(f"{what} must be one (T,) sequence of unit ids, got shape {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+        raise ValueError(
+            f"{what} must be in 0..{vocab_size - 1} (the tokenizer's vocabulary), got {int(x.min())}..{int(x.max())}: "
+            "pass raw unit ids, not LM tokens (the +3 offset is added here)"
+        )
+    return x.long()
+
+
+def encode_utterances(tokenizer, corpus, utterances, progress: bool = False) -> list[torch.Tensor]:
+    """De-duplicated unit ids ``(T,)`` of each utterance, with ``tokenizer.encode``."""
+    from tqdm.auto import tqdm
+
+    if getattr(tokenizer, "n_levels", 1) != 1:
+        raise ValueError("a unit LM reads one stream of units; this tokenizer has several levels (a codec?)")
+    out = []
+    for u in tqdm(utterances, desc="units", disable=not progress, leave=False):
+        out.append(tokenizer.encode(corpus.wav(u)).ids.long())
+    return out
+
+
+def mean_durations(tokenizer, wavs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean duration (frames) of each unit over ``wavs``: ``(vocab_size,)``, 1 for a unit never seen.
+
+    A unit LM generates de-duplicated units without durations; giving each unit its mean duration is
+    the simplest duration model (GSLM trains one), enough to hear a continuation.
+    """
+    total = torch.zeros(tokenizer.vocab_size)
+    count = torch.zeros(tokenizer.vocab_size)
+    for wav in wavs:
+        t = tokenizer.encode(wav)
+        if t.durations is None:
+            raise ValueError("this tokenizer does not de-duplicate, so its units have no durations")
+        total.index_add_(0, t.ids.long(), t.durations.float())
+        count.index_add_(0, t.ids.long(), torch.ones(len(t.ids)))
+    return torch.where(count > 0, total / count.clamp_min(1), torch.ones_like(total)).round().clamp_min(1).long()
+
+
+def pack(seqs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``<bos> u+3 ... <eos> <bos> ...``: one long stream of LM tokens."""
+    parts = []
+    for s in seqs:
+        parts += [torch.tensor([BOS]), s.long() + N_SPECIAL, torch.tensor([EOS])]
+    return torch.cat(parts)
+
+
+def _crops(stream: torch.Tensor, context: int, batch_size: int, seed: int) -> Callable[[int], dict]:
+    if len(stream) <= context:
+        raise ValueError(f"the unit stream ({len(stream)} tokens) must be longer than the context ({context})")
+
+    def batch(step: int) -> dict:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        starts = torch.randint(0, len(stream) - context, (batch_size,), generator=g).tolist()
+        return {"tokens": torch.stack([stream[s : s + context] for s in starts])}
+
+    return batch
+
+
+@dataclass
+class UnitLM:
+    """A trained unit LM: the model, the number of units it reads, its recipe and its metrics."""
+
+    model: LM
+    n_units: int
+    config: UlmConfig
+    metrics: dict
+
+    def tokens(self, units: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """LM tokens of one unit sequence: ``<bos> u+3 ... <eos>``."""
+        x = _check_units(units, self.n_units)
+        return torch.cat([torch.tensor([BOS]), x + N_SPECIAL, torch.tensor([EOS])])
+
+    @torch.no_grad()
+    def score(self, seqs: Sequence[torch.Tensor], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed ``log p`` of each unit sequence (its units and ``<eos>``, given ``<bos>``) and the token counts."""
+        if len(seqs) == 0:
+            raise ValueError("score() needs at least one unit sequence")
+        self.model.eval()
+        toks = [self.tokens(s)[: self.model.cfg.max_len] for s in seqs]
+        sums, counts = torch.zeros(len(toks)), torch.zeros(len(toks), dtype=torch.long)
+        order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            T = max(len(toks[i]) for i in chunk)
+            batch = torch.full((len(chunk), T), PAD)
+            for row, i in enumerate(chunk):
+                batch[row, : len(toks[i])] = toks[i]
+            lengths = torch.tensor([len(toks[i]) for i in chunk])
+            s, n = self.model.score(batch, lengths)
+            sums[chunk], counts[chunk] = s, n
+        return sums, counts
+
+    @torch.no_grad()
+    def loss(self, seqs: Sequence[torch.Tensor]) -> float:
+        """Mean next-token loss (nats per token) over ``seqs``."""
+        s, n = self.score(seqs)
+        return float(-s.sum() / n.sum())
+
+    @torch.no_grad()
+    def continue_units(
+        self, prompt: torch.Tensor | Sequence[int], max_new_units: int = 60, temperature: float = 1.0,
+        top_k: int | None = None, seed: int = 0,
+    ) -> torch.Tensor:
+        """Unit ids sampled after ``prompt`` (stops at ``<eos>``; specials never come out as units)."""
+        x = _check_units(prompt, self.n_units, "prompt")
+        if x.numel() == 0:
+            raise ValueError("the prompt is empty: give at least one unit (e.g. the first units of an utterance)")
+        ids = torch.cat([torch.tensor([BOS]), x + N_SPECIAL])
+        room = self.model.cfg.max_len - len(ids)
+        if room < 1:
+            raise ValueError(f"the prompt has {len(x)} units; this LM reads at most {self.model.cfg.max_len - 2}")
+        out = self.model.generate(ids, min(max_new_units, room), temperature=temperature, top_k=top_k,
+                                  generator=torch.Generator().manual_seed(seed), stop_token=EOS)
+        new = out[len(ids) :]
+        keep = []
+        for t in new.tolist():
+            if t == EOS:
+                break
+            if t >= N_SPECIAL:  # <pad>/<bos> are never trained as targets; skip them if sampled
+                keep.append(t - N_SPECIAL)
+        return torch.tensor(keep, dtype=torch.long)
+
+
+def make_unit_lm(n_units: int, config: UlmConfig = UlmConfig()) -> LM:
+    """An untrained unit LM of the recipe's size for ``n_units`` units."""
+    torch.manual_seed(config.seed)
+    return LM(LMConfig(vocab_size=n_units + N_SPECIAL, d_model=config.d_model, n_layers=config.n_layers,
+                       n_heads=config.n_heads, max_len=config.max_len, dropout=config.dropout))
+
+
+def warm_start(unit_model: LM, text_model: LM) -> LM:
+    """TWIST: copy the text LM's Transformer body (blocks, final norm, positions) into ``unit_model``.
+
+    The token embeddings and the output head stay new (the vocabularies differ): only what the text
+    LM learned about sequences is reused. The two must have the same width, depth and heads.
+    """
+    a, b = unit_model.cfg, text_model.cfg
+    if (a.d_model, a.n_layers, a.n_heads) != (b.d_model, b.n_layers, b.n_heads):
+        raise ValueError(
+            f"the unit LM (d_model {a.d_model}, {a.n_layers} layers, {a.n_heads} heads) and the text LM "
+            f"(d_model {b.d_model}, {b.n_layers} layers, {b.n_heads} heads) must have the same body to copy it"
+        )
+    unit_model.blocks.load_state_dict(text_model.blocks.state_dict())
+    unit_model.ln_f.load_state_dict(text_model.ln_f.state_dict())
+    n = min(a.max_len, b.max_len)
+    with torch.no_grad():
+        unit_model.pos_emb.weight[:n] = text_model.pos_emb.weight[:n]
+    return unit_model
+
+
+def train_unit_lm(
+    train_seqs: Sequence[torch.Tensor], n_units: int, config: UlmConfig = UlmConfig(),
+    valid_seqs: Sequence[torch.Tensor] | None = None, init: LM | None = None, progress: bool = True,
+) -> tuple[UnitLM, object]:
+    """Train a unit LM on de-duplicated unit sequences (one training loop: :func:`slm_course.train.train`).
+
+    ``init``: a text LM whose body is copied in first (TWIST). Returns the :class:`UnitLM` (with
+    ``metrics["val_loss"]`` when ``valid_seqs`` are given) and the training history.
+    """
+    from slm_course.train import TrainConfig, train
+
+    if len(train_seqs) == 0:
+        raise ValueError("no training sequences: encode some utterances first (encode_utterances)")
+    seqs = [_check_units(s, n_units, f"train_seqs[{i}]") for i, s in enumerate(train_seqs)]
+    model = make_unit_lm(n_units, config)
+    if init is not None:
+        warm_start(model, init)
+    stream = pack(seqs)
+    t0 = time.perf_counter()
+    history = train(model, _crops(stream, config.context, config.batch_size, config.seed),
+                    TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, eval_every=0,
+                                seed=config.seed, progress=progress, desc="unit LM"))
+    ulm = UnitLM(model.eval(), n_units, config, {"train_seconds": round(time.perf_counter() - t0, 1),
+                                                   "params": model.num_params(), "train_tokens": len(stream),
+                                                   "warm_start": init is not None})
+    ulm.metrics["train_loss"] = float(np.mean(history.loss[-50:]))
+    if valid_seqs is not None:
+        ulm.metrics["val_loss"] = ulm.loss(valid_seqs)
+    return ulm, history
+
+
+class NgramLM:
+    """Unigram or bigram unit LM with add-``alpha`` smoothing: the baselines of the zero-shot tests.
+
+    >>> lm = NgramLM(order=2, n_units=3).fit([torch.tensor([0, 1, 2, 1])])
+    >>> round(float(lm.score([torch.tensor([0, 1])])[0][0]), 3) < 0
+    True
+    """
+
+    def __init__(self, order: int, n_units: int, alpha: float = 0.1) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order}")
+        self.order, self.n_units, self.alpha = order, n_units, alpha
+        self.V = n_units + N_SPECIAL
+        self.logp: torch.Tensor | None = None
+
+    def fit(self, seqs: Sequence[torch.Tensor]) -> NgramLM:
+        counts = torch.zeros(self.V, self.V) if self.order == 2 else torch.zeros(self.V)
+        for s in seqs:
+            t = torch.cat([torch.tensor([BOS]), _check_units(s, self.n_units) + N_SPECIAL, torch.tensor([EOS])])
+            if self.order == 2:
+                counts.index_put_((t[:-1], t[1:]), torch.ones(len(t) - 1), accumulate=True)
+            else:
+                counts.index_add_(0, t[1:], torch.ones(len(t) - 1))
+        counts = counts + self.alpha
+        self.logp = (counts / counts.sum(-1, keepdim=True)).log()
+        return self
+
+    def score(self, seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log p of each sequence (units and ``<eos>``) and the token counts, like :meth:`UnitLM.score`."""
+        if self.logp is None:
+            raise RuntimeError("fit() the n-gram model first")
+        sums, counts = [], []
+        for s in seqs:
+            t = torch.cat([torch.tensor([BOS]), _check_units(s, self.n_units) + N_SPECIAL, torch.tensor([EOS])])
+            lp = self.logp[t[:-1], t[1:]] if self.order == 2 else self.logp[t[1:]]
+            sums.append(float(lp.sum()))
+            counts.append(len(t) - 1)
+        return torch.tensor(sums), torch.tensor(counts)
+
+
+def pair_accuracy(
+    scorer: Callable[[Sequence], tuple[torch.Tensor, torch.Tensor]], good: Sequence, bad: Sequence,
+) -> dict[str, float]:
+    """Share of pairs whose good member scores higher: summed and token-normalised log-likelihood.
+
+    ``scorer(items) -> (summed log p, token counts)``; ties count half.
+    """
+    if len(good) != len(bad) or len(good) == 0:
+        raise ValueError(f"need as many good as bad items, at least one: got {len(good)} and {len(bad)}")
+    sg, ng = scorer(good)
+    sb, nb = scorer(bad)
+
+    def acc(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(((a > b).float() + 0.5 * (a == b).float()).mean())
+
+    return {"summed": acc(sg, sb), "normalised": acc(sg / ng, sb / nb)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data, cache and the zero-shot tests
+# ---------------------------------------------------------------------------------------------
+
+ZERO_SHOT_SETS = ("lexical", "syntactic", "story")  # sWUGGY-, sBLIMP- and StoryCloze-style pairs
+RECIPE = 1  # bump when the recipe changes in a way UlmConfig does not show: cached models are rebuilt
+
+
+def load_tokenizer(kind: str = "mel"):
+    """The notebook-02 units a unit LM reads: ``"mel"`` (log-mel k-means, K=100) or ``"ssl"`` (tiny HuBERT)."""
+    from slm_course import units
+
+    if kind == "mel":
+        return units.load_mel_units()
+    if kind == "ssl":
+        return units.load_ssl_units(progress=False)
+    raise ValueError(f"kind must be 'mel' or 'ssl', got {kind!r}")
+
+
+def _tokenizer_key(tokenizer) -> str:
+    import hashlib
+
+    centroids = getattr(tokenizer, "centroids", None)
+    blob = centroids.numpy().tobytes() if centroids is not None else repr(tokenizer).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def unit_data(corpus, tokenizer, progress: bool = False) -> dict[str, list[torch.Tensor]]:
+    """De-duplicated units of the corpus: ``train``, ``valid``, ``test`` and each pair set's ``good``/``bad``.
+
+    Cached per tokenizer (encoding ~5,500 utterances takes about a minute).
+    """
+    from slm_course.runtime import cached
+
+    def build() -> dict:
+        data = {split: encode_utterances(tokenizer, corpus, corpus.split(split), progress)
+                for split in ("train", "valid", "test")}
+        for name in ZERO_SHOT_SETS:
+            pairs = corpus.pairs(name)
+            data[f"{name}_good"] = encode_utterances(tokenizer, corpus, [g for g, _ in pairs], progress)
+            data[f"{name}_bad"] = encode_utterances(tokenizer, corpus, [b for _, b in pairs], progress)
+        return data
+
+    version = corpus.manifest.get("version", 0)
+    return cached(f"unit-data-r{RECIPE}-c{version}-{tokenizer.name}-{_tokenizer_key(tokenizer)}", build)
+
+
+def load_unit_lm(
+    kind: str = "mel", config: UlmConfig = UlmConfig(), warm: bool = False, rebuild: bool = False,
+    progress: bool = True, corpus=None,
+) -> UnitLM:
+    """The notebook-04 unit LM over ``kind`` units, from the cache or trained now (same recipe and seed).
+
+    ``warm=True`` starts from the notebook-01 text LM's body (TWIST).
+    """
+    from slm_course.runtime import cached
+
+    if corpus is None:
+        from slm_course.corpus import load_corpus
+
+        corpus = load_corpus(progress=False)
+    tokenizer = load_tokenizer(kind)
+    data = unit_data(corpus, tokenizer, progress)
+
+    def build() -> dict:
+        init = None
+        if warm:
+            from slm_course.lm import load_text_lm
+
+            init = load_text_lm(progress=progress).model
+        ulm, history = train_unit_lm(data["train"], tokenizer.vocab_size, config, valid_seqs=data["valid"],
+                                     init=init, progress=progress)
+        return {"state": ulm.model.state_dict(), "lm_config": ulm.model.cfg, "metrics": ulm.metrics,
+                "loss": history.loss}
+
+    name = f"unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{'warm' if warm else 'cold'}-{_config_key(config)}"
+    saved = cached(name, build, rebuild=rebuild)
+    model = LM(saved["lm_config"])
+    model.load_state_dict(saved["state"])
+    ulm = UnitLM(model.eval(), tokenizer.vocab_size, config, {**saved["metrics"]})
+    ulm.loss_curve = saved["loss"]
+    return ulm
+
+
+def _config_key(config: UlmConfig) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def zero_shot(scorer: Callable, data: dict[str, list[torch.Tensor]], sets: Sequence[str] = ZERO_SHOT_SETS) -> dict:
+    """``{set: {"summed": acc, "normalised": acc}}`` for a scorer over unit sequences (see :func:`pair_accuracy`)."""
+    return {name: pair_accuracy(scorer, data[f"{name}_good"], data[f"{name}_bad"]) for name in sets}
+
+
+def text_topline(corpus, asr, text_lm, sets: Sequence[str] = ZERO_SHOT_SETS) -> dict:
+    """The same pairs scored by the text LM on the ASR's transcripts: the cascade's topline."""
+
+    def scorer(utts):
+        transcripts = asr.transcribe([corpus.wav(u) for u in utts])
+        tok = text_lm.tokenizer
+        known = ["".join(c for c in t if c in tok.stoi) for t in transcripts]  # drop characters the LM never saw
+        seqs = [torch.tensor(tok.encode(t or " ", bos=True, eos=True)) for t in known]
+        T = max(len(s) for s in seqs)
+        batch = torch.full((len(seqs), T), tok.pad_id)
+        for i, s in enumerate(seqs):
+            batch[i, : len(s)] = s
+        with torch.no_grad():
+            return text_lm.model.score(batch, torch.tensor([len(s) for s in seqs]))
+
+    return {name: pair_accuracy(scorer, *zip(*corpus.pairs(name))) for name in sets}
+
+
+def benchmark() -> dict:
+    """GSLM on the corpus (notebook-04 recipe): zero-shot pair accuracies beside bigram and text baselines."""
+    from slm_course.asr import load_asr
+    from slm_course.corpus import load_corpus
+    from slm_course.lm import load_text_lm
+
+    corpus = load_corpus(progress=False)
+    tokenizer = load_tokenizer("mel")
+    data = unit_data(corpus, tokenizer)
+    ulm = load_unit_lm("mel", progress=False, corpus=corpus)
+    ours = zero_shot(ulm.score, data)
+    bigram = zero_shot(NgramLM(2, tokenizer.vocab_size).fit(data["train"]).score, data)
+    unigram = zero_shot(NgramLM(1, tokenizer.vocab_size).fit(data["train"]).score, data)
+    text = text_topline(corpus, load_asr(progress=False), load_text_lm(progress=False))
+    names = {"lexical": "swuggy", "syntactic": "sblimp", "story": "storycloze"}
+    out: dict = {}
+    for name, short in names.items():
+        out[short] = round(ours[name]["normalised"], 3)
+        out[f"{short}_summed"] = round(ours[name]["summed"], 3)
+        out[f"{short}_bigram"] = round(bigram[name]["normalised"], 3)
+        out[f"{short}_unigram"] = round(unigram[name]["normalised"], 3)
+        out[f"{short}_text"] = round(text[name]["normalised"], 3)
+    out["val_loss"] = round(ulm.metrics["val_loss"], 3)
+    out["params"] = ulm.metrics["params"]
+    out["train_seconds"] = ulm.metrics["train_seconds"]
+    return out
+
+
+TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
+TWIST_SEEDS = (0, 1, 2)
+
+
+def twist_comparison(
+    data: dict[str, list[torch.Tensor]], n_units: int, text_model: LM, config: UlmConfig = TWIST_CONFIG,
+    seeds: Sequence[int] = TWIST_SEEDS, progress: bool = True,
+) -> dict:
+    """Cold start vs TWIST warm start (the text LM's body) at equal steps, over ``seeds``.
+
+    Returns the validation losses per seed (``cold``, ``warm``), their means, and the training-loss
+    curves of the first seed (``cold_curve``, ``warm_curve``).
+    """
+    from dataclasses import replace
+
+    out: dict = {"cold": [], "warm": [], "seeds": list(seeds), "steps": config.steps}
+    for i, seed in enumerate(seeds):
+        for kind, init in (("cold", None), ("warm", text_model)):
+            ulm, history = train_unit_lm(data["train"], n_units, replace(config, seed=seed), valid_seqs=data["valid"],
+                                         init=init, progress=progress)
+            out[kind].append(ulm.metrics["val_loss"])
+            if i == 0:
+                out[f"{kind}_curve"] = list(history.loss)
+    out["cold_loss"], out["warm_loss"] = float(np.mean(out["cold"])), float(np.mean(out["warm"]))
+    return out
+
+
+def benchmark_twist() -> dict:
+    """TWIST (notebook-04 recipe): unit LM validation loss from a text-LM warm start vs a cold start."""
+    from slm_course.corpus import load_corpus
+    from slm_course.lm import load_text_lm
+
+    corpus = load_corpus(progress=False)
+    tokenizer = load_tokenizer("mel")
+    data = unit_data(corpus, tokenizer)
+    result = twist_comparison(data, tokenizer.vocab_size, load_text_lm(progress=False).model, progress=False)
+    return {
+        "warm_loss": round(result["warm_loss"], 4), "cold_loss": round(result["cold_loss"], 4),
+        "ratio": round(result["warm_loss"] / result["cold_loss"], 4), "seeds": result["seeds"],
+        "warm_losses": [round(x, 4) for x in result["warm"]], "cold_losses": [round(x, 4) for x in result["cold"]],
+        "steps": result["steps"],
+    }

@@ -1,0 +1,108 @@
+"""The unit LM (notebook 04): packing, scoring, n-gram baselines, pair accuracy and TWIST's warm start."""
+
+import math
+
+import pytest
+import torch
+
+from slm_course.lm import LM, LMConfig
+from slm_course.ulm import (
+    BOS,
+    EOS,
+    N_SPECIAL,
+    NgramLM,
+    UlmConfig,
+    pack,
+    pair_accuracy,
+    train_unit_lm,
+    warm_start,
+)
+
+SMALL = UlmConfig(d_model=32, n_layers=1, n_heads=2, context=24, batch_size=16, steps=150, lr=1e-2, dropout=0.0,
+                  max_len=64, warmup_steps=10)
+
+
+def _toy_language(n: int, seed: int = 0) -> list[torch.Tensor]:
+    """'Words' are fixed unit strings; a sentence is 2-4 words. A unit LM should learn the words."""
+    words = [[0, 1, 2], [3, 4], [5, 6, 7, 8], [9, 2, 4]]
+    g = torch.Generator().manual_seed(seed)
+    seqs = []
+    for _ in range(n):
+        k = int(torch.randint(2, 5, (1,), generator=g))
+        ids = [u for w in torch.randint(0, len(words), (k,), generator=g).tolist() for u in words[w]]
+        seqs.append(torch.tensor(ids))
+    return seqs
+
+
+def test_pack_offsets_units_and_adds_specials():
+    stream = pack([torch.tensor([0, 5]), torch.tensor([2])])
+    assert stream.tolist() == [BOS, 0 + N_SPECIAL, 5 + N_SPECIAL, EOS, BOS, 2 + N_SPECIAL, EOS]
+
+
+def test_bigram_matches_counts_by_hand():
+    lm = NgramLM(order=2, n_units=2, alpha=0.0).fit([torch.tensor([0, 1]), torch.tensor([0, 0])])
+    # transitions: bos->0 (x2), 0->1, 1->eos, 0->0, 0->eos; so p(1|0) = 1/3, p(0|bos) = 1
+    s, n = lm.score([torch.tensor([0, 1])])
+    assert n.tolist() == [3]
+    assert float(s[0]) == pytest.approx(math.log(1.0) + math.log(1 / 3) + math.log(1.0))
+    uni = NgramLM(order=1, n_units=2, alpha=0.0).fit([torch.tensor([0, 1])])  # tokens 0, 1, eos: 1/3 each
+    assert float(uni.score([torch.tensor([1])])[0][0]) == pytest.approx(2 * math.log(1 / 3))
+    with pytest.raises(ValueError, match="order"):
+        NgramLM(order=3, n_units=2)
+
+
+def test_pair_accuracy_counts_ties_half():
+    def scorer(items):
+        return torch.tensor([float(x) for x in items]), torch.tensor([1 if x < 10 else 10 for x in items])
+
+    acc = pair_accuracy(scorer, [5, 3, 2], [4, 3, 1])  # wins, tie, wins
+    assert acc["summed"] == pytest.approx(2.5 / 3)
+    acc = pair_accuracy(scorer, [20], [5])  # summed 20 > 5, but per token 2 < 5
+    assert acc == {"summed": 1.0, "normalised": 0.0}
+    with pytest.raises(ValueError, match="as many good as bad"):
+        pair_accuracy(scorer, [1], [])
+
+
+def test_unit_lm_learns_the_words_of_a_toy_language():
+    train = _toy_language(300)
+    ulm, history = train_unit_lm(train, 10, SMALL, valid_seqs=_toy_language(50, seed=1), progress=False)
+    assert history.loss[-1] < 0.6 * history.loss[0]
+    good = _toy_language(40, seed=2)
+    g = torch.Generator().manual_seed(3)
+    bad = [s[torch.randperm(len(s), generator=g)] for s in good]  # the same units, words broken
+    acc = pair_accuracy(ulm.score, good, bad)
+    assert acc["normalised"] >= 0.9
+    bigram = NgramLM(2, 10).fit(train)
+    assert ulm.metrics["val_loss"] < -float(bigram.score(_toy_language(50, seed=1))[0].sum()) / sum(
+        len(s) + 1 for s in _toy_language(50, seed=1)
+    )  # the Transformer beats the bigram on held-out sentences
+    cont = ulm.continue_units(torch.tensor([0, 1]), max_new_units=20, temperature=0)
+    assert cont.dtype == torch.long and (cont >= 0).all() and (cont < 10).all()
+    assert cont[:1].tolist() == [2]  # "0 1" is always followed by 2 in this language
+
+
+def test_unit_lm_rejects_bad_input():
+    ulm, _ = train_unit_lm(_toy_language(50), 10, UlmConfig(**{**SMALL.__dict__, "steps": 2}), progress=False)
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        ulm.score([torch.tensor([3, 10])])
+    with pytest.raises(TypeError, match="integer"):
+        ulm.score([torch.tensor([0.5])])
+    with pytest.raises(ValueError, match="empty"):
+        ulm.continue_units(torch.tensor([], dtype=torch.long))
+    with pytest.raises(ValueError, match="no training sequences"):
+        train_unit_lm([], 10, SMALL, progress=False)
+    with pytest.raises(ValueError, match="context"):
+        UlmConfig(context=1000, max_len=512)
+
+
+def test_warm_start_copies_the_body_only():
+    text = LM(LMConfig(vocab_size=29, d_model=32, n_layers=1, n_heads=2, max_len=32))
+    unit = LM(LMConfig(vocab_size=13, d_model=32, n_layers=1, n_heads=2, max_len=64))
+    emb_before = unit.tok_emb[0].weight.clone()
+    warm_start(unit, text)
+    for (name, a), b in zip(text.blocks.state_dict().items(), unit.blocks.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(unit.pos_emb.weight[:32], text.pos_emb.weight)
+    assert torch.equal(unit.tok_emb[0].weight, emb_before)  # new vocabulary: new embeddings
+    with pytest.raises(ValueError, match="same body"):
+        warm_start(LM(LMConfig(vocab_size=13, d_model=64, n_layers=1, n_heads=2)), text)
