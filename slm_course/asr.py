@@ -602,6 +602,32 @@ def train_fsdd_asr(
     return train_asr(fsdd_examples(recordings), config, progress=progress)
 
 
+def load_fsdd_asr(
+    config: AsrConfig = FSDD_CONFIG, fsdd: Fsdd | None = None, rebuild: bool = False, progress: bool = True
+) -> CtcAsr:
+    """The FSDD recogniser (:func:`train_fsdd_asr` on takes 5-49), from the cache or trained now (about a minute).
+
+    The cache name holds the config and the recordings it trains on, so a different FSDD copy gets its own model.
+    Raises :class:`slm_course.fsdd.FsddMissing` (saying how to get FSDD) when no copy is found.
+    """
+    if fsdd is None:
+        from slm_course.fsdd import load_fsdd
+
+        fsdd = load_fsdd()
+    recordings = fsdd.split("train")
+    names = hashlib.sha256("\n".join(sorted(r.path.name for r in recordings)).encode()).hexdigest()[:10]
+
+    def build() -> dict[str, Any]:
+        model, history = train_fsdd_asr(config, recordings, progress=progress)
+        return {"config": asdict(config), "state_dict": model.cpu().state_dict(), "train_seconds": history.seconds}
+
+    artifact = cached(f"asr-fsdd-r{RECIPE}-{config.key()}-{names}", build, rebuild=rebuild)
+    model = CtcAsr(AsrConfig(**artifact["config"]))
+    model.load_state_dict(artifact["state_dict"])
+    model.train_seconds = artifact["train_seconds"]
+    return model.eval()
+
+
 def digit_accuracy(model: CtcAsr, recordings: Sequence[Recording] | Sequence[tuple[torch.Tensor, str]]) -> float:
     """Share of FSDD recordings transcribed exactly as their digit word (chance: 0.1).
 

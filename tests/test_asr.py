@@ -263,3 +263,21 @@ def test_fsdd_digits_are_learned_above_chance(fsdd_root):
     assert asr.digit_accuracy(model, asr.fsdd_examples(test)) == acc
     with pytest.raises(ValueError, match="non-empty"):
         asr.digit_accuracy(model, [])
+
+
+def test_load_fsdd_asr_caches_per_config(fsdd_root, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from slm_course.fsdd import Fsdd
+
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
+    fsdd = Fsdd(fsdd_root)
+    tiny = replace(asr.FSDD_CONFIG, steps=3, channels=16, hidden=16, layers=1)
+    first = asr.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)
+    cached_files = sorted(p.name for p in tmp_path.glob("asr-fsdd-*.pt"))
+    assert len(cached_files) == 1
+    again = asr.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)  # from the cache: the same weights
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    asr.load_fsdd_asr(replace(tiny, seed=1), fsdd=fsdd, progress=False)  # another config: another file
+    assert len(list(tmp_path.glob("asr-fsdd-*.pt"))) == 2

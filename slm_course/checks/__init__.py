@@ -13,6 +13,10 @@ and the most likely reason. The exercises of notebook 00 (``solutions/00_audio_e
 >>> check_hz_to_mel(lambda f: 2595 * torch.log10(1 + f / 700))
 ✓ hz_to_mel is correct: 0, 700, 1000 and 8000 Hz give 0.0, 781.2, 1000.0 and 2840.0 mel
 
+Later notebooks: ``ch01`` (CTC decoding, WER, question intonation, temperature sampling), ``ch02``
+(k-means assignment and update, de-duplication, PNMI), ``ch03`` (the RVQ loop, bitrate, SI-SNR),
+``ch04`` (sequence log-likelihood, a bigram LM, TWIST's warm start).
+
 One module per notebook (``ch00``, ``ch01``, ...); every check is importable from here::
 
     from slm_course import checks
