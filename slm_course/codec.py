@@ -51,6 +51,7 @@ import torchaudio
 from torch import nn
 
 from slm_course import audio
+from slm_course.metrics import MEL_FLOOR, mel_distance, si_snr  # noqa: F401 (re-exported: codec.si_snr)
 from slm_course.runtime import cached, seed_everything
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 from slm_course.train import History, TrainConfig, train
@@ -79,12 +80,11 @@ __all__ = [
 
 SR = audio.SR  # the codec works on 16 kHz speech
 RECIPE = 1  # bump when the model or the losses change in a way CodecConfig does not show
-MEL_FLOOR = 1e-5  # mel_distance compares log10(mel power + MEL_FLOOR): silence sits at -5, not -inf
 MAG_FLOOR = 1e-3  # the encoder reads log(|STFT| + MAG_FLOOR): eSpeak's digital silence stays finite
 LOG_MAG_MEAN, LOG_MAG_STD = -2.5, 1.7  # typical log(|STFT| + MAG_FLOOR) of the corpus: inputs are standardised
 
 # ---------------------------------------------------------------------------------------------
-# Metrics: SI-SNR, mel distance, codebook usage
+# Metrics: codebook usage here; SI-SNR and mel distance live in slm_course.metrics
 # ---------------------------------------------------------------------------------------------
 
 
@@ -93,50 +93,6 @@ def match_length(wav: torch.Tensor, n: int) -> torch.Tensor:
     if wav.shape[-1] >= n:
         return wav[..., :n]
     return F.pad(wav, (0, n - wav.shape[-1]))
-
-
-def _pair(estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    est = audio.check_wav(estimate, name="estimate")
-    ref = audio.check_wav(reference, name="reference")
-    if est.shape != ref.shape:
-        raise ValueError(
-            f"estimate has {est.numel()} samples and reference {ref.numel()}; compare signals of one length "
-            "(codec.match_length(estimate, len(reference)) cuts or pads a decoded waveform)"
-        )
-    return est.double(), ref.double()
-
-
-def si_snr(estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
-    """Scale-invariant signal-to-noise ratio in dB: ``10 log10(|proj|^2 / |estimate - proj|^2)``.
-
-    Both signals are made zero-mean; ``proj = <estimate, ref> ref / |ref|^2`` is the part of the
-    estimate that lies along the reference. A scaled copy scores very high (the error is rounding
-    noise), independent noise about ``-10 log10(noise power / signal power)``; a signal with the
-    right spectrum but a different phase scores near or below 0 dB. (As audiocraft's ``sisnr.py``.)
-
-    >>> ref = torch.sin(torch.arange(800.0) / 5)
-    >>> si_snr(0.5 * ref, ref) > 100  # a scaled copy: only rounding error is left
-    True
-    """
-    est, ref = _pair(estimate, reference)
-    est, ref = est - est.mean(), ref - ref.mean()
-    proj = (est @ ref) / (ref @ ref).clamp_min(1e-20) * ref
-    noise = est - proj
-    return float(10 * torch.log10((proj @ proj).clamp_min(1e-20) / (noise @ noise).clamp_min(1e-20)))
-
-
-def mel_distance(
-    estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, sr: int = SR, n_mels: int = 80
-) -> float:
-    """Mean absolute difference of ``log10(mel power + MEL_FLOOR)``, 80 bands, 25 ms windows every 10 ms.
-
-    0 for identical signals; about 1 means the mel energies differ by a factor of 10 on average.
-    The floor (1e-5, as audiocraft's mel loss) keeps eSpeak's digital silence from dominating.
-    """
-    est, ref = _pair(estimate, reference)
-    log_e = audio.log_mel(est.float(), sr, n_mels=n_mels, floor=MEL_FLOOR) / math.log(10)  # (n_mels, frames)
-    log_r = audio.log_mel(ref.float(), sr, n_mels=n_mels, floor=MEL_FLOOR) / math.log(10)
-    return float((log_e - log_r).abs().mean())
 
 
 def codebook_usage(ids: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:

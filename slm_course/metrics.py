@@ -1,4 +1,4 @@
-"""How wrong is a transcript? Text normalisation, word and character error rates (notebook 01).
+"""How wrong is a transcript, or a decoded waveform? WER and CER (notebook 01); SI-SNR and mel distance (notebook 03).
 
 The error rate counts the fewest substitutions, deletions and insertions (the Levenshtein edit
 distance) that turn the hypothesis into the reference, divided by the reference length. Over a
@@ -12,13 +12,18 @@ long utterances weigh more. Both texts are normalised first (lowercase, no punct
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
 
+import numpy as np
+import torch
 from torchaudio.functional import edit_distance
 
-__all__ = ["cer", "edit_distance", "normalize_text", "wer"]
+from slm_course import audio
+
+__all__ = ["MEL_FLOOR", "cer", "edit_distance", "mel_distance", "normalize_text", "si_snr", "wer"]
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 _LONE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")  # an apostrophe not inside a word
@@ -95,3 +100,54 @@ def cer(refs: str | Sequence[str], hyps: str | Sequence[str], *, normalize: bool
     0.25
     """
     return _error_rate(_pairs(refs, hyps), list, normalize, "character")
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio quality (notebook 03): SI-SNR and mel distance of a decoded waveform against the original
+# ---------------------------------------------------------------------------------------------
+
+MEL_FLOOR = 1e-5  # mel_distance compares log10(mel power + MEL_FLOOR): silence sits at -5, not -inf
+
+
+def _pair(estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    est = audio.check_wav(estimate, name="estimate")
+    ref = audio.check_wav(reference, name="reference")
+    if est.shape != ref.shape:
+        raise ValueError(
+            f"estimate has {est.numel()} samples and reference {ref.numel()}; compare signals of one length "
+            "(codec.match_length(estimate, len(reference)) cuts or pads a decoded waveform)"
+        )
+    return est.double(), ref.double()
+
+
+def si_snr(estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
+    """Scale-invariant signal-to-noise ratio in dB: ``10 log10(|proj|^2 / |estimate - proj|^2)``.
+
+    Both signals are made zero-mean; ``proj = <estimate, ref> ref / |ref|^2`` is the part of the
+    estimate that lies along the reference. A scaled copy scores very high (the error is rounding
+    noise), independent noise about ``-10 log10(noise power / signal power)``; a signal with the
+    right spectrum but a different phase scores near or below 0 dB. (As audiocraft's ``sisnr.py``.)
+
+    >>> ref = torch.sin(torch.arange(800.0) / 5)
+    >>> si_snr(0.5 * ref, ref) > 100  # a scaled copy: only rounding error is left
+    True
+    """
+    est, ref = _pair(estimate, reference)
+    est, ref = est - est.mean(), ref - ref.mean()
+    proj = (est @ ref) / (ref @ ref).clamp_min(1e-20) * ref
+    noise = est - proj
+    return float(10 * torch.log10((proj @ proj).clamp_min(1e-20) / (noise @ noise).clamp_min(1e-20)))
+
+
+def mel_distance(
+    estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, sr: int = audio.SR, n_mels: int = 80
+) -> float:
+    """Mean absolute difference of ``log10(mel power + MEL_FLOOR)``, 80 bands, 25 ms windows every 10 ms.
+
+    0 for identical signals; about 1 means the mel energies differ by a factor of 10 on average.
+    The floor (1e-5, as audiocraft's mel loss) keeps eSpeak's digital silence from dominating.
+    """
+    est, ref = _pair(estimate, reference)
+    log_e = audio.log_mel(est.float(), sr, n_mels=n_mels, floor=MEL_FLOOR) / math.log(10)  # (n_mels, frames)
+    log_r = audio.log_mel(ref.float(), sr, n_mels=n_mels, floor=MEL_FLOOR) / math.log(10)
+    return float((log_e - log_r).abs().mean())

@@ -110,7 +110,7 @@ def check_bitrate(fn: Callable[[float, int, int], float]) -> None:
 
 def check_si_snr(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     """``fn(estimate, reference)`` -> SI-SNR in dB of two ``(T,)`` signals."""
-    from slm_course.codec import si_snr
+    from slm_course.metrics import si_snr
 
     g = torch.Generator().manual_seed(0)
     t = torch.arange(8000) / 16000
