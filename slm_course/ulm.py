@@ -18,6 +18,7 @@ text LM's Transformer body into a unit LM (TWIST, Hassid et al. 2023).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,12 +31,16 @@ from slm_course.lm import LM, LMConfig
 __all__ = [
     "BOS",
     "EOS",
+    "FSDD_ULM_CONFIG",
     "N_SPECIAL",
     "PAD",
     "NgramLM",
     "UlmConfig",
     "UnitLM",
     "encode_utterances",
+    "fsdd_unit_data",
+    "load_fsdd_unit_lm",
+    "load_twist_comparison",
     "mean_durations",
     "pair_accuracy",
     "train_unit_lm",
@@ -333,8 +338,6 @@ def load_tokenizer(kind: str = "mel"):
 
 
 def _tokenizer_key(tokenizer) -> str:
-    import hashlib
-
     centroids = getattr(tokenizer, "centroids", None)
     blob = centroids.numpy().tobytes() if centroids is not None else repr(tokenizer).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
@@ -398,7 +401,6 @@ def load_unit_lm(
 
 
 def _config_key(config: UlmConfig) -> str:
-    import hashlib
     import json
 
     return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
@@ -455,6 +457,72 @@ def benchmark() -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Real speech: a unit LM on FSDD digits
+# ---------------------------------------------------------------------------------------------
+
+# FSDD takes are single words (~25 units each): short windows, and fewer steps than the corpus needs.
+FSDD_ULM_CONFIG = UlmConfig(context=64, steps=400)
+
+
+def fsdd_unit_data(tokenizer, fsdd=None, progress: bool = False) -> dict[str, list]:
+    """De-duplicated units of FSDD: ``train`` (takes 5-49), ``test`` (takes 0-4), their ``*_words``.
+
+    ``test_reversed`` holds the units of each test take played backwards: the same sounds, speaker
+    and length with the order of sounds turned round, i.e. a non-word made of the word's own sounds.
+    A word-vs-reversed pair test asks whether the LM learned the order of sounds in real words.
+
+    Cached per tokenizer and FSDD copy. Raises :class:`slm_course.fsdd.FsddMissing` (saying how to
+    get FSDD) when no copy is found.
+    """
+    from slm_course.audio import SR
+    from slm_course.runtime import cached
+
+    if fsdd is None:
+        from slm_course.fsdd import load_fsdd
+
+        fsdd = load_fsdd()
+    names = hashlib.sha256("\n".join(sorted(r.path.name for r in fsdd.recordings)).encode()).hexdigest()[:10]
+
+    def build() -> dict:
+        from tqdm.auto import tqdm
+
+        data: dict = {}
+        for split in ("train", "test"):
+            recs = fsdd.split(split)
+            data[split] = [tokenizer.encode(fsdd.wav(r, sr=SR)).ids.long()
+                           for r in tqdm(recs, desc=f"FSDD {split} units", disable=not progress, leave=False)]
+            data[f"{split}_words"] = [r.word for r in recs]
+        data["test_reversed"] = [tokenizer.encode(fsdd.wav(r, sr=SR).flip(0)).ids.long() for r in fsdd.split("test")]
+        return data
+
+    return cached(f"fsdd-units-r{RECIPE}-{tokenizer.name}-{_tokenizer_key(tokenizer)}-{names}", build)
+
+
+def load_fsdd_unit_lm(
+    kind: str = "mel", config: UlmConfig = FSDD_ULM_CONFIG, fsdd=None, rebuild: bool = False, progress: bool = True,
+) -> UnitLM:
+    """A unit LM trained on FSDD's training takes (real voices saying digits), from the cache or trained now."""
+    from slm_course.runtime import cached
+
+    tokenizer = load_tokenizer(kind)
+    data = fsdd_unit_data(tokenizer, fsdd, progress)
+
+    def build() -> dict:
+        ulm, history = train_unit_lm(data["train"], tokenizer.vocab_size, config, valid_seqs=data["test"],
+                                     progress=progress)
+        return {"state": ulm.model.state_dict(), "lm_config": ulm.model.cfg, "metrics": ulm.metrics,
+                "loss": history.loss}
+
+    name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{_config_key(config)}-{len(data['train'])}"
+    saved = cached(name, build, rebuild=rebuild)
+    model = LM(saved["lm_config"])
+    model.load_state_dict(saved["state"])
+    ulm = UnitLM(model.eval(), tokenizer.vocab_size, config, {**saved["metrics"]})
+    ulm.loss_curve = saved["loss"]
+    return ulm
+
+
 TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
 TWIST_SEEDS = (0, 1, 2)
 
@@ -480,6 +548,33 @@ def twist_comparison(
                 out[f"{kind}_curve"] = list(history.loss)
     out["cold_loss"], out["warm_loss"] = float(np.mean(out["cold"])), float(np.mean(out["warm"]))
     return out
+
+
+def load_twist_comparison(kind: str = "mel", config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
+                          rebuild: bool = False, progress: bool = True, corpus=None) -> dict:
+    """:func:`twist_comparison` on the corpus's ``kind`` units with the notebook-01 text LM, from the cache or run now.
+
+    Six short trainings (cold and warm, three seeds): a few minutes the first time, then instant.
+    """
+    from slm_course.lm import load_text_lm
+    from slm_course.runtime import cached
+
+    if corpus is None:
+        from slm_course.corpus import load_corpus
+
+        corpus = load_corpus(progress=False)
+    tokenizer = load_tokenizer(kind)
+    text_lm = load_text_lm(progress=progress)
+
+    def build() -> dict:
+        data = unit_data(corpus, tokenizer, progress)
+        return twist_comparison(data, tokenizer.vocab_size, text_lm.model, config, seeds, progress)
+
+    weights = b"".join(t.detach().cpu().numpy().tobytes() for t in text_lm.model.state_dict().values())
+    text_key = hashlib.sha256(weights).hexdigest()[:8]  # another text LM gets its own comparison
+    name = (f"twist-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{_config_key(config)}-"
+            f"s{'-'.join(map(str, seeds))}-text{text_key}")
+    return cached(name, build, rebuild=rebuild)
 
 
 def benchmark_twist() -> dict:

@@ -281,3 +281,23 @@ def test_load_fsdd_asr_caches_per_config(fsdd_root, tmp_path, monkeypatch):
         assert torch.equal(a, b)
     asr.load_fsdd_asr(replace(tiny, seed=1), fsdd=fsdd, progress=False)  # another config: another file
     assert len(list(tmp_path.glob("asr-fsdd-*.pt"))) == 2
+
+
+def test_spec_augment_masks_only_in_training():
+    torch.manual_seed(0)
+    model = asr.CtcAsr(asr.AsrConfig(channels=16, hidden=16, layers=1, freq_masks=2, freq_mask_width=10,
+                                     time_masks=2, time_mask_width=10))
+    feats = torch.randn(4, 200, 80) + 5.0  # no value is 0 before masking
+    masked = model.spec_augment(feats)
+    assert masked.shape == feats.shape
+    zero = masked == 0
+    assert zero.any()  # something was masked ...
+    assert not torch.equal(zero[0], zero[1])  # ... differently for each utterance (iid masks)
+    bands = zero.all(dim=1)  # (B, n_mels): whole bands blanked
+    frames = zero.all(dim=2)  # (B, T): whole frames blanked
+    assert (zero == (bands[:, None, :] | frames[:, :, None])).all()  # masks are whole bands or whole frames
+    assert int(bands.sum(dim=1).max()) <= 2 * 10 and int(frames.sum(dim=1).max()) <= 2 * 10
+    off = asr.CtcAsr(asr.AsrConfig(channels=16, hidden=16, layers=1, freq_masks=0, time_masks=0))
+    assert torch.equal(off.spec_augment(feats), feats)
+    with pytest.raises(ValueError, match="freq_masks"):
+        asr.AsrConfig(freq_masks=-1)

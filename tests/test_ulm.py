@@ -106,3 +106,33 @@ def test_warm_start_copies_the_body_only():
     assert torch.equal(unit.tok_emb[0].weight, emb_before)  # new vocabulary: new embeddings
     with pytest.raises(ValueError, match="same body"):
         warm_start(LM(LMConfig(vocab_size=13, d_model=64, n_layers=1, n_heads=2)), text)
+
+
+def test_fsdd_unit_data_encodes_takes_and_their_reversal(fsdd_root, tmp_path, monkeypatch):
+    import shutil
+
+    from slm_course.fsdd import Fsdd
+    from slm_course.runtime import CACHE_ENV
+    from slm_course.ulm import fsdd_unit_data
+    from slm_course.units import FeatureNorm, MelUnits, mel_features
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    src = fsdd_root / "recordings" if (fsdd_root / "recordings").is_dir() else fsdd_root
+    small = tmp_path / "fsdd"
+    small.mkdir()
+    for name in ("3_jackson_0.wav", "3_jackson_7.wav", "5_theo_1.wav", "5_theo_7.wav"):  # 2 test + 2 train takes
+        shutil.copy(src / name, small / name)
+    fsdd = Fsdd(small)
+    feats = torch.cat([mel_features(fsdd.wav(r, sr=16000)) for r in fsdd.recordings])  # (frames, 120)
+    norm = FeatureNorm.fit([feats])
+    g = torch.Generator().manual_seed(0)
+    tokenizer = MelUnits(norm, norm(feats)[torch.randperm(len(feats), generator=g)[:8]])  # 8 units
+    data = fsdd_unit_data(tokenizer, fsdd)
+    assert sorted(data["train_words"]) == sorted(data["test_words"]) == ["five", "three"]
+    assert len(data["test"]) == len(data["test_reversed"]) == 2
+    for fwd, rev, rec in zip(data["test"], data["test_reversed"], fsdd.split("test")):
+        assert torch.equal(fwd, tokenizer.encode(fsdd.wav(rec, sr=16000)).ids)
+        assert torch.equal(rev, tokenizer.encode(fsdd.wav(rec, sr=16000).flip(0)).ids)
+        assert abs(len(fwd) - len(rev)) <= max(2, len(fwd) // 5)  # the same sounds, turned round
+    again = fsdd_unit_data(tokenizer, fsdd)  # from the cache
+    assert all(torch.equal(a, b) for a, b in zip(again["train"], data["train"]))
