@@ -108,6 +108,21 @@ def test_warm_start_copies_the_body_only():
         warm_start(LM(LMConfig(vocab_size=13, d_model=64, n_layers=1, n_heads=2)), text)
 
 
+def test_warm_start_shrink_and_perturb():
+    torch.manual_seed(0)
+    text = LM(LMConfig(vocab_size=29, d_model=32, n_layers=1, n_heads=2, max_len=32))
+    unit = LM(LMConfig(vocab_size=13, d_model=32, n_layers=1, n_heads=2, max_len=64))
+    warm_start(unit, text, shrink=0.5, noise=0.001)
+    for (name, a), b in zip(text.blocks.state_dict().items(), unit.blocks.state_dict().values()):
+        if a.ndim >= 2:  # matrices: half the size, plus a little noise
+            assert torch.allclose(b, 0.5 * a, atol=0.01) and not torch.equal(b, 0.5 * a), name
+        else:  # norms and biases: copied as they are
+            assert torch.equal(a, b), name
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="shrink"):
+            warm_start(unit, text, shrink=bad)
+
+
 def test_fsdd_unit_data_encodes_takes_and_their_reversal(fsdd_root, tmp_path, monkeypatch):
     import shutil
 
