@@ -50,3 +50,17 @@ def test_cascade_answers_with_speech(small_corpus):
         cascade(small_corpus.wav(u), sr=8000)
     with pytest.raises(ValueError, match="NaN"):
         cascade(torch.full((1000,), float("nan")))
+
+
+def test_story_prompt_is_the_first_sentence(small_corpus):
+    from slm_course.cascade import story_prompt
+
+    story = next(u for u in small_corpus.utterances if u.kind == "story")
+    wav = story_prompt(small_corpus, story)
+    n_first = len(story.text.split(".")[0].split())
+    assert wav.ndim == 1 and 0 < len(wav) < len(small_corpus.wav(story))
+    assert abs(len(wav) / 16000 - story.word_spans[n_first].start) < 1e-3  # cut where the second sentence starts
+    assert len(wav) / 16000 >= story.word_spans[n_first - 1].end - 1e-3  # the first sentence is whole
+    other = next(u for u in small_corpus.utterances if u.kind != "story")
+    with pytest.raises(ValueError, match="story"):
+        story_prompt(small_corpus, other)
