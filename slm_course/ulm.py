@@ -387,7 +387,6 @@ def load_unit_lm(
 
     ``warm=True`` starts from the notebook-01 text LM's body (TWIST).
     """
-    from slm_course.runtime import cached
 
     if corpus is None:
         from slm_course.corpus import load_corpus
@@ -396,22 +395,31 @@ def load_unit_lm(
     tokenizer = load_tokenizer(kind)
     data = unit_data(corpus, tokenizer, progress)
 
-    def build() -> dict:
-        init = None
-        if warm:
-            from slm_course.lm import load_text_lm
+    def text_body():
+        from slm_course.lm import load_text_lm
 
-            init = load_text_lm(progress=progress).model
-        ulm, history = train_unit_lm(data["train"], tokenizer.vocab_size, config, valid_seqs=data["valid"],
-                                     init=init, progress=progress)
+        return load_text_lm(progress=progress).model
+
+    name = f"unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{'warm' if warm else 'cold'}-{_config_key(config)}"
+    return _cached_unit_lm(name, data["train"], data["valid"], tokenizer.vocab_size, config,
+                           text_body if warm else None, rebuild, progress)
+
+
+def _cached_unit_lm(name: str, train_seqs, valid_seqs, n_units: int, config: UlmConfig, init: Callable | None,
+                    rebuild: bool, progress: bool) -> UnitLM:
+    """Train a unit LM once and cache it under ``name`` (``init()`` gives a text LM to warm-start from)."""
+    from slm_course.runtime import cached
+
+    def build() -> dict:
+        ulm, history = train_unit_lm(train_seqs, n_units, config, valid_seqs=valid_seqs,
+                                     init=init() if init is not None else None, progress=progress)
         return {"state": ulm.model.state_dict(), "lm_config": ulm.model.cfg, "metrics": ulm.metrics,
                 "loss": history.loss}
 
-    name = f"unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{'warm' if warm else 'cold'}-{_config_key(config)}"
     saved = cached(name, build, rebuild=rebuild)
     model = LM(saved["lm_config"])
     model.load_state_dict(saved["state"])
-    ulm = UnitLM(model.eval(), tokenizer.vocab_size, config, {**saved["metrics"]})
+    ulm = UnitLM(model.eval(), n_units, config, {**saved["metrics"]})
     ulm.loss_curve = saved["loss"]
     return ulm
 
@@ -519,24 +527,10 @@ def load_fsdd_unit_lm(
     kind: str = UNITS, config: UlmConfig = FSDD_ULM_CONFIG, fsdd=None, rebuild: bool = False, progress: bool = True,
 ) -> UnitLM:
     """A unit LM trained on FSDD's training takes (real voices saying digits), from the cache or trained now."""
-    from slm_course.runtime import cached
-
     tokenizer = load_tokenizer(kind)
     data = fsdd_unit_data(tokenizer, fsdd, progress)
-
-    def build() -> dict:
-        ulm, history = train_unit_lm(data["train"], tokenizer.vocab_size, config, valid_seqs=data["test"],
-                                     progress=progress)
-        return {"state": ulm.model.state_dict(), "lm_config": ulm.model.cfg, "metrics": ulm.metrics,
-                "loss": history.loss}
-
     name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{_config_key(config)}-{len(data['train'])}"
-    saved = cached(name, build, rebuild=rebuild)
-    model = LM(saved["lm_config"])
-    model.load_state_dict(saved["state"])
-    ulm = UnitLM(model.eval(), tokenizer.vocab_size, config, {**saved["metrics"]})
-    ulm.loss_curve = saved["loss"]
-    return ulm
+    return _cached_unit_lm(name, data["train"], data["test"], tokenizer.vocab_size, config, None, rebuild, progress)
 
 
 TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
