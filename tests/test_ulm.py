@@ -151,3 +151,26 @@ def test_fsdd_unit_data_encodes_takes_and_their_reversal(fsdd_root, tmp_path, mo
         assert abs(len(fwd) - len(rev)) <= max(2, len(fwd) // 5)  # the same sounds, turned round
     again = fsdd_unit_data(tokenizer, fsdd)  # from the cache
     assert all(torch.equal(a, b) for a, b in zip(again["train"], data["train"]))
+
+
+def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
+    from slm_course.runtime import CACHE_ENV
+    from slm_course.ulm import _cached_unit_lm
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    seqs = _toy_language(60)
+    cfg = UlmConfig(d_model=32, n_layers=1, n_heads=2, context=24, batch_size=8, steps=20, dropout=0.0, max_len=64,
+                    warmup_steps=5)
+    text = LM(LMConfig(vocab_size=29, d_model=32, n_layers=1, n_heads=2, max_len=32))
+    calls = []
+
+    def init():
+        calls.append(1)
+        return text
+
+    first = _cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
+    again = _cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
+    assert calls == [1]  # the text LM is asked for only when training
+    assert first.metrics["warm_start"] and first.metrics["val_loss"] == again.metrics["val_loss"]
+    assert first.score(seqs[:3])[0].allclose(again.score(seqs[:3])[0])
+    assert len(again.loss_curve) == cfg.steps
