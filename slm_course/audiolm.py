@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from slm_course import audio
-from slm_course.lm import IGNORE, LM, LMConfig
+from slm_course.lm import IGNORE, LM, LMConfig, sample_next
 from slm_course.speech_tokens import deduplicate, expand
 from slm_course.ulm import BOS, N_SPECIAL, PAD, UlmConfig, UnitLM
 
@@ -338,15 +338,7 @@ class AcousticStage:
         logits = self.model.heads[0](h[:, -1])  # (B, V)
         for pos in range(start, L):
             lo = N_SPECIAL + ((pos - 1) % Q) * N  # the level of this position's token
-            z = logits[:, lo : lo + N].float()
-            if temperature == 0:
-                nxt = z.argmax(-1)
-            else:
-                z = z / temperature
-                if top_k is not None:
-                    kth = z.topk(min(top_k, N), dim=-1).values[:, -1:]
-                    z = z.masked_fill(z < kth, float("-inf"))
-                nxt = torch.multinomial(z.softmax(-1), 1, generator=gen)[:, 0]
+            nxt = sample_next(logits[:, lo : lo + N], temperature, top_k, gen)  # among this level's codes only
             tokens[:, pos] = torch.where(known[:, pos], tokens[:, pos], nxt + lo)
             if pos + 1 < L:
                 h = self.model.hidden(tokens[:, pos : pos + 1], {k: v[:, pos : pos + 1] for k, v in extra.items()},

@@ -223,14 +223,7 @@ class LM(nn.Module):
         out = [tokens]
         done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
         for i in range(max_new_tokens):
-            if temperature == 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits.float() / temperature
-                if top_k is not None:
-                    kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (B, 1)
+            nxt = sample_next(logits, temperature, top_k, generator)[:, None]  # (B, 1)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done[:, None], stop_token)
                 done |= nxt[:, 0] == stop_token
@@ -243,6 +236,22 @@ class LM(nn.Module):
         self.train(was_training)
         result = torch.cat(out, dim=1)
         return result[0] if squeeze else result
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One sampling step: token ids ``(B,)`` from next-token logits ``(B, V)``.
+
+    ``temperature=0`` is greedy (argmax); otherwise the logits are divided by the temperature, cut to
+    the ``top_k`` best when given, and one token is drawn from their softmax.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
 
 # --- The text LM of notebook 01: characters of the corpus grammar --------------------------------

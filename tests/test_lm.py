@@ -132,3 +132,14 @@ def test_text_lm_trains_and_caches(tmp_path, monkeypatch):
     assert first.complete("the cook") == second.complete("the cook")
     with pytest.raises(ValueError, match="non-empty"):
         first.complete("  ")
+
+
+def test_sample_next_greedy_top_k_and_temperature():
+    from slm_course.lm import sample_next
+
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 5.0]])
+    assert sample_next(logits, temperature=0).tolist() == [1, 2]
+    g = torch.Generator().manual_seed(0)
+    assert sample_next(logits, temperature=5.0, top_k=1, generator=g).tolist() == [1, 2]  # only the best survives
+    draws = torch.stack([sample_next(logits, 1.0, top_k=2, generator=g) for _ in range(300)])
+    assert set(draws[:, 0].tolist()) == {1, 2} and set(draws[:, 1].tolist()) == {0, 2}  # never the cut token
