@@ -503,8 +503,10 @@ class AudioLM:
         """Frame-level semantic units ``(n_frames,)``: the prompt's ``(P,)`` frames, then the unit LM's continuation.
 
         The unit LM reads and writes de-duplicated units; each new unit lasts a duration drawn from
-        that unit's durations in the training data (:func:`duration_counts`). When the LM ends its
-        utterance (``<eos>``) before ``n_frames`` are filled, it is asked to continue again.
+        that unit's durations in the training data (:func:`duration_counts`). ``<eos>`` is never
+        sampled: the continuation runs to ``n_frames``, as AudioLM's semantic stage generates a fixed
+        length (the toy unit LM, trained on short utterances, would otherwise end most prompts within
+        a few units and leave silence). When the LM's context is full, it continues from its latest half.
         """
         prompt = _check_ids(prompt, self.ssl.vocab_size, 1, "prompt", "(T_sem,)")
         if prompt.numel() == 0:
@@ -518,8 +520,8 @@ class AudioLM:
         frames = [prompt]
         have, attempt = len(prompt), 0
         while have < n_frames and attempt < 8:
-            new = self.semantic.continue_units(units, max_new_units=n_frames, temperature=temperature, top_k=top_k,
-                                               seed=seed * 97 + attempt)
+            new = self.semantic.continue_units(units, max_new_units=n_frames - have, temperature=temperature,
+                                               top_k=top_k, seed=seed * 97 + attempt, stop_at_eos=False)
             attempt += 1
             if new.numel() == 0:
                 continue
@@ -529,7 +531,7 @@ class AudioLM:
             units = torch.cat([units, new])[-(self.semantic.model.cfg.max_len // 2):]
             have += len(part)
         out = torch.cat(frames)
-        if len(out) < n_frames:  # the LM kept stopping at once: pad with the last unit
+        if len(out) < n_frames:  # 8 rounds did not fill it (units that never occurred last 1 frame): pad
             out = torch.cat([out, out[-1:].repeat(n_frames - len(out))])
         return out[:n_frames]
 

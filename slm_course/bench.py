@@ -28,7 +28,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "ulm": ("slm_course.ulm:benchmark", "GSLM unit LM (notebook 04): zero-shot sWUGGY/sBLIMP/StoryCloze-style pairs"),
     "twist": ("slm_course.ulm:benchmark_twist", "TWIST (notebook 04): text-LM warm start vs cold start, 3 seeds"),
     "audiolm": ("slm_course.audiolm:benchmark",
-                "AudioLM (notebook 05, in progress): speaker of continuations with vs without an acoustic prompt; CER"),
+                "AudioLM (notebook 05): speaker of continuations with vs without an acoustic prompt; CER"),
 }
 
 

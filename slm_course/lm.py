@@ -23,6 +23,7 @@ sequence's summed log-likelihood (the zero-shot metrics of notebook 04 compare s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -199,10 +200,13 @@ class LM(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None, stop_token: int | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, stop_token: int | None = None,
+                 banned: Sequence[int] | None = None) -> torch.Tensor:
         """Continue `prompt` (T,) or (B, T) by sampling; returns prompt + new tokens (single stream).
 
         Uses a key/value cache: each step runs the model on one new token only. temperature=0 is greedy.
+        `banned`: token ids that are never sampled (their logits are set to -inf), e.g. `<eos>` to
+        make a continuation run its full length.
         """
         if self.cfg.n_streams != 1:
             raise ValueError("generate() samples one stream; multi-stream models need their own decoding loop.")
@@ -213,6 +217,12 @@ class LM(nn.Module):
         squeeze = prompt.dim() == 1
         tokens = prompt[None] if squeeze else prompt
         self._check_tokens(tokens)
+        ban = None
+        if banned is not None and len(banned):
+            ban = torch.as_tensor(list(banned), dtype=torch.long)
+            if int(ban.min()) < 0 or int(ban.max()) >= self.cfg.vocab_size or len(ban.unique()) >= self.cfg.vocab_size:
+                raise ValueError(f"banned must be ids in 0..{self.cfg.vocab_size - 1}, leaving at least one to sample; "
+                                 f"got {sorted(set(ban.tolist()))}")
         if tokens.shape[1] + max_new_tokens > self.cfg.max_len:
             raise ValueError(f"prompt ({tokens.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
                              f"max_len={self.cfg.max_len}; generate fewer tokens or crop the prompt.")
@@ -223,6 +233,8 @@ class LM(nn.Module):
         out = [tokens]
         done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
         for i in range(max_new_tokens):
+            if ban is not None:
+                logits = logits.index_fill(-1, ban.to(logits.device), float("-inf"))
             nxt = sample_next(logits, temperature, top_k, generator)[:, None]  # (B, 1)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done[:, None], stop_token)

@@ -181,9 +181,14 @@ class UnitLM:
     @torch.no_grad()
     def continue_units(
         self, prompt: torch.Tensor | Sequence[int], max_new_units: int = 60, temperature: float = 1.0,
-        top_k: int | None = None, seed: int = 0,
+        top_k: int | None = None, seed: int = 0, stop_at_eos: bool = True,
     ) -> torch.Tensor:
-        """Unit ids sampled after ``prompt`` (stops at ``<eos>``; specials never come out as units)."""
+        """Unit ids sampled after ``prompt`` (specials never come out as units).
+
+        With ``stop_at_eos`` the LM may end the utterance (``<eos>``) before ``max_new_units``; without
+        it, ``<eos>`` is never sampled and exactly ``max_new_units`` units come back (fewer only when
+        the LM's context is full): a continuation of a fixed length, as AudioLM's semantic stage makes.
+        """
         x = _check_units(prompt, self.n_units, "prompt")
         if x.numel() == 0:
             raise ValueError("the prompt is empty: give at least one unit (e.g. the first units of an utterance)")
@@ -192,7 +197,8 @@ class UnitLM:
         if room < 1:
             raise ValueError(f"the prompt has {len(x)} units; this LM reads at most {self.model.cfg.max_len - 2}")
         out = self.model.generate(ids, min(max_new_units, room), temperature=temperature, top_k=top_k,
-                                  generator=torch.Generator().manual_seed(seed), stop_token=EOS)
+                                  generator=torch.Generator().manual_seed(seed), stop_token=EOS,
+                                  banned=None if stop_at_eos else (PAD, BOS, EOS))
         new = out[len(ids) :]
         keep = []
         for t in new.tolist():

@@ -97,6 +97,23 @@ def test_generate_errors():
         m.generate(torch.zeros(3, dtype=torch.long), 2, temperature=-1)
     with pytest.raises(ValueError, match="d_model"):
         LMConfig(vocab_size=10, d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="banned"):
+        m.generate(torch.zeros(3, dtype=torch.long), 2, banned=[23])
+    with pytest.raises(ValueError, match="at least one"):
+        m.generate(torch.zeros(3, dtype=torch.long), 2, banned=range(23))
+
+
+def test_generate_never_samples_banned_tokens():
+    m = small()
+    g = torch.Generator().manual_seed(0)
+    free = m.generate(torch.zeros(3, dtype=torch.long), 40, temperature=2.0, generator=g)[3:]
+    banned = sorted(set(free.tolist()))[:3]  # tokens this model does sample
+    g = torch.Generator().manual_seed(0)
+    out = m.generate(torch.zeros(3, dtype=torch.long), 40, temperature=2.0, generator=g, banned=banned)[3:]
+    assert len(out) == 40 and not set(out.tolist()) & set(banned)
+    greedy = m.generate(torch.zeros(3, dtype=torch.long), 5, temperature=0)[3:]
+    again = m.generate(torch.zeros(3, dtype=torch.long), 5, temperature=0, banned=greedy[:1].tolist())[3:]
+    assert again[0] != greedy[0]  # greedy decoding takes the best token that is allowed
 
 
 def test_lm_learns_a_pattern():

@@ -79,6 +79,9 @@ def test_unit_lm_learns_the_words_of_a_toy_language():
     cont = ulm.continue_units(torch.tensor([0, 1]), max_new_units=20, temperature=0)
     assert cont.dtype == torch.long and (cont >= 0).all() and (cont < 10).all()
     assert cont[:1].tolist() == [2]  # "0 1" is always followed by 2 in this language
+    longer = [ulm.continue_units(torch.tensor([0, 1]), max_new_units=60, seed=s, stop_at_eos=False) for s in range(5)]
+    assert all(len(c) == 60 for c in longer)  # never ends the utterance early: a fixed-length continuation
+    assert min(len(ulm.continue_units(torch.tensor([0, 1]), max_new_units=60, seed=s)) for s in range(5)) < 60
 
 
 def test_unit_lm_rejects_bad_input():

@@ -15,7 +15,8 @@ and the most likely reason. The exercises of notebook 00 (``solutions/00_audio_e
 
 Later notebooks: ``ch01`` (CTC decoding, WER, question intonation, temperature sampling), ``ch02``
 (k-means assignment and update, de-duplication, PNMI), ``ch03`` (the RVQ loop, bitrate, SI-SNR),
-``ch04`` (sequence log-likelihood, a bigram LM, TWIST's warm start).
+``ch04`` (sequence log-likelihood, a bigram LM, TWIST's warm start), ``ch05`` (AudioLM's flattening
+with offsets, aligning frame rates, unit durations).
 
 One module per notebook (``ch00``, ``ch01``, ...); every check is importable from here::
 
@@ -25,7 +26,7 @@ One module per notebook (``ch00``, ``ch01``, ...); every check is importable fro
 
 from __future__ import annotations
 
-from . import ch02, ch03, ch04
+from . import ch02, ch03, ch04, ch05
 from .ch00 import (
     check_aliased_frequency,
     check_autocorrelation_f0,
@@ -44,6 +45,7 @@ from .ch01 import (
 from .ch02 import *  # noqa: F403
 from .ch03 import *  # noqa: F403
 from .ch04 import *  # noqa: F403
+from .ch05 import *  # noqa: F403
 
 __all__ = [
     "check_aliased_frequency",
@@ -58,4 +60,4 @@ __all__ = [
     "check_wer",
     "question_cases",
 ]
-__all__ += ch02.__all__ + ch03.__all__ + ch04.__all__
+__all__ += ch02.__all__ + ch03.__all__ + ch04.__all__ + ch05.__all__
