@@ -25,11 +25,11 @@ lab: setup
 # The tests find the real-speech FSDD subset beside the repo when it is there (../shared/data/fsdd).
 test: setup
 	$(BIN)/ruff check slm_course tests
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest --nbval-lax notebooks solutions
 
 unit: setup
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
 
 bench: setup
 	$(BIN)/slm-course bench --list

@@ -6,8 +6,10 @@ text. Whatever the words do not say (who spoke, in what style, whether it was as
 question) is gone before the LM sees it. `what_text_loses` measures that with two probes on the
 same held-out utterances: one reads the cascade's transcript, one listens to the audio.
 
->>> cascade = Cascade(load_asr(), load_text_lm())
->>> result = cascade(wav)            # transcript, reply text, reply audio, timings
+Usage::
+
+    cascade = Cascade(load_asr(), load_text_lm())
+    result = cascade(wav)            # transcript, reply text, reply audio, timings
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ Where it comes from, in order:
 Nothing else in the course needs the network; without FSDD, `load_fsdd` raises `FsddMissing`
 with instructions, and notebooks skip their real-speech cells.
 
->>> fsdd = load_fsdd()
->>> rec = fsdd.split("test")[0]
->>> wav = fsdd.wav(rec, sr=16000)
+Usage::
+
+    fsdd = load_fsdd()
+    rec = fsdd.split("test")[0]
+    wav = fsdd.wav(rec, sr=16000)
 """
 
 from __future__ import annotations

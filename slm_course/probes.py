@@ -7,9 +7,11 @@ some speakers and tested on others, tells whether a label (gender, speaking styl
 intonation) can be *heard*: the corpus' labels are checked this way, and notebook 01 uses the same
 probe to show what a text cascade throws away.
 
->>> x = utterance_features(wav)              # (D,) numpy vector
->>> X = speaker_normalise(features_of(wavs), speakers)   # adds each speaker's deviation from their mean
->>> acc = probe_accuracy(X_train, y_train, X_test, y_test)
+Usage::
+
+    x = utterance_features(wav)              # (D,) numpy vector
+    X = speaker_normalise(features_of(wavs), speakers)   # adds each speaker's deviation from their mean
+    acc = probe_accuracy(X_train, y_train, X_test, y_test)
 """
 
 from __future__ import annotations

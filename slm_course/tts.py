@@ -12,7 +12,7 @@ no torch, so a fresh process starts in a fraction of a second.
 
 >>> tts = Espeak()
 >>> out = tts.synth("the cat sleeps", voice="en-us+m1")
->>> out.sr, [w.word for w in out.words]
+>>> out.sr, [w.label for w in out.words]
 (22050, ['the', 'cat', 'sleeps'])
 """
 

@@ -42,6 +42,8 @@ def test_mistakes_are_named():
             lambda s, n: s[(torch.arange(n) * 0.8).round().long().clamp(max=len(s) - 1)])
     with pytest.raises(AssertionError, match=r"shape \(5,\)"):
         checks.check_align_frames(lambda s, n: s)
+    with pytest.raises(AssertionError, match="1-D tensor of shape"):
+        checks.check_flatten_levels(lambda c, n: flatten_levels(c, n).view(-1, c.shape[0]))
     with pytest.raises(AssertionError, match="count runs"):
         def per_frame(seqs, v):
             c = torch.zeros(v, MAX_DURATION)
@@ -54,6 +56,10 @@ def test_mistakes_are_named():
         checks.check_duration_counts(lambda seqs, v: _counts(seqs, v, lambda d: min(d, MAX_DURATION - 1)))
     with pytest.raises(AssertionError, match="clamp"):
         checks.check_duration_counts(lambda seqs, v: _counts(seqs, v, lambda d: d - 1 if d <= MAX_DURATION else None))
+    with pytest.raises(AssertionError, match="IndexError.*clamp"):
+        checks.check_duration_counts(lambda seqs, v: _counts(seqs, v, lambda d: d - 1))
+    with pytest.raises(AssertionError, match="last column"):  # a long run in column 0: not an off-by-one
+        checks.check_duration_counts(lambda seqs, v: _counts(seqs, v, lambda d: d - 1 if d <= MAX_DURATION else 0))
 
 
 def _counts(seqs, vocab_size, column):

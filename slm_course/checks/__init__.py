@@ -10,6 +10,7 @@ and the most likely reason. The exercises of notebook 00 (``solutions/00_audio_e
 - :func:`check_frames`, :func:`check_power_spectrum` - framing and the power spectrum of the STFT
 - :func:`check_autocorrelation_f0` - F0 of a voiced frame from its autocorrelation
 
+>>> import torch
 >>> check_hz_to_mel(lambda f: 2595 * torch.log10(1 + f / 700))
 ✓ hz_to_mel is correct: 0, 700, 1000 and 8000 Hz give 0.0, 781.2, 1000.0 and 2840.0 mel
 

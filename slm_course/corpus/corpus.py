@@ -1,9 +1,11 @@
 """The corpus as a Python object: utterances with labels and alignments, audio on demand (notebook 00).
 
->>> corpus = load_corpus()                       # builds into the cache on first use (~1 minute)
->>> utt = corpus.split("test")[0]
->>> wav = corpus.wav(utt)                        # float32 tensor at 16 kHz
->>> utt.text, utt.speaker, utt.style, utt.word_spans[0]
+Usage::
+
+    corpus = load_corpus()                       # builds into the cache on first use (~1 minute)
+    utt = corpus.split("test")[0]
+    wav = corpus.wav(utt)                        # float32 tensor at 16 kHz
+    utt.text, utt.speaker, utt.style, utt.word_spans[0]
 """
 
 from __future__ import annotations
