@@ -783,7 +783,9 @@ def prompt_frames(utt: Utterance, seconds: float = 1.0) -> int:
     """Acoustic frames of a prompt of about ``seconds`` that ends at a word boundary of ``utt``.
 
     The cut is the start of the first word that begins at or after ``seconds`` (eSpeak's word
-    events), so that the continuation starts with a whole word and its text is known.
+    events), rounded down to a frame, so that the continuation starts with a whole word and its text
+    is known (rounding to the nearest frame could put up to 8 ms of that word in the prompt, and
+    drop the word from the continuation's reference text).
     """
     if not utt.word_spans:
         raise ValueError(f"utterance {utt.id} has no word spans: it cannot be cut at a word boundary")
@@ -791,7 +793,7 @@ def prompt_frames(utt: Utterance, seconds: float = 1.0) -> int:
     if not starts:
         raise ValueError(f"utterance {utt.id} ({utt.duration:.2f} s) has no word starting after {seconds} s: "
                          "choose a longer utterance or a shorter prompt")
-    return max(1, round(starts[0] * ACOUSTIC_RATE))
+    return max(1, math.floor(starts[0] * ACOUSTIC_RATE + 1e-6))
 
 
 def _continuation_text(utt: Utterance, frames: int) -> str:

@@ -14,6 +14,7 @@ from slm_course.audiolm import (
     AudioLM,
     AudioLMConfig,
     StageConfig,
+    _continuation_text,
     align_frames,
     duration_counts,
     flatten_levels,
@@ -283,7 +284,11 @@ def test_prompt_cut_at_a_word_boundary():
         id, duration = "u", 2.5
         word_spans = (Span("the", 0.0, 0.2), Span("cook", 0.2, 0.9), Span("cuts", 0.9, 1.4), Span("it", 1.4, 2.5))
 
-    assert prompt_frames(Utt, 1.0) == round(1.4 * 62.5)  # the first word that starts after 1 s
-    assert prompt_frames(Utt, 0.5) == round(0.9 * 62.5)
+    assert prompt_frames(Utt, 1.0) == 87  # the first word that starts after 1 s: 1.4 s = frame 87.5, rounded down
+    assert prompt_frames(Utt, 0.5) == 56  # 0.9 s = frame 56.25
+    for seconds in (0.5, 1.0):  # the prompt never holds the start of the next word; the reference text does
+        cut = prompt_frames(Utt, seconds)
+        assert cut / 62.5 <= min(s.start for s in Utt.word_spans if s.start >= seconds)
+    assert _continuation_text(Utt, prompt_frames(Utt, 1.0)) == "it"
     with pytest.raises(ValueError, match="no word starting after"):
         prompt_frames(Utt, 2.0)
