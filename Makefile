@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FSDD := $(wildcard ../shared/data/fsdd)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup lab test unit notebooks bench lint clean
+.PHONY: setup lab test unit notebooks bench lint clean prepare
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ lab: setup
 test: setup
 	$(BIN)/ruff check slm_course tests
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest --nbval-lax notebooks solutions
 
 unit: setup
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
+
+# Build every model the notebooks load, two at a time on one thread each (make test does this first).
+prepare: setup
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare
 
 bench: setup
 	$(BIN)/slm-course bench --list

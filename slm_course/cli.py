@@ -4,6 +4,7 @@
     slm-course bench --list
     slm-course bench NAME [--json]
     slm-course exercises [--check]
+    slm-course prepare [--jobs N] [--list]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 
 def _corpus_build(args: argparse.Namespace) -> int:
@@ -55,6 +57,21 @@ def _exercises(args: argparse.Namespace) -> int:
     return exercises.main(["--check"] if args.check else [])
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from slm_course import prepare
+
+    if args.list:
+        for step in prepare.STEPS:
+            needs = ", ".join(step.needs) or "-"
+            print(f"{step.name:14s} needs {needs:22s} {step.about}")
+        return 0
+    t0 = time.perf_counter()
+    seconds = prepare.prepare(jobs=args.jobs)
+    print(json.dumps({"steps": {k: round(v, 1) for k, v in seconds.items()}, "jobs": args.jobs,
+                      "seconds": round(time.perf_counter() - t0, 1)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slm-course", description="Spoken language models from scratch: tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("exercises", help="generate exercises/ from solutions/")
     ex.add_argument("--check", action="store_true", help="only report notebooks that are out of sync")
     ex.set_defaults(func=_exercises)
+
+    prep = sub.add_parser("prepare", help="build every model the notebooks load, ahead of time (one thread each)")
+    prep.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    prep.add_argument("--list", action="store_true", help="list the steps and what each needs")
+    prep.set_defaults(func=_prepare)
 
     args = parser.parse_args(argv)
     if getattr(args, "utterances", 0) is None:

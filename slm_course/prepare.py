@@ -1,0 +1,186 @@
+"""Build every model the notebooks load, ahead of time and two at a time: ``slm-course prepare``.
+
+The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
+Run one after the other, that is about 45 minutes of training on a 2-core laptop, mostly small
+models that gain little from a second thread. ``prepare`` builds the same artifacts, with the same
+recipes and seeds, in ``jobs`` worker processes of **one thread each**, each starting as soon as
+what it needs is built. Two reasons:
+
+- speed: two one-thread trainings side by side do more work than one two-thread training;
+- reproducibility: a model trained on one thread is the same on every machine with the same
+  libraries, whatever its core count, so the numbers the notebooks print match the README's
+  (the benchmarks, ``slm-course bench``, also train on one thread).
+
+It is optional: a notebook run without it builds what it misses itself. ``make test`` runs it
+before the notebooks. Already-cached artifacts load in a second, so a second run is quick.
+
+Usage::
+
+    slm-course prepare            # everything, 2 workers
+    slm-course prepare --jobs 1   # one at a time
+    slm-course prepare --list     # the steps and what each needs
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["STEPS", "Step", "prepare", "run_step"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cached artifact (or a few small ones) and the steps whose artifacts it loads."""
+
+    name: str
+    needs: tuple[str, ...]
+    about: str
+    fsdd: bool = False  # needs the FSDD recordings (skipped, with a message, where they are absent)
+
+
+STEPS: tuple[Step, ...] = (
+    Step("corpus", (), "the synthetic spoken corpus (notebook 00)"),
+    Step("mel-units", ("corpus",), "log-mel k-means units, K = 50 / 100 / 200 (notebook 02)"),
+    Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
+    Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
+    Step("unit-data", ("ssl-units",), "the corpus as de-duplicated HuBERT units (notebook 04)"),
+    Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
+    Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
+    Step("codec", ("corpus",), "the neural codec (notebook 03)"),
+    Step("text-lm", ("corpus",), "the character text LM (notebook 01)"),
+    Step("twist", ("unit-data", "text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
+    Step("audiolm", ("unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
+    Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
+    Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
+    Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
+)  # in order of priority: the longest chain (corpus -> ... -> unit LM -> AudioLM) first
+
+
+def _build(name: str) -> None:
+    from slm_course import asr, audiolm, codec, lm, ulm, units
+    from slm_course.corpus import load_corpus
+    from slm_course.fsdd import load_fsdd
+
+    if name == "corpus":
+        load_corpus(progress=False)
+    elif name == "mel-units":
+        for k in (50, 100, 200):
+            units.load_mel_units(k=k)
+    elif name == "hubert":
+        units.load_hubert(progress=False)
+    elif name == "ssl-units":
+        from slm_course.hubert import HubertConfig
+
+        for layer in range(HubertConfig().n_layers + 1):
+            units.load_ssl_units(layer=layer, progress=False)
+        for k in (50, 200):
+            units.load_ssl_units(k=k, progress=False)
+    elif name == "unit-data":
+        ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer(ulm.UNITS))
+    elif name == "unit-lm":
+        ulm.load_unit_lm(ulm.UNITS, progress=False)
+    elif name == "asr":
+        asr.load_asr(progress=False)
+    elif name == "codec":
+        codec.load_codec(progress=False)
+    elif name == "text-lm":
+        lm.load_text_lm(progress=False)
+    elif name == "twist":
+        ulm.load_twist_comparison(ulm.UNITS, progress=False)
+    elif name == "audiolm":
+        audiolm.load_audiolm(progress=False)
+    elif name == "vocoder":
+        units.load_unit_vocoder(ulm.load_tokenizer(ulm.UNITS), progress=False)
+    elif name == "fsdd-asr":
+        asr.load_fsdd_asr(fsdd=load_fsdd(), progress=False)
+    elif name == "fsdd-unit-lm":
+        fsdd = load_fsdd()
+        ulm.fsdd_unit_data(ulm.load_tokenizer(ulm.UNITS), fsdd)
+        ulm.load_fsdd_unit_lm(ulm.UNITS, fsdd=fsdd, progress=False)
+    else:
+        raise ValueError(f"no step {name!r}; `slm-course prepare --list` shows them")
+
+
+def run_step(name: str, threads: int = 1) -> float:
+    """Build (or load) step ``name``'s artifacts with ``threads`` torch threads; returns the seconds it took."""
+    import torch
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    _build(name)
+    return time.perf_counter() - t0
+
+
+def _order(steps: Sequence[Step]) -> list[Step]:
+    """``steps`` with every step after those it needs (a check that the table is a DAG)."""
+    names = {s.name for s in steps}
+    done: set[str] = set()
+    out: list[Step] = []
+    pending = list(steps)
+    while pending:
+        ready = [s for s in pending if all(n in done or n not in names for n in s.needs)]
+        if not ready:
+            raise ValueError(f"steps that need each other: {[s.name for s in pending]}")
+        out.append(ready[0])
+        done.add(ready[0].name)
+        pending.remove(ready[0])
+    return out
+
+
+def prepare(jobs: int = 2, steps: Sequence[Step] = STEPS, log: Callable[[str], None] = print,
+            have_fsdd: bool | None = None) -> dict[str, float]:
+    """Build ``steps`` in ``jobs`` one-thread processes (a fresh one per step), each when its needs are done.
+
+    Returns the seconds each step took. A step that fails stops the run with its error, once the
+    steps already running have finished.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    _order(steps)
+    if have_fsdd is None:
+        from slm_course.fsdd import FsddMissing, load_fsdd
+
+        try:
+            load_fsdd()
+            have_fsdd = True
+        except FsddMissing:
+            have_fsdd = False
+    todo = [s for s in steps if have_fsdd or not s.fsdd]
+    if len(todo) < len(steps):
+        log(f"prepare: FSDD not found, skipping {', '.join(s.name for s in steps if s not in todo)}")
+    names = {s.name for s in todo}
+    done: dict[str, float] = {}
+    running: dict[cf.Future, tuple[Step, float]] = {}
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        error: BaseException | None = None
+        while todo or running:
+            while error is None and len(running) < jobs:
+                ready = [s for s in todo if all(n in done or n not in names for n in s.needs)]
+                if not ready:
+                    break
+                step = ready[0]
+                todo.remove(step)
+                running[pool.submit(run_step, step.name)] = (step, time.perf_counter())
+                log(f"prepare: {step.name} started ({step.about})")
+            if not running:
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                step, _ = running.pop(future)
+                try:
+                    done[step.name] = future.result()
+                except BaseException as err:  # noqa: BLE001 - reported, then raised below
+                    log(f"prepare: {step.name} FAILED: {err!r}")
+                    error = error or err
+                    continue
+                log(f"prepare: {step.name} done in {done[step.name]:.0f} s "
+                    f"({len(done)}/{len(names)}, {time.perf_counter() - t0:.0f} s so far)")
+    if error is not None:
+        raise error
+    return done
