@@ -57,11 +57,18 @@ def benchmark(name: str, about: str) -> Callable[[Callable[[], dict]], Callable[
 
 
 def run(name: str) -> dict:
-    """Run one benchmark; its metrics plus `benchmark` and `seconds`."""
+    """Run one benchmark on one torch thread; its metrics plus `benchmark` and `seconds`."""
     if name not in BENCHMARKS and name not in LAZY:
         raise KeyError(f"no benchmark {name!r}; `slm-course bench --list` shows: {', '.join(sorted(available()))}.")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what it trains is then the same model as `slm-course prepare` builds, on any machine
     t0 = time.perf_counter()
-    metrics = _resolve(name)()
+    try:
+        metrics = _resolve(name)()
+    finally:
+        torch.set_num_threads(threads)
     return {"benchmark": name, **metrics, "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -1,15 +1,16 @@
 """Build every model the notebooks load, ahead of time and two at a time: ``slm-course prepare``.
 
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
-Run one after the other, that is about 45 minutes of training on a 2-core laptop, mostly small
-models that gain little from a second thread. ``prepare`` builds the same artifacts, with the same
-recipes and seeds, in ``jobs`` worker processes of **one thread each**, each starting as soon as
-what it needs is built. Two reasons:
+``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
+processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
+a 2-core machine, cold: the 14 steps take 62 minutes one after the other on one thread, 34 minutes
+with 2 workers (the longest: TWIST's six trainings 13 min, the ASR 12, the unit LM 10). Two reasons:
 
-- speed: two one-thread trainings side by side do more work than one two-thread training;
-- reproducibility: a model trained on one thread is the same on every machine with the same
-  libraries, whatever its core count, so the numbers the notebooks print match the README's
-  (the benchmarks, ``slm-course bench``, also train on one thread).
+- speed: small models gain little from a second thread, so two one-thread trainings side by side
+  do nearly twice the work of one two-thread training;
+- reproducibility: the same model, bit for bit, whatever the machine's core count (a different
+  thread count changes the order of floating-point sums), so the numbers the notebooks print
+  match the README's: ``slm-course bench`` also trains on one thread.
 
 It is optional: a notebook run without it builds what it misses itself. ``make test`` runs it
 before the notebooks. Already-cached artifacts load in a second, so a second run is quick.
@@ -44,20 +45,21 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("corpus", (), "the synthetic spoken corpus (notebook 00)"),
+    Step("text-lm", ("corpus",), "the character text LM (notebook 01)"),
     Step("mel-units", ("corpus",), "log-mel k-means units, K = 50 / 100 / 200 (notebook 02)"),
     Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
     Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
     Step("unit-data", ("ssl-units",), "the corpus as de-duplicated HuBERT units (notebook 04)"),
+    Step("twist", ("unit-data", "text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
-    Step("text-lm", ("corpus",), "the character text LM (notebook 01)"),
-    Step("twist", ("unit-data", "text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("audiolm", ("unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
-)  # in order of priority: the longest chain (corpus -> ... -> unit LM -> AudioLM) first
+)  # in order of priority: long trainings with long chains behind them first. With the step times of a
+# cold run, this order ends within 2 % of half their sum (the best 2 workers can do).
 
 
 def _build(name: str) -> None:
@@ -132,11 +134,12 @@ def _order(steps: Sequence[Step]) -> list[Step]:
 
 
 def prepare(jobs: int = 2, steps: Sequence[Step] = STEPS, log: Callable[[str], None] = print,
-            have_fsdd: bool | None = None) -> dict[str, float]:
+            have_fsdd: bool | None = None, heartbeat: float = 60.0) -> dict[str, float]:
     """Build ``steps`` in ``jobs`` one-thread processes (a fresh one per step), each when its needs are done.
 
-    Returns the seconds each step took. A step that fails stops the run with its error, once the
-    steps already running have finished.
+    Logs each step's start and end, and every ``heartbeat`` seconds what is still running. Returns
+    the seconds each step took. A step that fails stops the run with its error, once the steps
+    already running have finished.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
@@ -170,7 +173,11 @@ def prepare(jobs: int = 2, steps: Sequence[Step] = STEPS, log: Callable[[str], N
                 log(f"prepare: {step.name} started ({step.about})")
             if not running:
                 break
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            finished, _ = cf.wait(running, timeout=heartbeat, return_when=cf.FIRST_COMPLETED)
+            if not finished:  # a heartbeat: what is still training, and for how long
+                now = time.perf_counter()
+                log("prepare: running " + ", ".join(f"{st.name} ({now - t:.0f} s)" for st, t in running.values())
+                    + f"; {len(done)}/{len(names)} done")
             for future in finished:
                 step, _ = running.pop(future)
                 try:

@@ -38,14 +38,20 @@ __all__ = [
     "UNITS",
     "UlmConfig",
     "UnitLM",
+    "ZERO_SHOT_SETS",
     "encode_utterances",
     "fsdd_unit_data",
     "load_fsdd_unit_lm",
+    "load_tokenizer",
     "load_twist_comparison",
+    "load_unit_lm",
     "mean_durations",
     "pair_accuracy",
+    "text_topline",
     "train_unit_lm",
+    "unit_data",
     "warm_start",
+    "zero_shot",
 ]
 
 PAD, BOS, EOS = 0, 1, 2
@@ -64,7 +70,7 @@ class UlmConfig:
     steps: int = 1200
     lr: float = 3e-3
     warmup_steps: int = 50
-    dropout: float = 0.1  # units are few (a few hundred thousand tokens): some regularisation helps
+    dropout: float = 0.1  # units are few (about 140 k training tokens): some regularisation helps
     max_len: int = 512
     seed: int = 0
 
@@ -368,7 +374,7 @@ def _tokenizer_key(tokenizer) -> str:
 def unit_data(corpus, tokenizer, progress: bool = False) -> dict[str, list[torch.Tensor]]:
     """De-duplicated units of the corpus: ``train``, ``valid``, ``test`` and each pair set's ``good``/``bad``.
 
-    Cached per tokenizer (encoding ~5,500 utterances takes about a minute).
+    Cached per tokenizer (encoding the corpus' ~4,900 utterances takes about a minute).
     """
     from slm_course.runtime import cached
 
@@ -484,7 +490,24 @@ def benchmark() -> dict:
     out["val_loss"] = round(ulm.metrics["val_loss"], 3)
     out["params"] = ulm.metrics["params"]
     out["train_seconds"] = ulm.metrics["train_seconds"]
+    out.update(_fsdd_reversal(tokenizer))
     return out
+
+
+def _fsdd_reversal(tokenizer) -> dict:
+    """Notebook 04's real-speech test: FSDD held-out takes vs the same takes backwards (empty without FSDD)."""
+    from slm_course.fsdd import FsddMissing, load_fsdd
+
+    try:
+        fsdd = load_fsdd()
+    except FsddMissing:
+        return {}
+    data = fsdd_unit_data(tokenizer, fsdd)
+    lm = load_fsdd_unit_lm(UNITS, fsdd=fsdd, progress=False)
+    scorers = {"": lm.score, "_bigram": NgramLM(2, tokenizer.vocab_size).fit(data["train"]).score,
+               "_unigram": NgramLM(1, tokenizer.vocab_size).fit(data["train"]).score}
+    return {f"fsdd_reversal{k}": round(pair_accuracy(f, data["test"], data["test_reversed"])["normalised"], 3)
+            for k, f in scorers.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,8 +521,9 @@ FSDD_ULM_CONFIG = UlmConfig(context=64, steps=400)
 def fsdd_unit_data(tokenizer, fsdd=None, progress: bool = False) -> dict[str, list]:
     """De-duplicated units of FSDD: ``train`` (takes 5-49), ``test`` (takes 0-4), their ``*_words``.
 
-    ``test_reversed`` holds the units of each test take played backwards: the same sounds, speaker
-    and length with the order of sounds turned round, i.e. a non-word made of the word's own sounds.
+    ``test_reversed`` holds the units of each test take played backwards: the same samples, so the
+    same speaker and length, in reverse order: a sound-alike non-word (its units are not the word's
+    units reversed, since a unit depends on its context and reversed sounds are other sounds).
     A word-vs-reversed pair test asks whether the LM learned the order of sounds in real words.
 
     Cached per tokenizer and FSDD copy. Raises :class:`slm_course.fsdd.FsddMissing` (saying how to

@@ -53,3 +53,42 @@ def test_mistakes_are_named():
         checks.check_warm_start(copies_everything)
     with pytest.raises(AssertionError, match="blocks"):
         checks.check_warm_start(lambda unit, text: unit)
+
+
+def test_warm_start_check_catches_shared_replaced_and_reversed_copies():
+    def shares(unit, text):
+        unit.blocks, unit.ln_f = text.blocks, text.ln_f  # the same tensors, not copies
+        with torch.no_grad():
+            unit.pos_emb.weight[:64] = text.pos_emb.weight
+        return unit
+
+    def replaces_positions(unit, text):
+        unit.blocks.load_state_dict(text.blocks.state_dict())
+        unit.ln_f.load_state_dict(text.ln_f.state_dict())
+        unit.pos_emb = text.pos_emb  # 64 rows instead of 128
+        return unit
+
+    def backwards(unit, text):
+        text.blocks.load_state_dict(unit.blocks.state_dict())
+        text.ln_f.load_state_dict(unit.ln_f.state_dict())
+        with torch.no_grad():
+            text.pos_emb.weight[:] = unit.pos_emb.weight[:64]
+        return unit
+
+    def no_ln_bias(unit, text):
+        unit.blocks.load_state_dict(text.blocks.state_dict())
+        with torch.no_grad():
+            unit.ln_f.weight.copy_(text.ln_f.weight)
+            text.ln_f.bias.add_(0.0)
+            unit.ln_f.bias.fill_(0.5)
+            unit.pos_emb.weight[:64] = text.pos_emb.weight
+        return unit
+
+    with pytest.raises(AssertionError, match="shares tensors"):
+        checks.check_warm_start(shares)
+    with pytest.raises(AssertionError, match="keep its 128 rows"):
+        checks.check_warm_start(replaces_positions)
+    with pytest.raises(AssertionError, match="not the other way round"):
+        checks.check_warm_start(backwards)
+    with pytest.raises(AssertionError, match="ln_f.bias"):
+        checks.check_warm_start(no_ln_bias)

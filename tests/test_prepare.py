@@ -34,8 +34,9 @@ def test_unknown_step_fails_in_its_worker_and_is_reported():
     lines: list[str] = []
     with pytest.raises(ValueError, match="no step 'nonsense'"):
         prepare.prepare(jobs=1, steps=(Step("nonsense", (), "a step no builder knows"),), log=lines.append,
-                        have_fsdd=False)
+                        have_fsdd=False, heartbeat=0.05)  # a fresh process imports torch first: > 0.05 s
     assert any("nonsense FAILED" in line for line in lines)
+    assert any(line.startswith("prepare: running nonsense (") for line in lines), "no heartbeat while it ran"
 
 
 def test_fsdd_steps_are_skipped_without_fsdd():

@@ -77,18 +77,33 @@ def check_warm_start(fn: Callable) -> None:
     torch.manual_seed(0)
     text = LM(LMConfig(vocab_size=29, d_model=32, n_layers=2, n_heads=2, max_len=64))
     unit = LM(LMConfig(vocab_size=103, d_model=32, n_layers=2, n_heads=2, max_len=128))
-    emb, head = unit.tok_emb[0].weight.clone(), unit.heads[0].weight.clone()
+    emb, head, pos = unit.tok_emb[0].weight.clone(), unit.heads[0].weight.clone(), unit.pos_emb.weight.clone()
+    text_before = {k: v.clone() for k, v in text.state_dict().items()}
     out = fn(unit, text)
     if out is None:
         _fail("return the unit model after copying (return unit_model)")
-    for (name, a), b in zip(text.blocks.state_dict().items(), out.blocks.state_dict().values()):
+    for name, value in text.state_dict().items():
+        if not torch.equal(value, text_before[name]):
+            _fail(f"the text model's {name} changed: copy from the text LM into the unit LM, not the other way round")
+    for name, a in text.blocks.state_dict().items():
+        b = out.blocks.state_dict()[name]
         if not torch.equal(a, b):
             _fail(f"the unit model's blocks.{name} differs from the text model's: copy every block's weights "
                   "(unit_model.blocks.load_state_dict(text_model.blocks.state_dict()))")
-    if not torch.equal(out.ln_f.weight, text.ln_f.weight):
-        _fail("the final LayerNorm (ln_f) belongs to the body too: copy it")
+    if out.pos_emb.weight.shape != pos.shape:
+        _fail(f"the unit LM's position table must keep its {pos.shape[0]} rows (got {out.pos_emb.weight.shape[0]}): "
+              "copy the text LM's 64 rows into its first 64, do not replace the table")
+    text_ptrs = {p.data_ptr() for p in text.parameters()}
+    if any(p.data_ptr() in text_ptrs for p in out.parameters()):
+        _fail("the unit model shares tensors with the text model (unit_model.blocks = text_model.blocks?): training "
+              "the unit LM would change the text LM too. Copy the values: blocks.load_state_dict(...)")
+    for name, value in text.ln_f.state_dict().items():
+        if not torch.equal(out.ln_f.state_dict()[name], value):
+            _fail(f"the final LayerNorm (ln_f.{name}) belongs to the body too: copy its weight and bias")
     if not torch.equal(out.pos_emb.weight[:64], text.pos_emb.weight):
         _fail("copy the text LM's position embeddings into the first 64 positions of the unit LM's")
+    if not torch.equal(out.pos_emb.weight[64:], pos[64:]):
+        _fail("positions 64 and up have no text-LM counterpart: leave those rows of the unit LM as they were")
     if out.tok_emb[0].weight.shape != emb.shape or not torch.equal(out.tok_emb[0].weight, emb):
         _fail("leave the unit LM's token embeddings alone: the vocabularies differ (units vs characters)")
     if not torch.equal(out.heads[0].weight, head):
