@@ -85,9 +85,9 @@ def check_warm_start(fn: Callable) -> None:
     for name, value in text.state_dict().items():
         if not torch.equal(value, text_before[name]):
             _fail(f"the text model's {name} changed: copy from the text LM into the unit LM, not the other way round")
+    got_blocks = out.blocks.state_dict()
     for name, a in text.blocks.state_dict().items():
-        b = out.blocks.state_dict()[name]
-        if not torch.equal(a, b):
+        if not torch.equal(a, got_blocks[name]):
             _fail(f"the unit model's blocks.{name} differs from the text model's: copy every block's weights "
                   "(unit_model.blocks.load_state_dict(text_model.blocks.state_dict()))")
     if out.pos_emb.weight.shape != pos.shape:
