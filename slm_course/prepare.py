@@ -50,7 +50,8 @@ STEPS: tuple[Step, ...] = (
     Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
     Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
     Step("unit-data", ("ssl-units",), "the corpus as de-duplicated HuBERT units (notebook 04)"),
-    Step("twist", ("unit-data", "text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
+    Step("twist-text-lm", (), "the text LM that TWIST copies: 128-character windows (notebook 04)"),
+    Step("twist", ("unit-data", "twist-text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
@@ -91,6 +92,8 @@ def _build(name: str) -> None:
         codec.load_codec(progress=False)
     elif name == "text-lm":
         lm.load_text_lm(progress=False)
+    elif name == "twist-text-lm":
+        lm.load_text_lm(ulm.TWIST_TEXT_CONFIG, progress=False)
     elif name == "twist":
         ulm.load_twist_comparison(ulm.UNITS, progress=False)
     elif name == "audiolm":

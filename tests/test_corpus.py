@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from slm_course.audio import log_mel
-from slm_course.corpus import EVAL_SETS, SPEAKERS, STYLES, Corpus, CorpusError, Grammar, load_corpus
+from slm_course.corpus import EVAL_SETS, SPEAKERS, STYLES, Corpus, CorpusError, Grammar, grammar, load_corpus
 from slm_course.corpus.builder import plan
 from slm_course.corpus.grammar import NUMBERS, TOPICS, words_of
 from slm_course.corpus.voices import espeak_settings
@@ -25,10 +25,25 @@ def test_vocabulary_is_a_few_hundred_words_and_nonwords_are_not_words():
     vocab = set(g.vocabulary())
     assert 150 <= len(vocab) <= 400
     rng = random.Random(0)
+    n_pairs = 0
     for w in g.content_words():
         for nw in g.nonwords(w, rng):
+            n_pairs += 1
             assert nw not in vocab and nw != w
+            assert nw not in grammar._UNSUITABLE
             assert nw[-2:] == w[-2:]  # the rime is kept: only the onset changes
+            onset = lambda x: x[: next(i for i, ch in enumerate(x) if ch in "aeiouy")]  # noqa: E731
+            # Wuggy-like: the onset keeps its shape (one consonant for one, a cluster for a cluster)
+            assert grammar.onset_sounds(onset(nw)) == grammar.onset_sounds(onset(w)) > 0
+    assert n_pairs >= 250  # almost every content word gets two non-words
+
+
+def test_onset_sounds_counts_sounds_not_letters():
+    assert [grammar.onset_sounds(o) for o in ("", "b", "sh", "kn", "wr", "bl", "st", "thr")] == [0, 1, 1, 1, 1, 2, 2, 2]
+    assert grammar.onset_sounds("q") == 0  # "qu" words are not swapped
+    g = Grammar()
+    assert g.nonwords("old", random.Random(0)) == []  # no onset, nothing to swap
+    assert all(grammar.onset_sounds(nw[:2]) == 2 for nw in g.nonwords("black", random.Random(0)))
 
 
 def test_statements_agree_in_number():

@@ -29,7 +29,7 @@ from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLE_BY_NAME, S
 from slm_course.tts import synth_many
 
 SR = 16000  # the course's sampling rate
-VERSION = 6  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
+VERSION = 7  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
 DEFAULT_UTTERANCES = 3000  # training/validation/test utterances (the evaluation sets come on top)
 PAIRS_PER_SET = 320  # pairs in each zero-shot evaluation set
 CHUNK = 400  # utterances per synthesis process (fixed, so the output does not depend on workers)

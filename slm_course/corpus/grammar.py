@@ -212,23 +212,48 @@ class Grammar:
 
     # --- evaluation material ------------------------------------------------------------------
     def nonwords(self, word: str, rng: random.Random, n: int = 2) -> list[str]:
-        """Pseudo-words made by swapping the onset of `word` (sWUGGY-style), never real words."""
+        """Pseudo-words made by swapping the onset of `word` for one of the same shape (sWUGGY-style), never real words.
+
+        Like Wuggy, the generator of sWUGGY's non-words, the swap keeps the word's syllable structure: a
+        single consonant is replaced by a single consonant ("wet" -> "tet"), a two-consonant cluster by a
+        cluster ("brown" -> "glown"), so that word and non-word have as many
+        sounds. A swap that changes the length would let a scorer tell them apart by length alone. Words
+        without an onset ("old") or with a "qu" onset get no non-words.
+        """
         vowels = "aeiouy"
         i = 0
         while i < len(word) and word[i] not in vowels:
             i += 1
         rime = word[i:]
-        vocab = set(self.vocabulary()) | _COMMON_ENGLISH
+        size = onset_sounds(word[:i])
+        vocab = set(self.vocabulary()) | _COMMON_ENGLISH | _UNSUITABLE
         out: list[str] = []
         onsets = ONSETS[:]
         rng.shuffle(onsets)
         for onset in onsets:
             cand = onset + rime
-            if cand != word and cand not in vocab and cand not in out and len(rime) >= 2:
+            if (size > 0 and onset_sounds(onset) == size and cand != word and cand not in vocab and cand not in out
+                    and len(rime) >= 2):
                 out.append(cand)
             if len(out) == n:
                 break
         return out
+
+
+ONE_SOUND_ONSETS = ("sh", "ch", "th", "wh", "ph", "kn", "wr")  # two letters, one consonant sound
+
+
+def onset_sounds(onset: str) -> int:
+    """Consonant sounds in a spelled onset: "" 0, "b" 1, "sh" 1, "bl" 2, "thr" 2; 0 for "q" (said /kw/, not swapped).
+
+    >>> [onset_sounds(o) for o in ("", "b", "sh", "kn", "bl", "thr")]
+    [0, 1, 1, 1, 2, 2]
+    """
+    if onset.startswith("q"):
+        return 0
+    if onset[:2] in ONE_SOUND_ONSETS:
+        return 1 + len(onset) - 2
+    return len(onset)
 
 
 # Real English words that onset swaps of the vocabulary could produce; excluded from non-words.
@@ -247,6 +272,13 @@ gold hold mold sold told new dew few hew mew pew stew blew brew chew crew drew f
 long bong dong gong song strong wrong tong big dig fig gig jig pig rig wig twig quiet
 red bred fled sped shred led green seen teen queen screen keen white bite kite mite site spite write quite
 black back hack jack lack pack rack sack tack track stack slack snack crack
+makers halls grown fright tarry rook crop clop mild gild tick rick lite lives gaps zaps pets gets lots dull dulls
+mulls tailor nails dam nip nips mow sleet plows glows frees mash gashes seeds wield hills pills binds slower grants
+state grate faint tens fen fens dill kook tut zed ken zen flack gall peed popes dopes tope wot sot haves trow drow
+hardeners mucks tows sows gree crees fet mig fakers walls blown gut flop pick kills deeds rinds vets naps
+taps slate rails dips grow lashes dash saves stow lope dora lora garry bam nill wite sig bens pows mets falls
+clown barry slop needs rill saps spate dens pips snow paves tora marry prop gill laps hips prow prows raps lips
+crows tips sips rips nips bows rows vows mows
 blue clue glue true due hue sue cue flue
 wave cave gave pave rave save brave crave grave slave shave
 ship dip hip lip rip sip tip zip slip grip trip drip flip skip strip whip chip
@@ -262,4 +294,9 @@ soft loft
 ball
 bench
 kite
+""".split())
+
+# Swaps that would give words nobody wants in a course's test set (checked like real words).
+_UNSUITABLE = set("""
+fuck fucks dick dicks crap craps slut sluts fag fags tit tits shit cock cocks cunt piss damn ass butt turd
 """.split())
