@@ -32,9 +32,9 @@ def test_vocabulary_is_a_few_hundred_words_and_nonwords_are_not_words():
             assert nw not in vocab and nw != w
             assert nw not in grammar._UNSUITABLE
             assert nw[-2:] == w[-2:]  # the rime is kept: only the onset changes
-            onset = lambda x: x[: next(i for i, ch in enumerate(x) if ch in "aeiouy")]  # noqa: E731
             # Wuggy-like: the onset keeps its shape (one consonant for one, a cluster for a cluster)
-            assert grammar.onset_sounds(onset(nw)) == grammar.onset_sounds(onset(w)) > 0
+            (onset_nw, rime_nw), (onset_w, rime_w) = grammar.split_onset(nw), grammar.split_onset(w)
+            assert rime_nw == rime_w and grammar.onset_sounds(onset_nw) == grammar.onset_sounds(onset_w) > 0
     assert n_pairs >= 250  # almost every content word gets two non-words
 
 

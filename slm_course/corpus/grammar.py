@@ -216,16 +216,12 @@ class Grammar:
 
         Like Wuggy, the generator of sWUGGY's non-words, the swap keeps the word's syllable structure: a
         single consonant is replaced by a single consonant ("wet" -> "tet"), a two-consonant cluster by a
-        cluster ("brown" -> "glown"), so that word and non-word have as many
-        sounds. A swap that changes the length would let a scorer tell them apart by length alone. Words
-        without an onset ("old") or with a "qu" onset get no non-words.
+        cluster ("brown" -> "glown"), so that word and non-word have as many sounds. A swap that changes
+        the length would let a scorer tell them apart by length alone. Words without an onset ("old") or
+        with a "qu" onset get no non-words.
         """
-        vowels = "aeiouy"
-        i = 0
-        while i < len(word) and word[i] not in vowels:
-            i += 1
-        rime = word[i:]
-        size = onset_sounds(word[:i])
+        onset, rime = split_onset(word)
+        size = onset_sounds(onset)
         vocab = set(self.vocabulary()) | _COMMON_ENGLISH | _UNSUITABLE
         out: list[str] = []
         onsets = ONSETS[:]
@@ -238,6 +234,18 @@ class Grammar:
             if len(out) == n:
                 break
         return out
+
+
+def split_onset(word: str) -> tuple[str, str]:
+    """A spelled word -> (onset, rime): the consonant letters before its first vowel, and the rest.
+
+    >>> split_onset("black"), split_onset("old")
+    (('bl', 'ack'), ('', 'old'))
+    """
+    i = 0
+    while i < len(word) and word[i] not in "aeiouy":
+        i += 1
+    return word[:i], word[i:]
 
 
 ONE_SOUND_ONSETS = ("sh", "ch", "th", "wh", "ph", "kn", "wr")  # two letters, one consonant sound
