@@ -118,7 +118,22 @@ def cache_dir() -> Path:
 
 
 def lock(path: str | os.PathLike[str]) -> filelock.FileLock:
-    """A cross-process lock for ``path`` (the lock file is ``<path>.lock``); use as ``with lock(p): ...``."""
+    """A cross-process lock for ``path`` (the lock file is ``<path>.lock``); use as ``with lock(p): ...``.
+
+    Raises ``RuntimeError`` in a process that is still starting up (multiprocessing's "spawn" re-runs
+    the parent script's top level there): a script that builds course data outside
+    ``if __name__ == "__main__":`` would otherwise make each worker wait forever for the lock its
+    parent holds while it builds the corpus with those very workers.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "slm-course: a worker process is re-running your script's top level while it starts (multiprocessing "
+            "'spawn'), and that code loads or builds course data, which would wait forever for the lock its parent "
+            'holds. Put the script\'s code under `if __name__ == "__main__":` (see the multiprocessing docs, '
+            '"Safe importing of main module").'
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return filelock.FileLock(str(path) + ".lock")

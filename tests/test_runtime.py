@@ -147,3 +147,38 @@ def test_cached_concurrent_callers_build_once(cache: Path) -> None:
 def test_cached_rejects_bad_name(cache: Path) -> None:
     with pytest.raises(ValueError, match="plain non-empty file stem"):
         cached("a/b", lambda: 1)
+
+
+_UNGUARDED_SCRIPT = '''
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from slm_course.runtime import cached
+
+def build():  # like the corpus builder: the artifact is made by worker processes
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return {"x": pool.submit(abs, -1).result()}
+
+print(cached("unguarded", build))  # no `if __name__ == "__main__":`
+'''
+
+
+def test_unguarded_script_fails_fast_instead_of_deadlocking(tmp_path: Path) -> None:
+    """A spawned worker re-runs the script's top level: without the check it waits forever on its parent's lock."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    env = {**os.environ, runtime.CACHE_ENV: str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr
+
+
+def test_lock_refuses_while_a_worker_is_starting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match="__main__"):
+        runtime.lock(tmp_path / "x")
