@@ -149,7 +149,7 @@ def test_cached_rejects_bad_name(cache: Path) -> None:
         cached("a/b", lambda: 1)
 
 
-_UNGUARDED_SCRIPT = '''
+_UNGUARDED_SCRIPT = """
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from slm_course.runtime import cached
@@ -159,7 +159,7 @@ def build():  # like the corpus builder: the artifact is made by worker processe
         return {"x": pool.submit(abs, -1).result()}
 
 print(cached("unguarded", build))  # no `if __name__ == "__main__":`
-'''
+"""
 
 
 def test_unguarded_script_fails_fast_instead_of_deadlocking(tmp_path: Path) -> None:
