@@ -50,6 +50,8 @@ STEPS: tuple[Step, ...] = (
     Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
     Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
     Step("unit-data", ("ssl-units",), "the corpus as de-duplicated HuBERT units (notebook 04)"),
+    Step("normalizer", ("ssl-units",), "the speech normaliser: any voice -> a reference voice's units (notebook 04)"),
+    Step("norm-unit-lm", ("normalizer",), "the unit LM on speaker-normalised units (notebook 04)"),
     Step("twist-text-lm", (), "the text LM that TWIST copies: 128-character windows (notebook 04)"),
     Step("twist", ("unit-data", "twist-text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
@@ -86,6 +88,11 @@ def _build(name: str) -> None:
         ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer(ulm.UNITS))
     elif name == "unit-lm":
         ulm.load_unit_lm(ulm.UNITS, progress=False)
+    elif name == "normalizer":
+        ulm.load_tokenizer("norm")
+    elif name == "norm-unit-lm":
+        ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer("norm"))
+        ulm.load_unit_lm("norm", progress=False)
     elif name == "asr":
         asr.load_asr(progress=False)
     elif name == "codec":

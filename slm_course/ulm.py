@@ -355,17 +355,24 @@ UNITS = "ssl"  # the units of notebook 04's unit LM, as in GSLM: self-supervised
 
 
 def load_tokenizer(kind: str = UNITS):
-    """The notebook-02 units a unit LM reads: ``"ssl"`` (tiny HuBERT, K=100) or ``"mel"`` (log-mel k-means, K=100)."""
+    """The units a unit LM reads: ``"ssl"`` (tiny HuBERT, K=100) or ``"mel"`` (log-mel k-means, K=100) of notebook
+    02, or ``"norm"``: the SSL units mapped to one reference voice by the speech normaliser (notebook 04, section 6)."""
     from slm_course import units
 
     if kind == "mel":
         return units.load_mel_units()
     if kind == "ssl":
         return units.load_ssl_units(progress=False)
-    raise ValueError(f"kind must be 'mel' or 'ssl', got {kind!r}")
+    if kind == "norm":
+        from slm_course.normalizer import load_normalized_units
+
+        return load_normalized_units(progress=False)
+    raise ValueError(f"kind must be 'mel', 'ssl' or 'norm', got {kind!r}")
 
 
 def _tokenizer_key(tokenizer) -> str:
+    if hasattr(tokenizer, "cache_key"):
+        return tokenizer.cache_key
     centroids = getattr(tokenizer, "centroids", None)
     blob = centroids.numpy().tobytes() if centroids is not None else repr(tokenizer).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
@@ -466,7 +473,12 @@ def text_topline(corpus, asr, text_lm, sets: Sequence[str] = ZERO_SHOT_SETS) -> 
 
 
 def benchmark() -> dict:
-    """GSLM on the corpus (notebook-04 recipe): zero-shot pair accuracies beside bigram and text baselines."""
+    """GSLM on the corpus (notebook-04 recipe): zero-shot pair accuracies beside bigram and text baselines.
+
+    ``*_norm`` keys: the same unit LM recipe on speaker-normalised units (section 3.1,
+    :mod:`slm_course.normalizer`), with their own bigram; ``speaker_probe_*``: how often a bag of units
+    names which of the 4 held-out speakers said a test utterance (chance 0.25).
+    """
     from slm_course.asr import load_asr
     from slm_course.corpus import load_corpus
     from slm_course.lm import load_text_lm
@@ -491,6 +503,26 @@ def benchmark() -> dict:
     out["params"] = ulm.metrics["params"]
     out["train_seconds"] = ulm.metrics["train_seconds"]
     out.update(_fsdd_reversal(tokenizer))
+    out.update(_normalised(corpus, tokenizer, data))
+    return out
+
+
+def _normalised(corpus, ssl_tokenizer, ssl_data: dict) -> dict:
+    """Notebook 04's section 3.1: the same tests on speaker-normalised units, and how well units name the speaker."""
+    from slm_course.normalizer import speaker_probe
+
+    tokenizer = load_tokenizer("norm")
+    data = unit_data(corpus, tokenizer)
+    lm = load_unit_lm("norm", progress=False, corpus=corpus)
+    ours = zero_shot(lm.score, data)
+    bigram = zero_shot(NgramLM(2, tokenizer.vocab_size).fit(data["train"]).score, data)
+    out: dict = {}
+    for name, short in {"lexical": "swuggy", "syntactic": "sblimp", "story": "storycloze"}.items():
+        out[f"{short}_norm"] = round(ours[name]["normalised"], 3)
+        out[f"{short}_norm_bigram"] = round(bigram[name]["normalised"], 3)
+    out["val_loss_norm"] = round(lm.metrics["val_loss"], 3)
+    out["speaker_probe_ssl"] = round(speaker_probe(ssl_tokenizer, corpus, ssl_data["test"]), 3)
+    out["speaker_probe_norm"] = round(speaker_probe(tokenizer, corpus, data["test"]), 3)
     return out
 
 

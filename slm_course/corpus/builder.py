@@ -139,13 +139,35 @@ def _espeak_parts(item: dict) -> list[dict]:
     return parts
 
 
+def synth_chunks(chunks: list[list[list[dict]]], workers: int):
+    """Speak each chunk of utterances (lists of eSpeak parts) in a fresh process; yields each chunk's results in order.
+
+    eSpeak keeps state between calls, so each chunk gets a new process (``max_tasks_per_child=1``): the
+    audio then depends only on the chunk, not on which worker spoke what before it.
+    """
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = [pool.submit(synth_many, chunk, GAP_S) for chunk in chunks]
+        for future in futures:
+            yield future.result()
+
+
+def finish_audio(wav22: np.ndarray, noise_seed: list[int]) -> np.ndarray:
+    """eSpeak's int16 22.05 kHz output -> the corpus' int16 16 kHz audio, with its faint seeded noise floor."""
+    import torch
+
+    from slm_course.audio import resample
+
+    y = resample(torch.from_numpy(wav22.astype(np.float32) / 32768.0), 22050, SR).numpy()
+    y = np.clip(y + NOISE_STD * np.random.default_rng(noise_seed).standard_normal(len(y)), -1.0, 32767 / 32768)
+    return np.round(y * 32768).astype(np.int16)
+
+
 def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0,
           pairs_per_set: int = PAIRS_PER_SET, workers: int | None = None, progress: bool = True) -> dict:
     """Build the corpus into folder `out` (replaced atomically) and return its manifest."""
-    import torch
     from tqdm.auto import tqdm
 
-    from slm_course.audio import resample
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -159,16 +181,10 @@ def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: 
     offset = 0
     hasher = hashlib.sha256()
     bar = tqdm(total=len(items), desc="synthesising corpus", unit="utt", disable=not progress)
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as pool, \
-            open(tmp / "metadata.jsonl", "w") as meta:
-        futures = [pool.submit(synth_many, [_espeak_parts(it) for it in chunk], GAP_S) for chunk in chunks]
-        for chunk, future in zip(chunks, futures):
-            for it, (wav22, words) in zip(chunk, future.result()):
-                y = resample(torch.from_numpy(wav22.astype(np.float32) / 32768.0), 22050, SR).numpy()
-                noise = np.random.default_rng([seed, int(it["id"].split("-")[-1])]).standard_normal(len(y))
-                y = np.clip(y + NOISE_STD * noise, -1.0, 32767 / 32768)
-                pcm = np.round(y * 32768).astype(np.int16)
+    with open(tmp / "metadata.jsonl", "w") as meta:
+        for chunk, results in zip(chunks, synth_chunks([[_espeak_parts(it) for it in chunk] for chunk in chunks], workers)):
+            for it, (wav22, words) in zip(chunk, results):
+                pcm = finish_audio(wav22, [seed, int(it["id"].split("-")[-1])])
                 rec = {k: v for k, v in it.items() if k != "parts"}
                 rec["speakers"] = sorted({p[1] for p in it["parts"]})
                 rec["styles"] = sorted({p[2] for p in it["parts"]})

@@ -1,0 +1,285 @@
+"""Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 6).
+
+The SSL units of notebook 02 say who is speaking as well as what: a bag of units names the 4 held-out
+voices about 96% of the time. So a unit LM must learn each word once per kind of voice, and a new
+voice spells the words with units it has rarely seen. A **speech normaliser** (Lee et al., 2022,
+"Textless speech-to-speech translation on real data") maps any voice to the units that *one
+reference voice* gives for the same words:
+
+- pairs: each training utterance, and the same words spoken by the reference voice at the same
+  speed. Lee et al. take such pairs from recordings of one text by many speakers; here eSpeak says
+  each training utterance again with the reference voice (:func:`reference_units`);
+- targets: the reference audio's SSL units, de-duplicated (their timing differs from the input's);
+- model: the tiny HuBERT's body, initialised from notebook 02's, with a new head over the K units
+  and a CTC blank, trained with CTC (no alignment needed) on the original voices' log-mel, with
+  HuBERT's voice and loudness augmentation (:class:`SpeechNormalizer`);
+- units: the greedy CTC path, repeats merged and blanks dropped (:class:`NormalizedUnits`).
+
+No text enters the model: its input is audio and its targets are units. The supervision is the
+*pairing*: knowing that two recordings say the same words.
+
+>>> units = load_normalized_units()                     # doctest: +SKIP
+>>> units.encode(wav).ids                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
+
+if TYPE_CHECKING:
+    from slm_course.corpus import Corpus
+    from slm_course.units import SslUnits
+
+__all__ = ["NormalizedUnits", "NormalizerConfig", "SpeechNormalizer", "load_normalized_units", "reference_units",
+           "speaker_probe", "train_normalizer"]
+
+RECIPE = 1  # bump when the recipe changes in a way the config does not show: cached models are rebuilt
+
+
+@dataclass(frozen=True)
+class NormalizerConfig:
+    """The reference voice and the CTC training budget (the notebook-04 recipe)."""
+
+    reference: str = "m00"  # the corpus speaker whose units every voice is mapped to (a training voice)
+    steps: int = 1500  # optimiser updates (about 6 minutes on one CPU thread)
+    batch_size: int = 8  # whole utterances per batch
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from slm_course.corpus.voices import SPEAKER_BY_NAME
+
+        speaker = SPEAKER_BY_NAME.get(self.reference)
+        if speaker is None or speaker.held_out:
+            names = sorted(n for n, s in SPEAKER_BY_NAME.items() if not s.held_out)
+            raise ValueError(f"reference must be a training speaker of the corpus ({', '.join(names)}), "
+                             f"got {self.reference!r}")
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"NormalizerConfig.{name} must be a positive int, got {value!r}")
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _reference_parts(utt: Any, reference: str) -> list[dict]:
+    """eSpeak settings that say ``utt`` 's words with the reference voice, at the utterance's own speed."""
+    from slm_course.corpus import builder
+    from slm_course.corpus.voices import SPEAKER_BY_NAME, STYLE_BY_NAME, espeak_settings
+
+    settings = espeak_settings(SPEAKER_BY_NAME[reference], STYLE_BY_NAME["neutral"])
+    settings["rate"] = espeak_settings(SPEAKER_BY_NAME[utt.speaker], STYLE_BY_NAME[utt.style])["rate"]
+    if utt.text.endswith("?"):
+        return [{"text": builder._question_ssml(utt.text), "ssml": True, **settings}]
+    return [{"text": utt.text, **settings}]
+
+
+def reference_units(corpus: Corpus, ssl: SslUnits, utterances: Sequence, reference: str = "m00",
+                    workers: int = 2, progress: bool = False) -> list[torch.Tensor]:
+    """The de-duplicated SSL units of each utterance's words spoken by the ``reference`` voice: the CTC targets.
+
+    eSpeak speaks them (fresh processes, as the corpus builder does), with the corpus' processing
+    (16 kHz, the same faint noise floor); utterances of several parts (the acoustic set) are refused.
+    """
+    from tqdm.auto import tqdm
+
+    from slm_course.corpus import builder
+
+    if len(utterances) == 0:
+        raise ValueError("no utterances: give some of the corpus' training utterances")
+    if any(u.split == "eval_acoustic" for u in utterances):
+        raise ValueError("reference_units needs one-part utterances (train/valid/test splits), not the acoustic set")
+    jobs = [_reference_parts(u, reference) for u in utterances]
+    chunks = [jobs[i : i + builder.CHUNK] for i in range(0, len(jobs), builder.CHUNK)]
+    out: list[torch.Tensor] = []
+    bar = tqdm(total=len(jobs), desc="reference voice", unit="utt", disable=not progress, leave=False)
+    for k, results in enumerate(builder.synth_chunks(chunks, workers)):
+        for j, (wav22, _) in enumerate(results):
+            pcm = builder.finish_audio(wav22, [corpus.manifest.get("seed", 0), 7_000_000 + k * builder.CHUNK + j])
+            units = ssl.frame_units(torch.from_numpy(pcm.astype(np.float32) / 32768.0))
+            out.append(torch.unique_consecutive(units).to(torch.int16))
+            bar.update(1)
+    bar.close()
+    return out
+
+
+class SpeechNormalizer(nn.Module):
+    """Log-mel frames of any voice -> per-frame log-probabilities over K units + a CTC blank (id K).
+
+    The body is a copy of a :class:`slm_course.hubert.TinyHubert` (its weights are the starting point);
+    ``forward(batch)`` returns the CTC loss (the contract of :func:`slm_course.train.train`).
+    """
+
+    def __init__(self, hubert: nn.Module, n_units: int) -> None:
+        super().__init__()
+        if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 2:
+            raise ValueError(f"n_units must be an int >= 2, got {n_units!r}")
+        self.body = copy.deepcopy(hubert)
+        self.body.head = nn.Identity()  # HuBERT's masked-prediction head is not used
+        self.head = nn.Linear(self.body.config.d_model, n_units + 1)
+        self.n_units = n_units
+        self.blank = n_units
+
+    def log_probs(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(B, T, n_mels)`` normalised log-mel -> ``(B, T, K + 1)`` log-probabilities."""
+        return self.head(self.body.norm_out(self.body.hidden_states(feats)[-1])).log_softmax(-1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"feats": (B, T, M), "lengths": (B,), "targets": (sum L,), "target_lengths": (B,)}`` -> CTC loss."""
+        feats = self.body.augment(batch["feats"]) if self.training else batch["feats"]
+        lp = self.log_probs(feats)
+        loss = F.ctc_loss(lp.transpose(0, 1), batch["targets"], batch["lengths"], batch["target_lengths"],
+                          blank=self.blank, zero_infinity=True)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def units(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(T, M)`` of one utterance -> (units ``(U,)``, durations ``(U,)`` in frames): the greedy CTC path.
+
+        Each unit lasts from its first frame to the next unit's (blanks after it count as its own
+        frames; blanks before the first unit go to the first unit), so the durations sum to T.
+        """
+        was = self.training
+        self.eval()
+        path = self.log_probs(feats[None].float())[0].argmax(-1)  # (T,)
+        self.train(was)
+        starts = [t for t in range(len(path)) if path[t] != self.blank and (t == 0 or path[t] != path[t - 1])]
+        if not starts:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        units = path[starts]
+        bounds = [0, *starts[1:], len(path)]
+        durations = torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])])
+        return units.long(), durations
+
+
+class NormalizedUnits(SpeechTokenizer):
+    """A tokenizer whose units are those the reference voice would have given: :class:`SpeechNormalizer` + SSL features.
+
+    ``encode(wav)`` returns de-duplicated units with durations (50 Hz frames), like the SSL units; an
+    utterance in which the normaliser hears nothing but blanks gets the single unit it finds most likely.
+    """
+
+    name = "normalized-units"
+    frame_rate = 50.0
+
+    def __init__(self, normalizer: SpeechNormalizer, ssl: SslUnits, config: NormalizerConfig) -> None:
+        self.normalizer, self.ssl, self.config = normalizer.eval(), ssl, config
+        self.vocab_size = normalizer.n_units
+
+    @property
+    def cache_key(self) -> str:
+        """Tells cached unit data and LMs of different normalisers apart."""
+        h = hashlib.sha256(self.ssl.centroids.numpy().tobytes())
+        h.update(self.config.key().encode())
+        return h.hexdigest()[:10]
+
+    def _encode(self, wav: torch.Tensor) -> SpeechTokens:
+        from slm_course.units import mel_frames
+
+        feats = self.ssl.norm(mel_frames(wav))
+        units, durations = self.normalizer.units(feats)
+        if len(units) == 0:
+            with torch.no_grad():
+                lp = self.normalizer.log_probs(feats[None])[0, :, : self.vocab_size]
+            units, durations = lp.logsumexp(0).argmax()[None], torch.tensor([len(feats)])
+        return SpeechTokens(units, self.frame_rate, durations)
+
+    def __repr__(self) -> str:
+        return f"NormalizedUnits(reference {self.config.reference}, K={self.vocab_size}, {self.frame_rate:g} Hz)"
+
+
+def _batches(feats: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], batch_size: int, seed: int):
+    keep = [i for i in range(len(feats)) if 0 < len(targets[i]) < len(feats[i])]  # CTC needs T > L
+    if not keep:
+        raise ValueError("no utterance has fewer target units than frames: check the reference audio")
+
+    def batch(step: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = [keep[int(j)] for j in torch.randint(len(keep), (batch_size,), generator=g)]
+        T = max(len(feats[i]) for i in idx)
+        x = torch.zeros(len(idx), T, feats[idx[0]].shape[1])
+        for row, i in enumerate(idx):
+            x[row, : len(feats[i])] = feats[i]
+        return {"feats": x, "lengths": torch.tensor([len(feats[i]) for i in idx]),
+                "targets": torch.cat([targets[i].long() for i in idx]),
+                "target_lengths": torch.tensor([len(targets[i]) for i in idx])}
+
+    return batch
+
+
+def train_normalizer(corpus: Corpus, ssl: SslUnits, config: NormalizerConfig = NormalizerConfig(),
+                     targets: Sequence[torch.Tensor] | None = None, progress: bool = True):
+    """Train a :class:`SpeechNormalizer` on the training split (one training loop: :func:`slm_course.train.train`).
+
+    ``targets``: the reference units of ``corpus.split("train")`` (default: :func:`reference_units`).
+    Returns the model (eval mode) and the training history.
+    """
+    from slm_course.train import TrainConfig, train
+    from slm_course.units import mel_frames
+
+    utts = corpus.split("train")
+    if targets is None:
+        targets = reference_units(corpus, ssl, utts, config.reference, progress=progress)
+    if len(targets) != len(utts):
+        raise ValueError(f"need one target sequence per training utterance ({len(utts)}), got {len(targets)}")
+    feats = [ssl.norm(mel_frames(corpus.wav(u))) for u in utts]
+    model = SpeechNormalizer(ssl.model, ssl.vocab_size)
+    history = train(model, _batches(feats, targets, config.batch_size, config.seed),
+                    TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, eval_every=0,
+                                seed=config.seed, progress=progress, desc="normaliser"))
+    return model.eval(), history
+
+
+def load_normalized_units(config: NormalizerConfig = NormalizerConfig(), rebuild: bool = False,
+                          progress: bool = True, corpus: Corpus | None = None) -> NormalizedUnits:
+    """The notebook-04 speaker-normalised units, from the cache or trained now (about 7 minutes; same recipe and seed)."""
+    from slm_course.runtime import cached
+    from slm_course.units import load_ssl_units
+
+    if not isinstance(config, NormalizerConfig):
+        raise TypeError(f"config must be a NormalizerConfig, got {type(config).__name__}")
+    if corpus is None:
+        from slm_course.corpus import load_corpus
+
+        corpus = load_corpus(progress=False)
+    ssl = load_ssl_units(progress=progress)
+
+    def build() -> dict:
+        model, history = train_normalizer(corpus, ssl, config, progress=progress)
+        return {"state": model.state_dict(), "loss": history.loss, "seconds": history.seconds}
+
+    key = hashlib.sha256(ssl.centroids.numpy().tobytes()).hexdigest()[:8]
+    name = f"normalizer-r{RECIPE}-c{corpus.manifest.get('version', 0)}-{key}-{config.key()}"
+    art = cached(name, build, rebuild=rebuild)
+    model = SpeechNormalizer(ssl.model, ssl.vocab_size)
+    model.load_state_dict(art["state"])
+    model.history = {"loss": art["loss"], "seconds": art["seconds"]}
+    return NormalizedUnits(model.eval(), ssl, config)
+
+
+def speaker_probe(tokenizer: SpeechTokenizer, corpus: Corpus, seqs: Sequence[torch.Tensor] | None = None) -> float:
+    """How well a bag of units names the speaker among the 4 held-out voices (test split, 5-fold; chance 0.25)."""
+    from sklearn.model_selection import cross_val_score
+
+    from slm_course.probes import make_probe
+
+    utts = corpus.split("test")
+    if seqs is None:
+        seqs = [tokenizer.encode(corpus.wav(u)).ids for u in utts]
+    bag = np.stack([np.bincount(s.numpy(), minlength=tokenizer.vocab_size) / max(1, len(s)) for s in seqs])
+    return float(cross_val_score(make_probe(), bag, [u.speaker for u in utts], cv=5).mean())
+
