@@ -1,4 +1,4 @@
-"""Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 6).
+"""Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 3.1).
 
 The SSL units of notebook 02 say who is speaking as well as what: a bag of units names the 4 held-out
 voices about 96% of the time. So a unit LM must learn each word once per kind of voice, and a new
@@ -7,8 +7,9 @@ voice spells the words with units it has rarely seen. A **speech normaliser** (L
 reference voice* gives for the same words:
 
 - pairs: each training utterance, and the same words spoken by the reference voice at the same
-  speed. Lee et al. take such pairs from recordings of one text by many speakers; here eSpeak says
-  each training utterance again with the reference voice (:func:`reference_units`);
+  speed. Lee et al. fine-tuned on real recordings of the same content by many speakers and by the
+  reference speaker (10 minutes were enough); here eSpeak says each training utterance again with
+  the reference voice (:func:`reference_units`);
 - targets: the reference audio's SSL units, de-duplicated (their timing differs from the input's);
 - model: the tiny HuBERT's body, initialised from notebook 02's, with a new head over the K units
   and a CTC blank, trained with CTC (no alignment needed) on the original voices' log-mel, with
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["NormalizedUnits", "NormalizerConfig", "SpeechNormalizer", "load_normalized_units", "reference_units",
            "speaker_probe", "train_normalizer"]
 
-RECIPE = 1  # bump when the recipe changes in a way the config does not show: cached models are rebuilt
+RECIPE = 2  # bump when the recipe changes in a way the config does not show: cached models are rebuilt
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class NormalizedUnits(SpeechTokenizer):
     def cache_key(self) -> str:
         """Tells cached unit data and LMs of different normalisers apart."""
         h = hashlib.sha256(self.ssl.centroids.numpy().tobytes())
-        h.update(self.config.key().encode())
+        h.update(f"{self.config.key()}-r{RECIPE}".encode())
         return h.hexdigest()[:10]
 
     def _encode(self, wav: torch.Tensor) -> SpeechTokens:
@@ -237,6 +238,7 @@ def train_normalizer(corpus: Corpus, ssl: SslUnits, config: NormalizerConfig = N
     if len(targets) != len(utts):
         raise ValueError(f"need one target sequence per training utterance ({len(utts)}), got {len(targets)}")
     feats = [ssl.norm(mel_frames(corpus.wav(u))) for u in utts]
+    torch.manual_seed(config.seed)  # the new head's initial weights: the same in every process
     model = SpeechNormalizer(ssl.model, ssl.vocab_size)
     history = train(model, _batches(feats, targets, config.batch_size, config.seed),
                     TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, eval_every=0,

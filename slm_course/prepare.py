@@ -45,7 +45,6 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("corpus", (), "the synthetic spoken corpus (notebook 00)"),
-    Step("text-lm", ("corpus",), "the character text LM (notebook 01)"),
     Step("mel-units", ("corpus",), "log-mel k-means units, K = 50 / 100 / 200 (notebook 02)"),
     Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
     Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
@@ -53,6 +52,7 @@ STEPS: tuple[Step, ...] = (
     Step("normalizer", ("ssl-units",), "the speech normaliser: any voice -> a reference voice's units (notebook 04)"),
     Step("norm-unit-lm", ("normalizer",), "the unit LM on speaker-normalised units (notebook 04)"),
     Step("twist-text-lm", (), "the text LM that TWIST copies: 128-character windows (notebook 04)"),
+    Step("text-lm", ("corpus",), "the character text LM (notebook 01)"),
     Step("twist", ("unit-data", "twist-text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
@@ -62,7 +62,8 @@ STEPS: tuple[Step, ...] = (
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
 )  # in order of priority: long trainings with long chains behind them first. With the step times of a
-# cold run, this order ends within 5 % of half their sum (the best 2 workers can do; measured 1,765 s vs 1,687 s).
+# cold run (session 7), this order ends within 0.5 % of half their sum, the best 2 workers can do (simulated 2,416 s
+# vs 2,407 s; the previous order, text-lm second, measured 2,538 s: it held up the units chain for 6 minutes).
 
 
 def _build(name: str) -> None:

@@ -356,7 +356,7 @@ UNITS = "ssl"  # the units of notebook 04's unit LM, as in GSLM: self-supervised
 
 def load_tokenizer(kind: str = UNITS):
     """The units a unit LM reads: ``"ssl"`` (tiny HuBERT, K=100) or ``"mel"`` (log-mel k-means, K=100) of notebook
-    02, or ``"norm"``: the SSL units mapped to one reference voice by the speech normaliser (notebook 04, section 6)."""
+    02, or ``"norm"``: the SSL units mapped to one reference voice by the speech normaliser (notebook 04, section 3.1)."""
     from slm_course import units
 
     if kind == "mel":
