@@ -1,7 +1,7 @@
 """Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 3.1).
 
 The SSL units of notebook 02 say who is speaking as well as what: a bag of units names the 4 held-out
-voices about 96% of the time. So a unit LM must learn each word once per kind of voice, and a new
+voices 98% of the time. So a unit LM must learn each word once per kind of voice, and a new
 voice spells the words with units it has rarely seen. A **speech normaliser** (Lee et al., 2022,
 "Textless speech-to-speech translation on real data") maps any voice to the units that *one
 reference voice* gives for the same words:
@@ -108,9 +108,10 @@ def reference_units(corpus: Corpus, ssl: SslUnits, utterances: Sequence, referen
     chunks = [jobs[i : i + builder.CHUNK] for i in range(0, len(jobs), builder.CHUNK)]
     out: list[torch.Tensor] = []
     bar = tqdm(total=len(jobs), desc="reference voice", unit="utt", disable=not progress, leave=False)
-    for k, results in enumerate(builder.synth_chunks(chunks, workers)):
-        for j, (wav22, _) in enumerate(results):
-            pcm = builder.finish_audio(wav22, [corpus.manifest.get("seed", 0), 7_000_000 + k * builder.CHUNK + j])
+    seed = corpus.manifest.get("seed", 0)
+    for results in builder.synth_chunks(chunks, workers):
+        for wav22, _ in results:
+            pcm = builder.finish_audio(wav22, [seed, 7_000_000 + len(out)])  # noise seeds unlike the corpus' own
             units = ssl.frame_units(torch.from_numpy(pcm.astype(np.float32) / 32768.0))
             out.append(torch.unique_consecutive(units).to(torch.int16))
             bar.update(1)

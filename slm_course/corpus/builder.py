@@ -168,7 +168,6 @@ def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: 
     """Build the corpus into folder `out` (replaced atomically) and return its manifest."""
     from tqdm.auto import tqdm
 
-
     t_start = time.perf_counter()
     out = Path(out)
     items = plan(n_utterances, seed, pairs_per_set)
