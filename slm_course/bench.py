@@ -29,6 +29,8 @@ LAZY: dict[str, tuple[str, str]] = {
     "twist": ("slm_course.ulm:benchmark_twist", "TWIST (notebook 04): text-LM warm start vs cold start, 3 seeds"),
     "audiolm": ("slm_course.audiolm:benchmark",
                 "AudioLM (notebook 05): speaker of continuations with vs without an acoustic prompt; CER"),
+    "audiolm-ssl": ("slm_course.audiolm:benchmark_ssl",
+                    "the same AudioLM with HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)"),
 }
 
 

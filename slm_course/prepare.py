@@ -57,7 +57,7 @@ STEPS: tuple[Step, ...] = (
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
-    Step("audiolm", ("unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
+    Step("audiolm", ("norm-unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),

@@ -18,6 +18,7 @@ from slm_course.audiolm import (
     align_frames,
     duration_counts,
     flatten_levels,
+    frame_tokens,
     make_stage,
     n_acoustic_frames,
     prompt_frames,
@@ -190,6 +191,8 @@ def test_stage_inputs_are_validated(toy_stage):
         StageConfig(steps=0)
     with pytest.raises(ValueError, match="fine_levels"):
         AudioLMConfig(fine_levels=-1)
+    with pytest.raises(ValueError, match="semantic_units must be 'norm'"):
+        AudioLMConfig(semantic_units="mel")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,12 +231,25 @@ def test_whole_pipeline_shapes(tiny_audiolm):
     codes = alm.acoustic_codes(wav)
     assert codes.shape[0] == 3 and abs(codes.shape[1] - n_acoustic_frames(len(sem))) <= 1
     cont = alm.continue_semantic(sem[:20], 60, seed=0)
-    assert cont.shape == (60,) and torch.equal(cont[:20], sem[:20]) and int(cont.max()) < alm.ssl.vocab_size
+    assert cont.shape == (60,) and torch.equal(cont[:20], sem[:20]) and int(cont.max()) < alm.tokenizer.vocab_size
     out = alm.generate_acoustic([cont, sem], [codes[:, :10], None], seed=0)
     assert out[0].shape == (3, n_acoustic_frames(60)) and out[1].shape == (3, n_acoustic_frames(len(sem)))
     assert torch.equal(out[0][:, :10], codes[:, :10])  # the acoustic prompt, coarse and fine levels
     y = alm.continue_speech(wav[:8000], seconds=0.5, seed=0)
     assert y.ndim == 1 and abs(len(y) / 16000 - 1.0) < 0.05  # 0.5 s of prompt + 0.5 s generated
+
+
+def test_frame_tokens_undo_deduplication(tiny_audiolm):
+    alm = tiny_audiolm
+    wav = 0.1 * torch.randn(12000)
+    frames = frame_tokens(alm.tokenizer, wav)
+    assert torch.equal(frames, alm.tokenizer.frame_units(wav))  # SSL units: the k-means label of every frame
+    tokens = alm.tokenizer.encode(wav)
+    assert len(frames) == int(tokens.durations.sum()) and len(tokens) <= len(frames)
+    with pytest.raises(ValueError, match="de-duplicated units with durations"):
+        frame_tokens(alm.codec, wav)  # codec codes: levels, no durations
+    with pytest.raises(ValueError, match="aligned for 50"):  # a tokenizer at another frame rate
+        AudioLM(alm.codec, alm.codec, alm.semantic, alm.coarse, alm.fine, alm.durations, alm.config)
 
 
 def test_audiolm_inputs_are_validated(tiny_audiolm):
