@@ -1,8 +1,9 @@
 """AudioLM (notebook 05): semantic tokens first, then acoustic tokens conditioned on them.
 
-A unit LM (notebook 04) continues *what* is said, over units that should ignore *who* says it. A codec (notebook 03) keeps the voice, but an LM over its tokens
-alone spends its capacity on acoustic detail and babbles. AudioLM (Borsos et al., 2023) chains the
-two, each stage a decoder-only Transformer (here each is the course's one core, :class:`slm_course.lm.LM`):
+A unit LM (notebook 04) continues *what* is said, over units that should ignore *who* says it. A
+codec (notebook 03) keeps the voice, but an LM over its tokens alone spends its capacity on acoustic
+detail and babbles. AudioLM (Borsos et al., 2023) chains the two, each stage a decoder-only
+Transformer (here each is the course's one core, :class:`slm_course.lm.LM`):
 
 1. **semantic stage** ``p(semantic)``: notebook 04's unit LM over de-duplicated speaker-normalised
    units (50 Hz; :mod:`slm_course.normalizer`); it continues the prompt's content. Each generated
@@ -36,10 +37,10 @@ Two things differ from the paper, both because of the CPU budget:
 - the course's tiny HuBERT units are far from speaker-invariant (a bag of units names the held-out
   speaker 98% of the time), where AudioLM's w2v-BERT tokens say little of the voice. With them as
   semantic tokens (``AudioLMConfig(semantic_units="ssl")``) the acoustic stage reads the voice from
-  the semantic tokens, and the acoustic prompt hardly matters (held-out speakers recognised 0.93 of the
-  time with it, 0.82 without). The semantic tokens are therefore notebook 04's speaker-normalised units
-  (the probe: 0.40): 0.85 with the acoustic prompt, 0.28 without, the AudioLM pattern. The speaker
-  test asks "which held-out speaker?" (:func:`speaker_continuation`).
+  the semantic tokens, and the acoustic prompt hardly matters (whole pipeline: held-out speakers
+  recognised 0.82 of the time with it, 0.68 without). The semantic tokens are therefore notebook
+  04's speaker-normalised units (the probe: 0.40): 0.85 with the acoustic prompt, 0.28 without, the
+  AudioLM pattern. The speaker test asks "which held-out speaker?" (:func:`speaker_continuation`).
 
 ::
 
