@@ -598,12 +598,6 @@ def load_fsdd_unit_lm(
 TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
 TWIST_SEEDS = (0, 1, 2)
 TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices: see warm_start and notebook 04 for the measurements
-# The text LM TWIST copies: notebook 01's recipe with the unit LM's 128-token window, so that every position
-# embedding the unit LM uses was trained. Notebook 01's own LM reads 64 characters; copied, its positions
-# 64-127 are untrained (seed 0, 300 steps, shrunk: 1.698 vs 1.625 with this one; cold 1.734).
-TWIST_TEXT_CONFIG = TextLMConfig(context=TWIST_CONFIG.context)
-
-
 def twist_comparison(
     data: dict[str, list[torch.Tensor]], n_units: int, text_model: LM, config: UlmConfig = TWIST_CONFIG,
     seeds: Sequence[int] = TWIST_SEEDS, progress: bool = True, shrink: float = TWIST_SHRINK,
@@ -629,12 +623,12 @@ def twist_comparison(
 
 def load_twist_comparison(kind: str = UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
                           rebuild: bool = False, progress: bool = True, corpus=None,
-                          shrink: float = TWIST_SHRINK, text_config: TextLMConfig = TWIST_TEXT_CONFIG) -> dict:
+                          shrink: float = TWIST_SHRINK, text_config: TextLMConfig | None = None) -> dict:
     """:func:`twist_comparison` on the corpus's ``kind`` units, from the cache or run now.
 
-    The text LM is :func:`slm_course.lm.load_text_lm` with ``text_config`` (default: notebook 01's
-    recipe with the unit LM's window, :data:`TWIST_TEXT_CONFIG`). Six short trainings (cold and warm,
-    three seeds): a few minutes the first time, then instant.
+    The text LM is :func:`slm_course.lm.load_text_lm` with ``text_config`` (default ``None``: notebook
+    01's LM, whose 128-character window is the unit LM's). Six short trainings (cold and warm, three seeds): a
+    few minutes the first time, then instant.
     """
     from slm_course.lm import load_text_lm
     from slm_course.runtime import cached
@@ -644,7 +638,7 @@ def load_twist_comparison(kind: str = UNITS, config: UlmConfig = TWIST_CONFIG, s
 
         corpus = load_corpus(progress=False)
     tokenizer = load_tokenizer(kind)
-    text_lm = load_text_lm(text_config, progress=progress)
+    text_lm = load_text_lm(text_config or TextLMConfig(), progress=progress)
 
     def build() -> dict:
         data = unit_data(corpus, tokenizer, progress)
