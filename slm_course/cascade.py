@@ -50,7 +50,11 @@ class Cascade:
         t0 = time.perf_counter()
         transcript = self.asr.transcribe([wav], sr)[0]
         t1 = time.perf_counter()
-        reply = self.text_lm.complete(transcript, max_new_tokens=max_new_tokens) if transcript.strip() else ""
+        # The transcript has no punctuation, so the LM cannot tell whether a sentence has ended; after a
+        # complete one it often predicts <eos> at once (an empty reply). The trailing space says that a
+        # word follows: the LM continues the text, with a next sentence if the transcript was a whole one.
+        reply = self.text_lm.complete(transcript.strip() + " ", max_new_tokens=max_new_tokens).strip() \
+            if transcript.strip() else ""
         t2 = time.perf_counter()
         spoken = reply if reply.strip() else "sorry"
         syn = self.tts.synth(spoken, voice=self.voice, pitch=self.pitch, rate=self.rate)
@@ -65,8 +69,8 @@ class Cascade:
 def story_prompt(corpus, utt) -> torch.Tensor:
     """The first sentence of a two-sentence story utterance, cut where the second one starts: ``(T,)`` at 16 kHz.
 
-    A whole story ends where the text LM expects ``<eos>``, so it would reply with nothing; its first
-    sentence leaves the LM a sentence to add, which is what the cascade's latency should include.
+    The first sentence leaves the LM a sentence to add on the same topic (the corpus' stories keep to
+    one), so the cascade's latency includes a reply of a typical length.
     """
     if utt.kind != "story" or "." not in utt.text.rstrip(".?"):
         raise ValueError(f"need a two-sentence story utterance (kind 'story'), got kind {utt.kind!r}: {utt.text!r}")

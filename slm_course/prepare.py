@@ -3,8 +3,9 @@
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
 processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
-a 2-core machine, cold: the 14 steps take 62 minutes one after the other on one thread, 34 minutes
-with 2 workers (the longest: TWIST's six trainings 13 min, the ASR 12, the unit LM 10). Two reasons:
+a 2-core machine, cold: the 16 steps take 58 minutes one after the other on one thread, 30 minutes
+with 2 workers (the longest: TWIST's six trainings 10 min, the unit LM on normalised units and the
+ASR 8 each); on a slower day, every step about 30 % longer. Two reasons:
 
 - speed: small models gain little from a second thread, so two one-thread trainings side by side
   do nearly twice the work of one two-thread training;
@@ -61,9 +62,9 @@ STEPS: tuple[Step, ...] = (
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
 )  # in order of priority: long trainings with long chains behind them first, short ones last to fill the gaps.
-# The text LM (no needs) starts at once beside the corpus. With the step times of session 8's cold run, this order
-# is simulated to end within 0.3 % of half their sum, the best 2 workers can do; the best of every order that moves
-# one step. The previous order (the ASR after the unit LMs) is simulated 3 % slower.
+# The text LM (no needs) starts at once beside the corpus. With the step times of a cold run, this order is
+# simulated to end within 0.3 % of half their sum, the best 2 workers can do (measured: 1,774 s against a half-sum
+# of 1,734 s); the previous order (the ASR after the unit LMs) is simulated 3 % slower.
 
 
 def _build(name: str) -> None:

@@ -64,3 +64,20 @@ def test_story_prompt_is_the_first_sentence(small_corpus):
     other = next(u for u in small_corpus.utterances if u.kind != "story")
     with pytest.raises(ValueError, match="story"):
         story_prompt(small_corpus, other)
+
+
+def test_cascade_asks_the_lm_for_what_follows(small_corpus):
+    """The transcript has no punctuation: the cascade marks a word boundary so the LM continues, not ends."""
+
+    class EndsUnlessToldToGoOn:  # like the trained LM after a complete sentence: <eos> at once, unless a space follows
+        prompts: list[str] = []
+
+        def complete(self, prompt, max_new_tokens=60):
+            self.prompts.append(prompt)
+            return " the pig is pink " if prompt.endswith(" ") else ""
+
+    lm = EndsUnlessToldToGoOn()
+    u = small_corpus.split("train")[0]
+    result = Cascade(OracleAsr(small_corpus), lm)(small_corpus.wav(u))
+    assert lm.prompts == [" ".join(u.words) + " "]
+    assert result.reply == "the pig is pink"  # stripped: what eSpeak says
