@@ -164,7 +164,7 @@ class Grammar:
         return f"{NUMBERS[a]} {op} {NUMBERS[b]} is {NUMBERS[c]}.", None
 
     def story_ending(self, rng: random.Random, topic: str, first: str | None = None) -> str:
-        """A second sentence on `topic`; it often names an object of the first sentence."""
+        """A second sentence on `topic`, meant to name an object of the first sentence half the time (see the comment)."""
         if first is not None and rng.random() < 0.5:
             # Known defect, kept because corpus v7 is built with it: first.split() keeps the final ".", and the
             # object ends the sentence, so this branch rarely fires (16 of the 320 story pairs). Fixing it (words_of)
