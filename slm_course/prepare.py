@@ -3,9 +3,10 @@
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
 processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
-a 2-core machine, cold: the 16 steps take 58 minutes one after the other on one thread, 30 minutes
-with 2 workers (the longest: TWIST's six trainings 10 min, the unit LM on normalised units and the
-ASR 8 each); on a slower day, every step about 30 % longer. Two reasons:
+a 2-core machine, cold: the first 16 steps took 58 minutes one after the other on one thread, 30
+minutes with 2 workers (the longest: TWIST's six trainings on HuBERT units 10 min, the unit LM on
+normalised units and the ASR 8 each); the 17th, TWIST on one voice's units, adds about 10 minutes of
+one thread, so about 35 minutes with 2 workers; on a slower day, every step about 30 % longer. Two reasons:
 
 - speed: small models gain little from a second thread, so two one-thread trainings side by side
   do nearly twice the work of one two-thread training;
@@ -54,7 +55,8 @@ STEPS: tuple[Step, ...] = (
     Step("normalizer", ("ssl-units",), "the speech normaliser: any voice -> a reference voice's units (notebook 04)"),
     Step("norm-unit-lm", ("normalizer",), "the unit LM on speaker-normalised units (notebook 04)"),
     Step("text-lm", (), "the character text LM (notebook 01; TWIST copies it in notebook 04)"),
-    Step("twist", ("unit-data", "text-lm"), "TWIST: warm vs cold unit LMs, 3 seeds (notebook 04)"),
+    Step("twist", ("unit-data", "text-lm"), "TWIST on HuBERT units: warm vs cold unit LMs, 3 seeds (notebook 04)"),
+    Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
     Step("audiolm", ("norm-unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
@@ -62,9 +64,10 @@ STEPS: tuple[Step, ...] = (
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
 )  # in order of priority: long trainings with long chains behind them first, short ones last to fill the gaps.
-# The text LM (no needs) starts at once beside the corpus. With the step times of a cold run, this order is
-# simulated to end within 0.3 % of half their sum, the best 2 workers can do (measured: 1,774 s against a half-sum
-# of 1,734 s); the previous order (the ASR after the unit LMs) is simulated 3 % slower.
+# The text LM (no needs) starts at once beside the corpus. With the step times of a cold run, this order of the
+# first 16 steps is simulated to end within 0.3 % of half their sum, the best 2 workers can do (measured: 1,774 s
+# against a half-sum of 1,734 s); the previous order (the ASR after the unit LMs) is simulated 3 % slower.
+# twist-reference (640 s beside other work) came later and waits only for ssl-units and text-lm; not re-simulated.
 
 
 def _build(name: str) -> None:
@@ -103,6 +106,8 @@ def _build(name: str) -> None:
         lm.load_text_lm(progress=False)
     elif name == "twist":
         ulm.load_twist_comparison(ulm.UNITS, progress=False)
+    elif name == "twist-reference":
+        ulm.load_twist_comparison("reference", progress=False)
     elif name == "audiolm":
         audiolm.load_audiolm(progress=False)
     elif name == "vocoder":

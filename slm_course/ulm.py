@@ -35,6 +35,7 @@ __all__ = [
     "N_SPECIAL",
     "PAD",
     "NgramLM",
+    "TWIST_UNITS",
     "UNITS",
     "UlmConfig",
     "UnitLM",
@@ -47,6 +48,7 @@ __all__ = [
     "load_unit_lm",
     "mean_durations",
     "pair_accuracy",
+    "reference_unit_data",
     "text_topline",
     "train_unit_lm",
     "unit_data",
@@ -595,6 +597,7 @@ def load_fsdd_unit_lm(
     return _cached_unit_lm(name, data["train"], data["test"], tokenizer.vocab_size, config, None, rebuild, progress)
 
 
+TWIST_UNITS = "reference"  # TWIST's headline comparison: one voice's units (reference_unit_data); "ssl" beside it
 TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
 TWIST_SEEDS = (0, 1, 2)
 TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices: see warm_start and notebook 04 for the measurements
@@ -627,11 +630,35 @@ def twist_comparison(
     return out
 
 
-def load_twist_comparison(kind: str = UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
+def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.Tensor]]:
+    """Units of one voice: the reference voice (section 3.1) saying the corpus' ``train`` and ``valid`` texts.
+
+    eSpeak's voice m00 says every utterance's words at its own, neutral speed; the tiny HuBERT's K=100
+    units of that, repeats merged (:func:`slm_course.normalizer.reference_units` with ``own_speed=False``).
+    Units of one voice at one speed carry the words and little else: no speaker, no style, no speed.
+    Cached (eSpeak and HuBERT on ~2,500 utterances: about a minute the first time).
+    """
+    from slm_course.normalizer import reference_units
+    from slm_course.runtime import cached
+
+    ssl = load_tokenizer("ssl")
+
+    def build() -> dict:
+        return {split: [u.long() for u in reference_units(corpus, ssl, corpus.split(split), own_speed=False,
+                                                           progress=progress)]
+                for split in ("train", "valid")}
+
+    version = corpus.manifest.get("version", 0)
+    return cached(f"reference-units-r{RECIPE}-c{version}-m00-{_tokenizer_key(ssl)}", build)
+
+
+def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
                           rebuild: bool = False, progress: bool = True, corpus=None,
                           shrink: float = TWIST_SHRINK, text_config: TextLMConfig | None = None) -> dict:
     """:func:`twist_comparison` on the corpus's ``kind`` units, from the cache or run now.
 
+    ``kind``: ``"reference"`` (default), one voice's units (:func:`reference_unit_data`), or the units
+    of a tokenizer over all the voices (``"ssl"``, ``"norm"``, ``"mel"``: :func:`load_tokenizer`).
     The text LM is :func:`slm_course.lm.load_text_lm` with ``text_config`` (default ``None``: notebook
     01's LM, whose 128-character window is the unit LM's). Six short trainings (cold and warm, three
     seeds): a few minutes the first time, then instant.
@@ -639,15 +666,18 @@ def load_twist_comparison(kind: str = UNITS, config: UlmConfig = TWIST_CONFIG, s
     from slm_course.lm import load_text_lm
     from slm_course.runtime import cached
 
+    if kind not in ("reference", "ssl", "norm", "mel"):
+        raise ValueError(f"kind must be 'reference' (one voice's units) or a tokenizer kind ('ssl', 'norm', 'mel'), "
+                         f"got {kind!r}")
     if corpus is None:
         from slm_course.corpus import load_corpus
 
         corpus = load_corpus(progress=False)
-    tokenizer = load_tokenizer(kind)
+    tokenizer = load_tokenizer("ssl" if kind == "reference" else kind)
     text_lm = load_text_lm(text_config or TextLMConfig(), progress=progress)
 
     def build() -> dict:
-        data = unit_data(corpus, tokenizer, progress)
+        data = reference_unit_data(corpus, progress) if kind == "reference" else unit_data(corpus, tokenizer, progress)
         return twist_comparison(data, tokenizer.vocab_size, text_lm.model, config, seeds, progress, shrink)
 
     weights = b"".join(t.detach().cpu().numpy().tobytes() for t in text_lm.model.state_dict().values())
@@ -658,13 +688,22 @@ def load_twist_comparison(kind: str = UNITS, config: UlmConfig = TWIST_CONFIG, s
 
 
 def benchmark_twist() -> dict:
-    """TWIST (notebook-04 recipe): unit LM validation loss from a text-LM warm start vs a cold start."""
+    """TWIST (notebook-04 recipe): unit LM validation loss from a text-LM warm start vs a cold start.
+
+    The headline keys are on one voice's units (:data:`TWIST_UNITS`); ``*_hubert``: the same on the HuBERT
+    units of all the voices, the units of the notebook's unit LM.
+    """
     from slm_course.corpus import load_corpus
 
-    result = load_twist_comparison(UNITS, progress=False, corpus=load_corpus(progress=False))  # cached, or run now
-    return {
-        "warm_loss": round(result["warm_loss"], 4), "cold_loss": round(result["cold_loss"], 4),
-        "ratio": round(result["warm_loss"] / result["cold_loss"], 4), "seeds": result["seeds"],
-        "warm_losses": [round(x, 4) for x in result["warm"]], "cold_losses": [round(x, 4) for x in result["cold"]],
-        "steps": result["steps"],
-    }
+    corpus = load_corpus(progress=False)
+    out: dict = {"units": TWIST_UNITS}
+    for kind, suffix in ((TWIST_UNITS, ""), (UNITS, "_hubert")):
+        result = load_twist_comparison(kind, progress=False, corpus=corpus)  # cached, or run now
+        out.update({
+            f"warm_loss{suffix}": round(result["warm_loss"], 4), f"cold_loss{suffix}": round(result["cold_loss"], 4),
+            f"ratio{suffix}": round(result["warm_loss"] / result["cold_loss"], 4),
+            f"warm_losses{suffix}": [round(x, 4) for x in result["warm"]],
+            f"cold_losses{suffix}": [round(x, 4) for x in result["cold"]],
+        })
+        out["seeds"], out["steps"] = result["seeds"], result["steps"]
+    return out

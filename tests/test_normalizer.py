@@ -91,3 +91,21 @@ def test_reference_units_and_a_trained_normaliser_on_a_small_corpus(small_corpus
         tok.encode(wav, sr=8000)
     with pytest.raises(ValueError, match="one target sequence per training utterance"):
         N.train_normalizer(small_corpus, ssl, config, targets=targets, progress=False)
+
+
+def test_reference_parts_speak_at_the_utterances_speed_or_the_reference_voices_own():
+    from types import SimpleNamespace
+
+    from slm_course.corpus.voices import SPEAKER_BY_NAME, STYLE_BY_NAME, espeak_settings
+
+    fast = max((s for s in SPEAKER_BY_NAME.values() if not s.held_out),
+               key=lambda s: espeak_settings(s, STYLE_BY_NAME["neutral"])["rate"])
+    own = espeak_settings(SPEAKER_BY_NAME["m00"], STYLE_BY_NAME["neutral"])
+    utt = SimpleNamespace(text="the cook cuts the cake.", speaker=fast.name, style="neutral")
+    theirs = espeak_settings(fast, STYLE_BY_NAME["neutral"])["rate"]
+    assert theirs != own["rate"]  # otherwise the test cannot tell the two apart
+    (at_their_speed,) = N._reference_parts(utt, "m00")
+    (at_own_speed,) = N._reference_parts(utt, "m00", own_speed=False)
+    assert at_their_speed["rate"] == theirs and at_own_speed == {"text": utt.text, **own}
+    question = SimpleNamespace(text="is the cake hot?", speaker=fast.name, style="neutral")
+    assert N._reference_parts(question, "m00", own_speed=False)[0]["ssml"]  # questions keep their raised last word

@@ -177,3 +177,35 @@ def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
     assert first.metrics["warm_start"] and first.metrics["val_loss"] == again.metrics["val_loss"]
     assert first.score(seqs[:3])[0].allclose(again.score(seqs[:3])[0])
     assert len(again.loss_curve) == cfg.steps
+
+
+def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from slm_course import normalizer, ulm
+    from slm_course.runtime import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    splits = {"train": ["a", "b", "c"], "valid": ["d"]}
+    corpus = SimpleNamespace(manifest={"version": 7}, split=lambda name: splits[name])
+    ssl = SimpleNamespace(centroids=torch.zeros(4, 2), vocab_size=4)
+    monkeypatch.setattr(ulm, "load_tokenizer", lambda kind: ssl)
+    calls = []
+
+    def fake_reference_units(corpus_, tokenizer, utts, reference="m00", workers=2, progress=False, own_speed=True):
+        calls.append((tuple(utts), own_speed))
+        return [torch.tensor([1, 2, 3], dtype=torch.int16) for _ in utts]
+
+    monkeypatch.setattr(normalizer, "reference_units", fake_reference_units)
+    data = ulm.reference_unit_data(corpus)
+    assert calls == [(("a", "b", "c"), False), (("d",), False)]  # the train and valid texts, at the voice's own speed
+    assert [len(data[s]) for s in ("train", "valid")] == [3, 1] and data["train"][0].dtype == torch.long
+    again = ulm.reference_unit_data(corpus)
+    assert len(calls) == 2 and torch.equal(again["valid"][0], data["valid"][0])  # from the cache
+
+
+def test_load_twist_comparison_names_the_units_it_knows():
+    from slm_course.ulm import load_twist_comparison
+
+    with pytest.raises(ValueError, match="'reference'"):
+        load_twist_comparison("hubert")
