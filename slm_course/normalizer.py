@@ -77,13 +77,14 @@ class NormalizerConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _reference_parts(utt: Any, reference: str, own_speed: bool = True) -> list[dict]:
-    """eSpeak settings that say ``utt`` 's words with the reference voice, at the utterance's own speed or its own."""
+def _reference_parts(utt: Any, reference: str, match_speed: bool = True) -> list[dict]:
+    """eSpeak settings that say ``utt`` 's words with the reference voice: at the utterance's speed (``match_speed``),
+    or at the reference voice's own neutral speed."""
     from slm_course.corpus import builder
     from slm_course.corpus.voices import SPEAKER_BY_NAME, STYLE_BY_NAME, espeak_settings
 
     settings = espeak_settings(SPEAKER_BY_NAME[reference], STYLE_BY_NAME["neutral"])
-    if own_speed:
+    if match_speed:
         settings["rate"] = espeak_settings(SPEAKER_BY_NAME[utt.speaker], STYLE_BY_NAME[utt.style])["rate"]
     if utt.text.endswith("?"):
         return [{"text": builder._question_ssml(utt.text), "ssml": True, **settings}]
@@ -91,12 +92,12 @@ def _reference_parts(utt: Any, reference: str, own_speed: bool = True) -> list[d
 
 
 def reference_units(corpus: Corpus, ssl: SslUnits, utterances: Sequence, reference: str = "m00",
-                    workers: int = 2, progress: bool = False, own_speed: bool = True) -> list[torch.Tensor]:
+                    workers: int = 2, progress: bool = False, match_speed: bool = True) -> list[torch.Tensor]:
     """The de-duplicated SSL units of each utterance's words spoken by the ``reference`` voice: the CTC targets.
 
     eSpeak speaks them (fresh processes, as the corpus builder does), with the corpus' processing
     (16 kHz, the same faint noise floor); utterances of several parts (the acoustic set) are refused.
-    ``own_speed`` (default): at each utterance's speed, so that target and input last about as long;
+    ``match_speed`` (default): at each utterance's speed, so that target and input last about as long;
     ``False``: at the reference voice's own, neutral speed (one voice, one speed: TWIST's units in notebook 04).
     """
     from tqdm.auto import tqdm
@@ -107,7 +108,7 @@ def reference_units(corpus: Corpus, ssl: SslUnits, utterances: Sequence, referen
         raise ValueError("no utterances: give some of the corpus' training utterances")
     if any(u.split == "eval_acoustic" for u in utterances):
         raise ValueError("reference_units needs one-part utterances (train/valid/test splits), not the acoustic set")
-    jobs = [_reference_parts(u, reference, own_speed) for u in utterances]
+    jobs = [_reference_parts(u, reference, match_speed) for u in utterances]
     chunks = [jobs[i : i + builder.CHUNK] for i in range(0, len(jobs), builder.CHUNK)]
     out: list[torch.Tensor] = []
     bar = tqdm(total=len(jobs), desc="reference voice", unit="utt", disable=not progress, leave=False)

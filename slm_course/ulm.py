@@ -634,22 +634,23 @@ def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.
     """Units of one voice: the reference voice (section 3.1) saying the corpus' ``train`` and ``valid`` texts.
 
     eSpeak's voice m00 says every utterance's words at its own, neutral speed; the tiny HuBERT's K=100
-    units of that, repeats merged (:func:`slm_course.normalizer.reference_units` with ``own_speed=False``).
+    units of that, repeats merged (:func:`slm_course.normalizer.reference_units` with ``match_speed=False``).
     Units of one voice at one speed carry the words and little else: no speaker, no style, no speed.
     Cached (eSpeak and HuBERT on ~2,500 utterances: about a minute the first time).
     """
-    from slm_course.normalizer import reference_units
+    from slm_course.normalizer import NormalizerConfig, reference_units
     from slm_course.runtime import cached
 
     ssl = load_tokenizer("ssl")
+    voice = NormalizerConfig().reference  # the normaliser's reference voice, m00
 
     def build() -> dict:
-        return {split: [u.long() for u in reference_units(corpus, ssl, corpus.split(split), own_speed=False,
+        return {split: [u.long() for u in reference_units(corpus, ssl, corpus.split(split), voice, match_speed=False,
                                                            progress=progress)]
                 for split in ("train", "valid")}
 
     version = corpus.manifest.get("version", 0)
-    return cached(f"reference-units-r{RECIPE}-c{version}-m00-{_tokenizer_key(ssl)}", build)
+    return cached(f"reference-units-r{RECIPE}-c{version}-{voice}-{_tokenizer_key(ssl)}", build)
 
 
 def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,

@@ -105,7 +105,7 @@ def test_reference_parts_speak_at_the_utterances_speed_or_the_reference_voices_o
     theirs = espeak_settings(fast, STYLE_BY_NAME["neutral"])["rate"]
     assert theirs != own["rate"]  # otherwise the test cannot tell the two apart
     (at_their_speed,) = N._reference_parts(utt, "m00")
-    (at_own_speed,) = N._reference_parts(utt, "m00", own_speed=False)
+    (at_own_speed,) = N._reference_parts(utt, "m00", match_speed=False)
     assert at_their_speed["rate"] == theirs and at_own_speed == {"text": utt.text, **own}
     question = SimpleNamespace(text="is the cake hot?", speaker=fast.name, style="neutral")
-    assert N._reference_parts(question, "m00", own_speed=False)[0]["ssml"]  # questions keep their raised last word
+    assert N._reference_parts(question, "m00", match_speed=False)[0]["ssml"]  # questions keep their raised last word

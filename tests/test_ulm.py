@@ -192,8 +192,8 @@ def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monk
     monkeypatch.setattr(ulm, "load_tokenizer", lambda kind: ssl)
     calls = []
 
-    def fake_reference_units(corpus_, tokenizer, utts, reference="m00", workers=2, progress=False, own_speed=True):
-        calls.append((tuple(utts), own_speed))
+    def fake_reference_units(corpus_, tokenizer, utts, reference="m00", workers=2, progress=False, match_speed=True):
+        calls.append((tuple(utts), match_speed))
         return [torch.tensor([1, 2, 3], dtype=torch.int16) for _ in utts]
 
     monkeypatch.setattr(normalizer, "reference_units", fake_reference_units)
