@@ -29,7 +29,7 @@ from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLE_BY_NAME, S
 from slm_course.tts import synth_many
 
 SR = 16000  # the course's sampling rate
-VERSION = 7  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
+VERSION = 8  # bump when the corpus recipe changes: cached corpora of another version are rebuilt
 DEFAULT_UTTERANCES = 3000  # training/validation/test utterances (the evaluation sets come on top)
 PAIRS_PER_SET = 320  # pairs in each zero-shot evaluation set
 CHUNK = 400  # utterances per synthesis process (fixed, so the output does not depend on workers)
@@ -99,8 +99,7 @@ def plan(n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0, pairs_per_set: i
         topic = rng.choice(g.topics)
         other = rng.choice([t for t in g.topics if t != topic])
         first = g.clause(rng, topic) + "."
-        good = f"{first} {g.story_ending(rng, topic, first)}"
-        bad = f"{first} {g.story_ending(rng, other)}"
+        good, bad = (f"{first} {ending}" for ending in g.story_endings(rng, topic, other, first))
         pair("story", k, good, bad, "story", topic, rng.choice(test_spk), rng.choice(STYLES), "topic")
 
     # Acoustic consistency (SALMon-style): the second half by the same or by a switched voice or style.

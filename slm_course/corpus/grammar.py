@@ -164,19 +164,34 @@ class Grammar:
         return f"{NUMBERS[a]} {op} {NUMBERS[b]} is {NUMBERS[c]}.", None
 
     def story_ending(self, rng: random.Random, topic: str, first: str | None = None) -> str:
-        """A second sentence on `topic`, meant to name an object of the first sentence half the time (see the comment)."""
+        """A second sentence on `topic`; it often names an object of the first sentence."""
         if first is not None and rng.random() < 0.5:
-            # Known defect, kept because corpus v7 is built with it: first.split() keeps the final ".", and the
-            # object ends the sentence, so this branch rarely fires (16 of the 320 story pairs). Fixing it (words_of)
-            # changes the corpus and every number measured on it; measured effect in issue 5's session-11 note.
-            nouns = [o for o in TOPICS[topic]["objects"] if o[0] in first.split() or o[1] in first.split()]
+            words = words_of(first)  # not first.split(): the object ends the sentence, and "wave." is not "wave"
+            nouns = [o for o in TOPICS[topic]["objects"] if o[0] in words or o[1] in words]
             if nouns:
-                noun, plural = (nouns[0][1], True) if nouns[0][1] in first.split() else (nouns[0][0], False)
+                noun, plural = (nouns[0][1], True) if nouns[0][1] in words else (nouns[0][0], False)
                 adj = rng.choice(TOPICS[topic]["adjectives"])
                 return f"the {noun} {'are' if plural else 'is'} {adj}."
         if rng.random() < 0.5:
             return self.copula(rng, topic)[0]
         return self.clause(rng, topic) + "."
+
+    def story_endings(self, rng: random.Random, topic: str, other: str, first: str) -> tuple[str, str]:
+        """A fitting and an unfitting ending of the story that starts with `first` (on `topic`): a StoryCloze pair.
+
+        The unfitting ending is the fitting one told of the `other` topic: the same random draws, so the
+        same form and nearly the same length ("the crab is wet." / "the cake is hot.", "the sailors pull
+        the net." / "the cooks fill the pot."). Only its fit to the first sentence tells them apart, as in
+        sStoryCloze, where both endings were written for the story: an ending of another form or length
+        would let a scorer choose by length alone (as onset-swapped non-words stop it on the lexical set).
+        """
+        if topic == other:
+            raise ValueError(f"the unfitting ending needs another topic than {topic!r}")
+        state = rng.getstate()
+        good = self.story_ending(rng, topic, first)
+        rng.setstate(state)  # every topic's word lists have the same lengths, so the draws pick the same slots
+        bad = self.story_ending(rng, other, translate(first, topic, other))
+        return good, bad
 
     def story(self, rng: random.Random, topic: str | None = None) -> tuple[str, str]:
         topic = topic or rng.choice(self.topics)
@@ -237,6 +252,24 @@ class Grammar:
             if len(out) == n:
                 break
         return out
+
+
+def translate(text: str, topic: str, other: str) -> str:
+    """`text` with each word of `topic` replaced by the word in the same slot of `other`.
+
+    >>> translate("the sailors throw the wet ship.", "sea", "kitchen")
+    'the bakers drop the hot cup.'
+    """
+    table = {}
+    for key in ("agents", "objects", "verbs"):
+        for a, b in zip(TOPICS[topic][key], TOPICS[other][key], strict=True):
+            table.update(zip(a, b, strict=True))
+    table.update(zip(TOPICS[topic]["adjectives"], TOPICS[other]["adjectives"], strict=True))
+    out = []
+    for w in text.split(" "):
+        core = w.rstrip(".,?!")
+        out.append(table.get(core, core) + w[len(core):])
+    return " ".join(out)
 
 
 def split_onset(word: str) -> tuple[str, str]:
