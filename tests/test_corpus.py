@@ -88,6 +88,40 @@ def test_story_endings_often_name_the_first_sentences_object():
     assert 0.35 <= named / 400 <= 0.65, named
 
 
+def test_translate_maps_every_topic_slot_and_back():
+    sea = "the sailors throw the wet ships. the captain pulls the rope?"
+    kitchen = grammar.translate(sea, "sea", "kitchen")
+    assert kitchen == "the bakers drop the hot cups. the cook washes the plate?"
+    assert grammar.translate(kitchen, "kitchen", "sea") == sea
+    assert grammar.translate("anna counts the red cows.", "farm", "park") == "anna paints the red trees."
+
+
+def _topic_words(topic: str) -> set[str]:
+    t = TOPICS[topic]
+    return {w for key in ("agents", "objects", "verbs") for pair in t[key] for w in pair} | set(t["adjectives"])
+
+
+def test_story_endings_differ_only_in_their_topic():
+    # A story pair's unfitting ending is the fitting one told of another topic: the same form and word
+    # count, its topic words all from the other topic, and a copy ending names an object the story never did.
+    g = Grammar()
+    rng = random.Random(1)
+    copies = 0
+    for _ in range(300):
+        topic, other = rng.sample(g.topics, 2)
+        first = g.clause(rng, topic) + "."
+        good, bad = g.story_endings(rng, topic, other, first)
+        assert good != bad and len(good.split()) == len(bad.split()) and good[-1] == bad[-1] == "."
+        assert grammar.translate(good, topic, other) == bad
+        assert not set(words_of(bad)) & _topic_words(topic) and not set(words_of(good)) & _topic_words(other)
+        if words_of(good)[1] == words_of(first)[-1]:  # "the ship is wet." after "... the ship."
+            copies += 1
+            assert words_of(bad)[1] not in words_of(first)
+    assert 0.3 <= copies / 300 <= 0.6, copies
+    with pytest.raises(ValueError, match="another topic"):
+        g.story_endings(rng, "sea", "sea", "the captain pulls the rope.")
+
+
 # --- voices and plan -------------------------------------------------------------------------
 
 
@@ -127,6 +161,9 @@ def test_plan_splits_and_pairs():
             else:
                 assert (good["speaker"], good["style"]) == (bad["speaker"], bad["style"])
                 assert good["text"] != bad["text"]
+            if name == "story":  # the same first sentence; endings of the same form (see story_endings)
+                (g_first, g_end), (b_first, b_end) = (it["text"].split(". ", 1) for it in (good, bad))
+                assert g_first == b_first and len(g_end.split()) == len(b_end.split())
     assert plan(400, seed=0) == plan(400, seed=0)
     with pytest.raises(ValueError, match="at least 10"):
         plan(3)
