@@ -209,3 +209,20 @@ def test_load_twist_comparison_names_the_units_it_knows():
 
     with pytest.raises(ValueError, match="'reference'"):
         load_twist_comparison("hubert")
+
+
+def test_training_windows_start_at_an_utterance():
+    from slm_course.ulm import _crops
+
+    seqs = _toy_language(40)
+    stream = pack(seqs)
+    batch = _crops(stream, 16, 8, seed=0)
+    for step in (1, 2, 3):
+        tokens = batch(step)["tokens"]
+        assert tokens.shape == (8, 16) and bool((tokens[:, 0] == BOS).all())
+        assert torch.equal(tokens, batch(step)["tokens"])  # reproducible per step
+    assert not torch.equal(batch(1)["tokens"], batch(2)["tokens"])
+    with pytest.raises(ValueError, match="longer than the context"):
+        _crops(stream, len(stream), 8, seed=0)
+    one = _crops(pack([torch.arange(50) % 10]), 20, 4, seed=0)(1)["tokens"]  # one long utterance: its start only
+    assert bool((one == one[0]).all())
