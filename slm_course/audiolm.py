@@ -87,6 +87,7 @@ __all__ = [
     "flatten_levels",
     "frame_tokens",
     "load_audiolm",
+    "load_stages",
     "n_acoustic_frames",
     "perturb_voice",
     "perturbed_data",
@@ -450,7 +451,7 @@ class AudioLMConfig:
     fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see benchmark)
     voice_copies: int = 0  # extra copies of the training set with perturbed voices (2 measured no better: see benchmark)
     semantic_units: str = "norm"  # the semantic tokens: notebook 04's speaker-normalised units ("norm") or SSL units ("ssl")
-    semantic: UlmConfig = UlmConfig()  # notebook 04's unit LM over those units (the same cached model)
+    semantic: UlmConfig | None = None  # notebook 04's unit LM over those units (None: its recipe, the same cached model)
     coarse: StageConfig = StageConfig()  # p(coarse | semantic)
     fine: StageConfig = StageConfig(n_layers=2, steps=500, lookahead=1)  # p(fine | coarse)
 
@@ -736,16 +737,17 @@ def _stage_inputs(split: dict, config: AudioLMConfig, stage: str) -> tuple[list,
     return codes, conds
 
 
-def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, progress: bool = True,
-                 corpus: Corpus | None = None) -> AudioLM:
-    """The notebook-05 AudioLM, from the cache or trained now with the same recipe and seed.
+def load_stages(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, progress: bool = True,
+                corpus: Corpus | None = None) -> dict:
+    """AudioLM's acoustic stages (coarse, and fine if any), from the cache or trained now on the training split.
 
-    The semantic stage is notebook 04's unit LM over SSL units (:func:`slm_course.ulm.load_unit_lm`);
-    the coarse and fine stages are trained here, on the training split.
+    Returns ``{"coarse": ..., "fine": ...}`` saved states, metrics and loss curves, with the ``data``
+    (:func:`build_data`), ``tokenizer`` and ``codec`` they were trained on. They need the semantic
+    *tokens*, not the semantic LM: ``slm-course prepare`` trains them beside it.
     """
     from slm_course.codec import load_codec
     from slm_course.runtime import cached
-    from slm_course.ulm import load_tokenizer, load_unit_lm
+    from slm_course.ulm import load_tokenizer
 
     if not isinstance(config, AudioLMConfig):
         raise TypeError(f"config must be an AudioLMConfig, got {type(config).__name__}")
@@ -755,7 +757,6 @@ def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False,
         corpus = load_corpus(progress=False)
     tokenizer = load_tokenizer(config.semantic_units)
     codec = load_codec(progress=progress)
-    semantic = load_unit_lm(config.semantic_units, config.semantic, progress=progress, corpus=corpus)
     data = build_data(corpus, tokenizer, codec, progress=progress)
     Qc, Qf, N = config.coarse_levels, config.fine_levels, codec.vocab_size
 
@@ -777,7 +778,28 @@ def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False,
         return out
 
     name = f"audiolm-r{RECIPE}-c{corpus.manifest.get('version', 0)}-{_tokenizer_keys(tokenizer, codec)}-{config.key()}"
-    saved = cached(name, build, rebuild=rebuild)
+    return {**cached(name, build, rebuild=rebuild), "data": data, "tokenizer": tokenizer, "codec": codec}
+
+
+def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, progress: bool = True,
+                 corpus: Corpus | None = None) -> AudioLM:
+    """The notebook-05 AudioLM, from the cache or trained now with the same recipe and seed.
+
+    The semantic stage is notebook 04's unit LM over ``config.semantic_units`` (:func:`slm_course.ulm.load_unit_lm`);
+    the coarse and fine stages are trained on the training split (:func:`load_stages`).
+    """
+    from slm_course.ulm import load_unit_lm
+
+    if not isinstance(config, AudioLMConfig):
+        raise TypeError(f"config must be an AudioLMConfig, got {type(config).__name__}")
+    if corpus is None:
+        from slm_course.corpus import load_corpus
+
+        corpus = load_corpus(progress=False)
+    saved = load_stages(config, rebuild, progress, corpus)
+    tokenizer, codec, data = saved["tokenizer"], saved["codec"], saved["data"]
+    semantic = load_unit_lm(config.semantic_units, config.semantic, progress=progress, corpus=corpus)
+    Qc, Qf, N = config.coarse_levels, config.fine_levels, codec.vocab_size
     coarse = make_stage((0, Qc), N, (tokenizer.vocab_size,), config.coarse)
     coarse.model.load_state_dict(saved["coarse"]["state"])
     coarse.model.eval()

@@ -376,6 +376,8 @@ def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, p
     from slm_course.runtime import cached
     from slm_course.text import CharTokenizer
 
+    from slm_course.corpus.builder import VERSION  # the grammar's sentences change with the corpus version
+
     key = hashlib.sha256(repr(config).encode()).hexdigest()[:10]
 
     def build() -> dict:
@@ -383,7 +385,7 @@ def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, p
         return {"state": lm.model.state_dict(), "lm_config": lm.model.cfg, "chars": lm.tokenizer.state()["chars"],
                 "metrics": lm.metrics}
 
-    saved = cached(f"text_lm-{key}", build, rebuild=rebuild)
+    saved = cached(f"text_lm-c{VERSION}-{key}", build, rebuild=rebuild)
     model = LM(saved["lm_config"])
     model.load_state_dict(saved["state"])
     return TextLM(model.eval(), CharTokenizer(saved["chars"]), config, saved["metrics"])

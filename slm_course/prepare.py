@@ -47,19 +47,19 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("corpus", (), "the synthetic spoken corpus (notebook 00)"),
+    Step("extra-corpus", (), "a second corpus draw, more training speech for the normalised-unit LM (notebook 04)"),
     Step("mel-units", ("corpus",), "log-mel k-means units, K = 50 / 100 / 200 (notebook 02)"),
     Step("hubert", ("mel-units",), "the tiny HuBERT (notebook 02)"),
     Step("ssl-units", ("hubert",), "k-means units of each HuBERT layer, K = 50 / 100 / 200 (notebook 02)"),
     Step("asr", ("corpus",), "the CTC recogniser (notebook 01)"),
     Step("unit-data", ("ssl-units",), "the corpus as de-duplicated HuBERT units (notebook 04)"),
     Step("normalizer", ("ssl-units",), "the speech normaliser: any voice -> a reference voice's units (notebook 04)"),
-    Step("norm-unit-lm", ("normalizer",), "the unit LM on speaker-normalised units (notebook 04)"),
+    Step("norm-unit-lm", ("normalizer", "extra-corpus"), "the unit LM on speaker-normalised units (notebook 04)"),
     Step("text-lm", (), "the character text LM (notebook 01; TWIST copies it in notebook 04)"),
-    Step("twist", ("unit-data", "text-lm"), "TWIST on HuBERT units: warm vs cold unit LMs, 3 seeds (notebook 04)"),
     Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 04)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
-    Step("audiolm", ("norm-unit-lm", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
+    Step("audiolm", ("normalizer", "codec"), "AudioLM's tokens and acoustic stage (notebook 05)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -95,6 +95,8 @@ def _build(name: str) -> None:
         ulm.load_unit_lm(ulm.UNITS, progress=False)
     elif name == "normalizer":
         ulm.load_tokenizer("norm")
+    elif name == "extra-corpus":
+        load_corpus(n_utterances=ulm.NORM_CONFIG.extra_speech, seed=ulm.EXTRA_SEED, pairs_per_set=1, progress=False)
     elif name == "norm-unit-lm":
         ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer("norm"))
         ulm.load_unit_lm("norm", progress=False)
@@ -104,12 +106,10 @@ def _build(name: str) -> None:
         codec.load_codec(progress=False)
     elif name == "text-lm":
         lm.load_text_lm(progress=False)
-    elif name == "twist":
-        ulm.load_twist_comparison(ulm.UNITS, progress=False)
     elif name == "twist-reference":
         ulm.load_twist_comparison("reference", progress=False)
     elif name == "audiolm":
-        audiolm.load_audiolm(progress=False)
+        audiolm.load_stages(progress=False)  # the acoustic stages; the semantic LM is norm-unit-lm
     elif name == "vocoder":
         units.load_unit_vocoder(ulm.load_tokenizer(ulm.UNITS), progress=False)
     elif name == "fsdd-asr":
