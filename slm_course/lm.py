@@ -373,10 +373,9 @@ def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, p
     """The notebook-01 text LM from the cache, or trained now with the same recipe and seed."""
     import hashlib
 
+    from slm_course.corpus.builder import VERSION  # the grammar's sentences change with the corpus version
     from slm_course.runtime import cached
     from slm_course.text import CharTokenizer
-
-    from slm_course.corpus.builder import VERSION  # the grammar's sentences change with the corpus version
 
     key = hashlib.sha256(repr(config).encode()).hexdigest()[:10]
 

@@ -3,10 +3,10 @@
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
 processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
-a 2-core machine, cold: the first 16 steps took 58 minutes one after the other on one thread, 30
-minutes with 2 workers (the longest: TWIST's six trainings on HuBERT units 10 min, the unit LM on
-normalised units and the ASR 8 each); the 17th, TWIST on one voice's units, adds about 10 minutes of
-one thread, so about 35 minutes with 2 workers; on a slower day, every step about 30 % longer. Two reasons:
+a 2-core machine, cold (corpus v8): the 17 steps took 78 minutes one after the other on one thread, 40
+minutes with 2 workers (the longest: the unit LM on speaker-normalised units, 4x the speech at width
+256, 25 min; TWIST on one voice's units 10; the ASR 8; the GSLM unit LM 7); on a slower day, every
+step about 30 % longer. Two reasons:
 
 - speed: small models gain little from a second thread, so two one-thread trainings side by side
   do nearly twice the work of one two-thread training;
@@ -64,10 +64,9 @@ STEPS: tuple[Step, ...] = (
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
 )  # in order of priority: long trainings with long chains behind them first, short ones last to fill the gaps.
-# The text LM (no needs) starts at once beside the corpus. With the step times of a cold run, this order of the
-# first 16 steps is simulated to end within 0.3 % of half their sum, the best 2 workers can do (measured: 1,774 s
-# against a half-sum of 1,734 s); the previous order (the ASR after the unit LMs) is simulated 3 % slower.
-# twist-reference (640 s beside other work) came later and waits only for ssl-units and text-lm; not re-simulated.
+# The text LM (no needs) starts at once beside the corpus. Measured cold with this order: 2,372 s against a
+# half-sum of the step times of 2,335 s, within 2 % of the best 2 workers can do. The longest chain (corpus ->
+# mel-units -> hubert -> ssl-units -> normalizer -> norm-unit-lm) is 2,045 s: the sum of the work sets the time.
 
 
 def _build(name: str) -> None:

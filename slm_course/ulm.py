@@ -369,9 +369,10 @@ RECIPE = 2  # bump when the recipe changes in a way UlmConfig does not show: cac
 UNITS = "ssl"  # the units of notebook 04's unit LM, as in GSLM: self-supervised (tiny HuBERT), K=100
 NORM_CONFIG = UlmConfig(d_model=256, steps=1800, extra_speech=9000)
 # The unit LM on speaker-normalised units (section 3.1; the benchmark's headline, AudioLM's semantic stage) reads
-# about 3x the speech (a second corpus draw), at twice the width, for 1,800 steps. Measured in issue 5's session-12
-# note (seed 0, v8 story pairs): the notebook recipe 0.55 on the story test; 3x speech and width 256, 1,200 steps
-# 0.60 / 0.58 (seeds 0 / 1); 1,800 steps 0.62; 2,400 steps 0.65 / 0.67 (about 1,700 s more than this recipe).
+# 4x the training speech (the corpus' 2,251 training utterances and 6,810 of a second draw), at twice the width,
+# for 1,800 steps (about 25 minutes on one thread). Measured on the story pairs of corpus v8 with the previous
+# normaliser (issue 5's session-12 note): UlmConfig() 0.55; this data and width at 1,200 steps 0.60 / 0.58
+# (seeds 0 / 1); 1,800 steps 0.62; 2,400 steps 0.65 / 0.67 (about 10 minutes more than this recipe).
 EXTRA_SEED = 1  # the second corpus draw's seed (the course corpus is seed 0)
 
 

@@ -308,3 +308,11 @@ def test_prompt_cut_at_a_word_boundary():
     assert _continuation_text(Utt, prompt_frames(Utt, 1.0)) == "it"
     with pytest.raises(ValueError, match="no word starting after"):
         prompt_frames(Utt, 2.0)
+
+
+def test_load_stages_checks_its_config():
+    from slm_course import audiolm
+
+    with pytest.raises(TypeError, match="AudioLMConfig"):
+        audiolm.load_stages(config="coarse")
+    assert audiolm.AudioLMConfig().semantic is None  # notebook 04's recipe for the semantic units (ulm.default_config)

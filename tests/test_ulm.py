@@ -226,3 +226,44 @@ def test_training_windows_start_at_an_utterance():
         _crops(stream, len(stream), 8, seed=0)
     one = _crops(pack([torch.arange(50) % 10]), 20, 4, seed=0)(1)["tokens"]  # one long utterance: its start only
     assert bool((one == one[0]).all())
+
+
+def test_norm_unit_lm_recipe_and_extra_speech_checks():
+    from slm_course import ulm
+
+    assert ulm.default_config("norm") == ulm.NORM_CONFIG and ulm.NORM_CONFIG.extra_speech > 0
+    assert ulm.default_config("ssl") == UlmConfig() and UlmConfig().extra_speech == 0
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="extra_speech"):
+            UlmConfig(extra_speech=bad)
+    with pytest.raises(TypeError, match="UlmConfig"):
+        ulm.load_unit_lm("norm", config={"steps": 10})
+    with pytest.raises(ValueError, match="n_utterances"):
+        ulm.extra_unit_data(None, 10)
+
+
+def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import slm_course.corpus as corpus_pkg
+    from slm_course import ulm
+    from slm_course.runtime import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    asked = []
+    splits = {"train": ["a", "b"], "valid": ["c"], "test": ["d"]}
+    fake = SimpleNamespace(manifest={"version": 8}, split=lambda name: splits[name], wav=lambda u: u)
+
+    def fake_load_corpus(n_utterances=3000, seed=0, rebuild=False, progress=True, pairs_per_set=320):
+        asked.append((n_utterances, seed, pairs_per_set))
+        return fake
+
+    monkeypatch.setattr(corpus_pkg, "load_corpus", fake_load_corpus)
+    encoded = []
+    tok = SimpleNamespace(name="toy", cache_key="k", n_levels=1,
+                          encode=lambda wav: encoded.append(wav) or SimpleNamespace(ids=torch.tensor([ord(wav) % 7])))
+    seqs = ulm.extra_unit_data(tok, 900)
+    assert asked == [(900, ulm.EXTRA_SEED, 1)] and ulm.EXTRA_SEED != 0  # another draw than the course corpus (seed 0)
+    assert encoded == ["a", "b"] and [s.tolist() for s in seqs] == [[ord("a") % 7], [ord("b") % 7]]  # train only
+    again = ulm.extra_unit_data(tok, 900)
+    assert encoded == ["a", "b"] and torch.equal(again[1], seqs[1])  # from the cache
