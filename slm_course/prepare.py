@@ -4,7 +4,7 @@ The notebooks train what they need on first use and cache it (:func:`slm_course.
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
 processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
 a 2-core machine, cold (corpus v8): the 17 steps took 78 minutes one after the other on one thread, 40
-minutes with 2 workers (the longest: the unit LM on speaker-normalised units, 4x the speech at width
+minutes with 2 workers beside other work, 30 on a quiet machine (1,827 s; the longest: the unit LM on speaker-normalised units, 4x the speech at width
 256, 25 min; TWIST on one voice's units 10; the ASR 8; the GSLM unit LM 7); on a slower day, every
 step about 30 % longer. Two reasons:
 
