@@ -3,10 +3,10 @@
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
 processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
-a 2-core machine, cold (corpus v8): the 17 steps took 78 minutes one after the other on one thread, 40
-minutes with 2 workers beside other work, 30 on a quiet machine (1,827 s; the longest: the unit LM on speaker-normalised units, 4x the speech at width
-256, 25 min; TWIST on one voice's units 10; the ASR 8; the GSLM unit LM 7); on a slower day, every
-step about 30 % longer. Two reasons:
+a 2-core machine, cold (corpus v8): the 17 steps took 78 minutes one after the other on one thread;
+with 2 workers, 30 minutes on a quiet machine (1,827 s) and 40 beside other work (the longest: the
+unit LM on speaker-normalised units, 4x the speech at width 256, 21-25 min; TWIST on one voice's units
+8-10; the ASR 5-8; the GSLM unit LM 5-7); on a slower day, every step about 30 % longer. Two reasons:
 
 - speed: small models gain little from a second thread, so two one-thread trainings side by side
   do nearly twice the work of one two-thread training;
