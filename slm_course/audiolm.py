@@ -788,15 +788,12 @@ def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False,
     The semantic stage is notebook 04's unit LM over ``config.semantic_units`` (:func:`slm_course.ulm.load_unit_lm`);
     the coarse and fine stages are trained on the training split (:func:`load_stages`).
     """
+    from slm_course.corpus import load_corpus
     from slm_course.ulm import load_unit_lm
 
-    if not isinstance(config, AudioLMConfig):
-        raise TypeError(f"config must be an AudioLMConfig, got {type(config).__name__}")
     if corpus is None:
-        from slm_course.corpus import load_corpus
-
-        corpus = load_corpus(progress=False)
-    saved = load_stages(config, rebuild, progress, corpus)
+        corpus = load_corpus(progress=False)  # once, for both stages
+    saved = load_stages(config, rebuild, progress, corpus)  # checks config
     tokenizer, codec, data = saved["tokenizer"], saved["codec"], saved["data"]
     semantic = load_unit_lm(config.semantic_units, config.semantic, progress=progress, corpus=corpus)
     Qc, Qf, N = config.coarse_levels, config.fine_levels, codec.vocab_size
