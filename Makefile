@@ -1,26 +1,39 @@
 # Two commands set up and run the whole course; both create and use .venv/ in the repo root.
 #   make lab    set up (first time only) and open the course in JupyterLab
 #   make test   set up (first time only) and run every test: unit tests, notebooks, exercises
+# The environment is requirements.lock.txt: every package at an exact version, with hashes.
+#   make lock          re-resolve after editing pyproject.toml (keeps every pin it can)
+#   make lock-upgrade  move every package to its newest release the ranges allow, then re-measure
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock.txt
 FSDD := $(wildcard ../shared/data/fsdd)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# The lock is written by uv (a pinned release, in its own folder so that it stays out of the course's environment).
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV_COMPILE := $(TOOLS)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+	--generate-hashes --quiet --output-file $(LOCK)
 
-.PHONY: setup lab test unit notebooks bench lint clean prepare
+.PHONY: setup lab test unit notebooks bench lint clean prepare lock lock-upgrade doctor
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" || \
+		(echo "The course needs Python 3.10 or newer; '$(PYTHON)' is older. Run: make test PYTHON=python3.11" && exit 1)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Installing the course into $(VENV) (first time: a few minutes, PyTorch is large)..."
-	$(PIP) install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-	@$(BIN)/python -c "import slm_course, torch, torchaudio, espeakng_loader, nbval" || (echo "Installation failed: see the messages above." && exit 1)
+	@echo "Installing the locked environment into $(VENV) (first time: a few minutes, PyTorch is large)..."
+	$(PIP) install -q --require-hashes --no-deps -r $(LOCK) 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(PIP) install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	@$(BIN)/slm-course doctor --lock $(LOCK) || (echo "Installation failed: see the messages above." && exit 1)
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
+# JupyterLab opens at the repository root: the chapters (notebooks/), exercises/, solutions/ and the README.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab
 
 # The tests find the real-speech FSDD subset beside the repo when it is there (../shared/data/fsdd).
 test: setup
@@ -42,5 +55,19 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check slm_course tests
 
+# Is .venv what the lock says, and do torch and torchaudio's compiled ops load together?
+doctor: setup
+	$(BIN)/slm-course doctor --lock $(LOCK)
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip --disable-pip-version-check install -q uv==$(UV_VERSION)
+
+lock: $(TOOLS)/bin/uv
+	$(UV_COMPILE)
+
+lock-upgrade: $(TOOLS)/bin/uv
+	$(UV_COMPILE) --upgrade
+
 clean:
-	rm -rf $(VENV) data/cache
+	rm -rf $(VENV) $(TOOLS) data/cache

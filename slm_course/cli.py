@@ -5,6 +5,7 @@
     slm-course bench NAME [--json]
     slm-course exercises [--check]
     slm-course prepare [--jobs N] [--list]
+    slm-course doctor [--lock FILE]
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from slm_course import environment
+
+    try:
+        info = environment.report(args.lock)
+    except (environment.EnvironmentMismatch, FileNotFoundError, ValueError) as err:
+        print(f"slm-course doctor: {err}", file=sys.stderr)
+        return 1
+    lock = f"matches {info['lock']}" if info["lock"] else "no lock file found beside the package: not compared"
+    print(f"Python {info['python']}, torch {info['torch']}, torchaudio {info['torchaudio']} (compiled ops load); "
+          f"packages: {lock}; CPU: {info['torch_cpu_capability']}")
+    print(json.dumps(info))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slm-course", description="Spoken language models from scratch: tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     prep.add_argument("--list", action="store_true", help="list the steps and what each needs")
     prep.set_defaults(func=_prepare)
+
+    doc = sub.add_parser("doctor", help="check that torch and torchaudio work together and match the lock")
+    doc.add_argument("--lock", default=None, help="lock file (default: requirements.lock.txt beside the package)")
+    doc.set_defaults(func=_doctor)
 
     args = parser.parse_args(argv)
     if getattr(args, "utterances", 0) is None:
