@@ -16,12 +16,21 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = "requirements.lock.txt"
 FIX = ("Rebuild the course's environment from the lock: `rm -rf .venv && make test` (or `make lab`). "
        "Conda users: `conda env update -f environment.yml --prune`, then `pip install --no-deps -e .`.")
+
+
+COLAB_FIX = ("On Colab: Runtime > Restart session, then run the notebook's first cell again; it installs "
+             "torch 2.11.0 and torchaudio 2.11.0 when Colab's own pair is another.")
+
+
+def _fix() -> str:
+    return COLAB_FIX if "google.colab" in sys.modules else FIX
 
 
 class EnvironmentMismatch(RuntimeError):
@@ -123,10 +132,10 @@ def check_torch_pair() -> dict[str, str]:
     except (ImportError, OSError, RuntimeError) as err:
         raise EnvironmentMismatch(
             f"torch {versions.get('torch', '?')} and torchaudio {versions.get('torchaudio', '?')} do not work together "
-            f"({type(err).__name__}: {err}). The course uses torch 2.11.0 with torchaudio 2.11.0. {FIX}") from err
+            f"({type(err).__name__}: {err}). The course uses torch 2.11.0 with torchaudio 2.11.0. {_fix()}") from err
     if path.tolist() != [[1, 2, 0]]:
         raise EnvironmentMismatch(f"torchaudio's forced_align returned {path.tolist()} on a fixed example, "
-                                  f"not [[1, 2, 0]]: its compiled ops are broken. {FIX}")
+                                  f"not [[1, 2, 0]]: its compiled ops are broken. {_fix()}")
     return versions
 
 
