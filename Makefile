@@ -37,6 +37,7 @@ lab: setup
 
 # The tests find the real-speech FSDD subset beside the repo when it is there (../shared/data/fsdd).
 test: setup
+	$(BIN)/slm-course doctor --lock $(LOCK)
 	$(BIN)/ruff check slm_course tests
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
 	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare

@@ -112,6 +112,14 @@ def lock_mismatches(path: str | Path) -> list[Mismatch]:
     return out
 
 
+def check_lock(path: str | Path) -> None:
+    """Raise EnvironmentMismatch, naming each package and what to run, if any pin of the lock is not installed."""
+    bad = lock_mismatches(path)
+    if bad:
+        listed = "; ".join(str(m) for m in bad[:8]) + (f"; and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise EnvironmentMismatch(f"{len(bad)} installed package(s) differ from {Path(path).name}: {listed}. {FIX}")
+
+
 def check_torch_pair() -> dict[str, str]:
     """Load torchaudio's compiled library beside torch and run one of its ops; return both versions.
 
@@ -119,6 +127,11 @@ def check_torch_pair() -> dict[str, str]:
     here (or already at import) instead of in the middle of a notebook.
     """
     versions = {}
+    for name in ("torch", "torchaudio"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "(not installed)"
     try:
         import torch
 
@@ -157,10 +170,7 @@ def report(lock: str | Path | None = None) -> dict:
     versions = check_torch_pair()
     lock = Path(lock) if lock is not None else default_lock()
     if lock is not None:
-        bad = lock_mismatches(lock)
-        if bad:
-            listed = "; ".join(str(m) for m in bad[:8]) + (f"; and {len(bad) - 8} more" if len(bad) > 8 else "")
-            raise EnvironmentMismatch(f"{len(bad)} installed package(s) differ from {lock.name}: {listed}. {FIX}")
+        check_lock(lock)
     return {
         "python": platform.python_version(), **versions, "numpy": importlib.metadata.version("numpy"),
         "machine": platform.machine(), "cpu_features": cpu_features(),
