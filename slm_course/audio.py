@@ -2,8 +2,10 @@
 
 A waveform here is always a 1-D float32 tensor ``wav`` of shape ``(T,)`` in [-1, 1] together with its
 sampling rate ``sr`` in Hz (16 kHz by default, :data:`SR`). Every public function first runs
-:func:`check_wav`, which turns the usual mistakes (int16 samples, stereo, NaNs, silence, the wrong
-rate) into an error that says what was wrong and what to do.
+:func:`check_wav`, which turns the usual mistakes (int16 samples, stereo, NaNs, an empty signal, the
+wrong rate) into an error that says what was wrong and what to do. Silence is a signal like any
+other (a pause, eSpeak's digital zeros): features, tokens and transcripts are defined on it; only a
+measure that divides by the signal's energy (SI-SNR's reference) refuses it.
 
 Features are frame-based with a 25 ms Hann window every 10 ms (100 frames per second):
 
@@ -79,12 +81,14 @@ def check_wav(
     sr: int | None = None,
     expected_sr: int | None = None,
     name: str = "wav",
+    allow_silence: bool = True,
 ) -> torch.Tensor:
     """Check that ``wav`` is a usable mono waveform and return it as a float32 tensor of shape ``(T,)``.
 
     A ``(1, T)`` or ``(T, 1)`` array is squeezed. ``sr`` (if given) must be a positive int, and must
-    equal ``expected_sr`` (if given). Raises ``TypeError``/``ValueError`` with a message saying what
-    to do otherwise.
+    equal ``expected_sr`` (if given). A silent signal (every sample below 1e-7) is valid unless
+    ``allow_silence=False``, for a computation that is undefined on silence. Raises
+    ``TypeError``/``ValueError`` with a message saying what to do otherwise.
 
     >>> check_wav(np.array([0.1, -0.2], dtype=np.float64)).dtype
     torch.float32
@@ -124,10 +128,10 @@ def check_wav(
             f"{name} contains {n_nan} NaN and {n_inf} inf samples out of {x.numel()}; "
             "find the step that produced them (e.g. log(0) or a division by zero) and fix it there"
         )
-    if float(x.abs().max()) < 1e-7:
+    if not allow_silence and float(x.abs().max()) < 1e-7:
         raise ValueError(
-            f"{name} is silent (all {x.numel()} samples are zero or below 1e-7); check the source: "
-            "the file, the synthesiser call, or the slice that produced it"
+            f"{name} is silent (all {x.numel()} samples are zero or below 1e-7), and this measure is undefined "
+            "on silence; check the source: the file, the synthesiser call, or the slice that produced it"
         )
     if sr is not None:
         sr = _check_sr(sr)
@@ -178,7 +182,13 @@ def load(path: str | os.PathLike[str], sr: int | None = None, mix_to_mono: bool 
         raise FileNotFoundError(f"audio file {path} does not exist; check the path (cwd is {Path.cwd()})")
     if sr is not None:
         sr = _check_sr(sr)
-    data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"could not read {path} as audio ({err}); the course reads WAV, FLAC and OGG files (what libsndfile "
+            "reads): check that the file is audio and not truncated, or convert it, e.g. with sox or ffmpeg, to WAV"
+        ) from err
     if data.shape[0] == 0:
         raise ValueError(f"audio file {path} holds no samples; re-create or re-download it")
     if data.shape[1] > 1:
@@ -227,7 +237,7 @@ def resample(wav: torch.Tensor | np.ndarray, sr_in: int, sr_out: int) -> torch.T
 @functools.lru_cache(maxsize=8)
 def _resampler(sr_in: int, sr_out: int) -> torchaudio.transforms.Resample:
     # The transform computes its sinc kernel once; the functional form recomputes it on every call
-    # (about 30 ms, far more than the filtering of a short utterance).
+    # (which costs far more than the filtering of a short utterance).
     return torchaudio.transforms.Resample(sr_in, sr_out)
 
 
@@ -375,7 +385,8 @@ def pitch(
     parabola through the peak). A frame is unvoiced (NaN) when that peak is below ``voicing`` or its
     energy is more than ``silence_db`` dB below the loud frames (their 95th percentile). Notebook 00
     derives it; the tests compare it with ``torchaudio.functional.detect_pitch_frequency``, which
-    does the same job about 20x slower.  The window's own autocorrelation is divided out (Boersma 1993). Like any autocorrelation tracker it can make octave errors.
+    does the same job more slowly. The window's own autocorrelation is divided out (Boersma 1993). Like any
+    autocorrelation tracker it can make octave errors.
     """
     x = check_wav(wav, sr)
     if not 0 < fmin < fmax < sr / 2:

@@ -18,8 +18,8 @@ Transformer (here each is the course's one core, :class:`slm_course.lm.LM`):
 3. **fine acoustic stage** ``p(fine | coarse)``: the next levels, flattened the same way, given the
    coarse codes (optional: ``AudioLMConfig.fine_levels``; on this codec the fine levels are close to
    unpredictable and add nothing the speaker classifier or the ASR can hear, so the default
-   recipe stops after the coarse stage: the codec's first 2 levels already give ASR CER 0.073 on held-out
-   speech, `bench codec`).
+   recipe stops after the coarse stage: the codec's first 2 levels already keep the words legible
+   to the ASR, ``slm-course bench codec``).
 
 The codec decodes the levels back into a waveform. The **acoustic prompt** is the point: the
 acoustic stages continue the codec tokens of the prompt's first second, so the generated voice is
@@ -35,12 +35,13 @@ Two things differ from the paper, both because of the CPU budget:
   embedding (``LMConfig.extra_embeddings``): the same conditioning, with the 50 Hz -> 62.5 Hz
   alignment given (:func:`align_frames`) instead of learned;
 - the course's tiny HuBERT units are far from speaker-invariant (a bag of units names the held-out
-  speaker 98% of the time), where AudioLM's w2v-BERT tokens say little of the voice. With them as
-  semantic tokens (``AudioLMConfig(semantic_units="ssl")``) the acoustic stage reads the voice from
-  the semantic tokens, and the acoustic prompt hardly matters (whole pipeline: held-out speakers
-  recognised 0.82 of the time with it, 0.68 without). The semantic tokens are therefore notebook
-  04's speaker-normalised units (the probe: 0.40): 0.85 with the acoustic prompt, 0.28 without, the
-  AudioLM pattern. The speaker test asks "which held-out speaker?" (:func:`speaker_continuation`).
+  speaker nearly every time, :func:`slm_course.normalizer.speaker_probe`), where AudioLM's w2v-BERT
+  tokens say little of the voice. With them as semantic tokens (``AudioLMConfig(semantic_units="ssl")``)
+  the acoustic stage reads the voice from the semantic tokens, and the acoustic prompt hardly matters.
+  The semantic tokens are therefore notebook 04's speaker-normalised units, which say much less of
+  the voice: the voice of the continuation then comes from the acoustic prompt, the AudioLM pattern.
+  The speaker test asks "which held-out speaker?" (:func:`speaker_continuation`); ``slm-course bench
+  audiolm`` and ``slm-course bench audiolm-ssl`` report it for both kinds of semantic tokens.
 
 ::
 
@@ -53,8 +54,6 @@ Two things differ from the paper, both because of the CPU budget:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -65,8 +64,10 @@ import numpy as np
 import torch
 
 from slm_course import audio
+from slm_course.corpus import corpus_version
 from slm_course.lm import IGNORE, LM, LMConfig, sample_next
-from slm_course.speech_tokens import deduplicate, expand
+from slm_course.runtime import digest
+from slm_course.speech_tokens import check_ids, deduplicate, expand, tokenizer_key
 from slm_course.ulm import BOS, N_SPECIAL, PAD, UlmConfig, UnitLM
 
 if TYPE_CHECKING:
@@ -108,26 +109,13 @@ ACOUSTIC_RATE = 62.5  # codec frames per second (notebook 03)
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_ids(ids: Any, vocab_size: int, ndim: int, what: str, shape: str) -> torch.Tensor:
-    if not isinstance(ids, torch.Tensor):
-        ids = torch.as_tensor(ids)
-    if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise TypeError(f"{what} must be integer token ids (torch.long), got {ids.dtype}: did you pass audio or features?")
-    if ids.ndim != ndim:
-        raise ValueError(f"{what} must have shape {shape}, got {tuple(ids.shape)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(f"{what} must be in 0..{vocab_size - 1}, got values in {int(ids.min())}..{int(ids.max())}: "
-                         "were they made by another tokenizer, or already offset for an LM?")
-    return ids.long()
-
-
 def flatten_levels(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
     """``(Q, T)`` codes -> ``(Q * T,)`` ids, frame by frame, level ``q`` offset by ``q * codebook_size``.
 
     >>> flatten_levels(torch.tensor([[1, 2], [3, 4]]), 10).tolist()
     [1, 13, 2, 14]
     """
-    codes = _check_ids(codes, codebook_size, 2, "codes", "(n_levels, T)")
+    codes = check_ids(codes, codebook_size, 2, what="codes", shape="(n_levels, T)")
     offsets = torch.arange(codes.shape[0])[:, None] * codebook_size  # (Q, 1)
     return (codes + offsets).T.reshape(-1)  # (T, Q) row-major: frame 0's levels, then frame 1's, ...
 
@@ -136,7 +124,7 @@ def unflatten_levels(ids: torch.Tensor, n_levels: int, codebook_size: int) -> to
     """Undo :func:`flatten_levels`: ``(Q * T,)`` -> ``(Q, T)``; every id must carry its position's level offset."""
     if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
         raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
-    ids = _check_ids(ids, n_levels * codebook_size, 1, "ids", "(n_levels * T,)")
+    ids = check_ids(ids, n_levels * codebook_size, 1, what="ids", shape="(n_levels * T,)")
     if ids.numel() % n_levels:
         raise ValueError(f"{ids.numel()} ids are not a whole number of frames of {n_levels} levels: "
                          "cut the sequence at a frame boundary")
@@ -191,7 +179,7 @@ class StageConfig:
     steps: int = 800  # optimiser updates
     lr: float = 3e-3  # peak learning rate (AdamW, warm-up then cosine)
     warmup_steps: int = 50  # linear warm-up steps
-    dropout: float = 0.0  # a few hundred thousand frames and a few minutes: no regularisation needed
+    dropout: float = 0.0  # a few hundred thousand frames and a short run: no regularisation needed
     seed: int = 0  # seeds the weights and the batches
 
     def __post_init__(self) -> None:
@@ -229,7 +217,7 @@ class AcousticStage:
     # -- sequences ----------------------------------------------------------------------------
     def check_codes(self, codes: Any, what: str = "codes") -> torch.Tensor:
         """``(Q, T)`` codes of this stage's levels, validated."""
-        codes = _check_ids(codes, self.codebook_size, 2, what, f"({self.n_levels}, T)")
+        codes = check_ids(codes, self.codebook_size, 2, what=what, shape=f"({self.n_levels}, T)")
         if codes.shape[0] != self.n_levels:
             raise ValueError(f"{what} must hold this stage's {self.n_levels} levels {self.levels[0]}..{self.levels[1] - 1}, "
                              f"got {codes.shape[0]}: slice them as ids[{self.levels[0]}:{self.levels[1]}]")
@@ -246,8 +234,7 @@ class AcousticStage:
             raise ValueError(f"{what} must be ({len(self.cond_sizes)}, T) with T >= 1 (one row per conditioning stream: "
                              f"vocabularies {self.cond_sizes}), got {tuple(cond.shape)}")
         for row, size in zip(cond, self.cond_sizes):
-            if int(row.min()) < 0 or int(row.max()) >= size:
-                raise ValueError(f"{what} tokens must be in 0..{size - 1}, got {int(row.min())}..{int(row.max())}")
+            check_ids(row, size, what=f"{what} tokens")
         return cond.long()
 
     def tokens(self, codes: torch.Tensor) -> torch.Tensor:
@@ -449,7 +436,7 @@ class AudioLMConfig:
 
     coarse_levels: int = 2  # Q': codec levels of the coarse stage (AudioLM: 4 of 12)
     fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see benchmark)
-    voice_copies: int = 0  # extra copies of the training set with perturbed voices (2 measured no better: see benchmark)
+    voice_copies: int = 0  # extra training copies with perturbed voices (off: they do not raise speaker accuracy)
     semantic_units: str = "norm"  # the semantic tokens: notebook 04's speaker-normalised units ("norm") or SSL units ("ssl")
     semantic: UlmConfig | None = None  # notebook 04's unit LM over those units (None: its recipe, the same cached model)
     coarse: StageConfig = StageConfig()  # p(coarse | semantic)
@@ -474,8 +461,7 @@ class AudioLMConfig:
 
         Not ``semantic`` (the unit LM is cached by ulm) nor ``semantic_units`` (the cache names hold the tokenizer's key).
         """
-        fields = {k: v for k, v in asdict(self).items() if k not in ("semantic", "semantic_units")}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return digest({k: v for k, v in asdict(self).items() if k not in ("semantic", "semantic_units")})
 
 
 class AudioLM:
@@ -509,7 +495,7 @@ class AudioLM:
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """A waveform from ``(k, T_ac)`` codec codes, ``k <= n_levels``."""
-        return self.codec.decode(_check_ids(codes, self.codec.vocab_size, 2, "codes", "(n_levels, T_ac)"))
+        return self.codec.decode(check_ids(codes, self.codec.vocab_size, 2, what="codes", shape="(n_levels, T_ac)"))
 
     # -- stage 1 ------------------------------------------------------------------------------
     def continue_semantic(self, prompt: torch.Tensor, n_frames: int, temperature: float = 1.0,
@@ -522,7 +508,7 @@ class AudioLM:
         length (the toy unit LM, trained on short utterances, would otherwise end most prompts within
         a few units and leave silence). When the LM's context is full, it continues from its latest half.
         """
-        prompt = _check_ids(prompt, self.tokenizer.vocab_size, 1, "prompt", "(T_sem,)")
+        prompt = check_ids(prompt, self.tokenizer.vocab_size, 1, what="prompt", shape="(T_sem,)")
         if prompt.numel() == 0:
             raise ValueError("the prompt is empty: give the semantic frames of at least the first few words")
         if n_frames < len(prompt):
@@ -564,7 +550,7 @@ class AudioLM:
         prompts = [None] * len(semantic) if prompts is None else list(prompts)
         if len(prompts) != len(semantic):
             raise ValueError(f"one prompt (or None) per utterance: got {len(prompts)} prompts for {len(semantic)}")
-        sems = [_check_ids(s, self.tokenizer.vocab_size, 1, f"semantic[{i}]", "(T_sem,)") for i, s in enumerate(semantic)]
+        sems = [check_ids(s, self.tokenizer.vocab_size, 1, what=f"semantic[{i}]", shape="(T_sem,)") for i, s in enumerate(semantic)]
         n_frames = []
         for i, s in enumerate(sems):
             if s.numel() == 0:
@@ -575,7 +561,7 @@ class AudioLM:
             if p is None:
                 ps.append(None)
                 continue
-            p = _check_ids(p, self.codec.vocab_size, 2, f"prompts[{i}]", "(n_levels, P)")
+            p = check_ids(p, self.codec.vocab_size, 2, what=f"prompts[{i}]", shape="(n_levels, P)")
             if p.shape[0] < self.n_levels:
                 raise ValueError(f"prompts[{i}] has {p.shape[0]} levels; the model needs the first {self.n_levels}")
             if p.shape[1] == 0:
@@ -625,14 +611,12 @@ def frame_tokens(tokenizer: SpeechTokenizer, wav: torch.Tensor | np.ndarray, sr:
 
 
 def _tokenizer_keys(tokenizer: SpeechTokenizer, codec: Codec) -> str:
-    from slm_course.ulm import _tokenizer_key
-
-    return f"{_tokenizer_key(tokenizer)[:8]}-{codec.config.key()[:8]}"
+    return f"{tokenizer_key(tokenizer)}-{codec.config.key()}"
 
 
 def build_data(corpus: Corpus, tokenizer: SpeechTokenizer, codec: Codec, splits: Sequence[str] = ("train", "valid", "test"),
                progress: bool = False) -> dict[str, dict]:
-    """Frame-level semantic units and codec codes of every utterance of ``splits`` (cached; about a minute).
+    """Frame-level semantic units and codec codes of every utterance of ``splits`` (cached).
 
     ``data[split] = {"ids": [...], "semantic": [(T_sem,) int16], "codes": [(8, T_ac) uint8 -> long]}``.
     """
@@ -652,7 +636,7 @@ def build_data(corpus: Corpus, tokenizer: SpeechTokenizer, codec: Codec, splits:
             out[split] = {"ids": [u.id for u in utts], "semantic": sem, "codes": codes}
         return out
 
-    version = corpus.manifest.get("version", 0)
+    version = corpus_version(corpus)
     name = f"audiolm-data-r{RECIPE}-c{version}-{_tokenizer_keys(tokenizer, codec)}-{'-'.join(splits)}"
     data = cached(name, build)
     for split in data.values():
@@ -680,7 +664,7 @@ def perturb_voice(wav: torch.Tensor, rate: int, sr: int = audio.SR) -> torch.Ten
 
 def perturbed_data(corpus: Corpus, tokenizer: SpeechTokenizer, codec: Codec, copies: int, seed: int = 0,
                    progress: bool = False) -> dict:
-    """Tokens of ``copies`` voice-perturbed copies of the training split (cached; about a minute per copy).
+    """Tokens of ``copies`` voice-perturbed copies of the training split (cached).
 
     Each utterance of each copy is resampled at a random rate of :data:`PERTURB_RATES`
     (:func:`perturb_voice`). With 16 training speakers an acoustic stage can learn the 16 voices
@@ -703,7 +687,7 @@ def perturbed_data(corpus: Corpus, tokenizer: SpeechTokenizer, codec: Codec, cop
                 out["rates"].append(rate)
         return out
 
-    version = corpus.manifest.get("version", 0)
+    version = corpus_version(corpus)
     data = cached(f"audiolm-voices-r{RECIPE}-c{version}-{_tokenizer_keys(tokenizer, codec)}-x{copies}-s{seed}", build)
     return {"semantic": [s.long() for s in data["semantic"]], "codes": [c.long() for c in data["codes"]],
             "rates": data["rates"]}
@@ -777,7 +761,7 @@ def load_stages(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, 
             out["fine"] = {"state": fine.model.state_dict(), "metrics": fine.metrics, "loss": hist.loss}
         return out
 
-    name = f"audiolm-r{RECIPE}-c{corpus.manifest.get('version', 0)}-{_tokenizer_keys(tokenizer, codec)}-{config.key()}"
+    name = f"audiolm-r{RECIPE}-c{corpus_version(corpus)}-{_tokenizer_keys(tokenizer, codec)}-{config.key()}"
     return {**cached(name, build, rebuild=rebuild), "data": data, "tokenizer": tokenizer, "codec": codec}
 
 
@@ -887,8 +871,8 @@ def speaker_continuation(
     prompt's voice is recognised; one whose voice was guessed is right by chance.
     ``*_all_speakers`` asks among all 20 speakers (chance 0.05), as AudioLM's classifier does among
     291 LibriSpeech speakers (its 40 test speakers and 251 training ones). That is a harder test for
-    a toy: the classifier itself is right on only about two thirds of the real codec tokens, and a
-    small acoustic stage drifts from a voice it never heard towards the training voices it knows.
+    a toy: the classifier itself often errs on the real codec tokens, and a small acoustic stage
+    drifts from a voice it never heard towards the training voices it knows.
 
     - ``acoustic_prompt``: semantic tokens + the prompt's codec tokens -> continuation;
     - ``semantic_only``: the same semantic tokens, no acoustic prompt.

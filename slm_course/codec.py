@@ -22,7 +22,7 @@ Nothing ties the predicted phase to the input's phase, so the decoded waveform s
 does not line up sample by sample with the original: its SI-SNR (:func:`si_snr`) stays near
 noise level. Judge it by :func:`mel_distance` and by how well the course's ASR reads it
 (:func:`evaluate_levels`). A waveform codec trained for days on GPUs with adversarial losses (the
-real EnCodec) gets both right; a SEANet waveform codec trained for a few CPU minutes learned nothing.
+real EnCodec) gets both right, at a cost far beyond a few minutes of a laptop CPU.
 
 :class:`Codec` is a :class:`slm_course.speech_tokens.SpeechTokenizer`: ``encode(wav)`` gives
 ``SpeechTokens`` with ids ``(n_levels, T)``, ``decode(tokens)`` takes ``(k, T)`` for any
@@ -37,8 +37,6 @@ real EnCodec) gets both right; a SEANet waveform codec trained for a few CPU min
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -52,8 +50,8 @@ from torch import nn
 
 from slm_course import audio
 from slm_course.metrics import MEL_FLOOR, mel_distance, si_snr  # noqa: F401 (re-exported: codec.si_snr)
-from slm_course.runtime import cached, seed_everything
-from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
+from slm_course.runtime import cached, digest, seed_everything
+from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids
 from slm_course.train import History, TrainConfig, train
 
 if TYPE_CHECKING:
@@ -101,13 +99,9 @@ def codebook_usage(ids: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, to
     The perplexity ``exp(entropy)`` of a level's code histogram is the number of equally used codes
     it is worth: ``vocab_size`` if every code is used equally, 1 if one code is used throughout.
     """
-    ids = torch.as_tensor(ids)
+    ids = check_ids(ids, vocab_size, (1, 2), shape="(n_levels, T) or (T,)", allow_empty=False)
     if ids.ndim == 1:
         ids = ids[None]
-    if ids.ndim != 2 or ids.is_floating_point():
-        raise ValueError(f"ids must be integer codes of shape (n_levels, T), got {ids.dtype} {tuple(ids.shape)}")
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
-        raise ValueError(f"ids must be in 0..{vocab_size - 1}, got {int(ids.min())}..{int(ids.max())}")
     counts = torch.stack([torch.bincount(row, minlength=vocab_size) for row in ids.long()]).double()  # (L, K)
     p = counts / counts.sum(dim=1, keepdim=True)
     entropy = -(p * p.clamp_min(1e-30).log()).sum(dim=1)
@@ -182,7 +176,7 @@ class CodecConfig:
 
     def key(self) -> str:
         """A short hash of every field, for cache names: equal configs give equal keys."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return digest(self)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -342,7 +336,7 @@ class Codec(SpeechTokenizer):
 
     def resynthesize(self, wav: torch.Tensor | np.ndarray, n_levels: int | None = None, sr: int = SR) -> torch.Tensor:
         """Encode, keep the first ``n_levels`` levels, decode: a waveform as long as ``wav``."""
-        k = self._levels(n_levels)
+        k = self.check_levels(n_levels)
         x = audio.check_wav(wav, sr, expected_sr=self.sr)
         return match_length(self.decode(self.encode(x, sr).ids[:k]), x.numel())
 
@@ -357,7 +351,8 @@ class Codec(SpeechTokenizer):
         with torch.no_grad():
             return self.model.embed(x[None].to(self._device()))[0].T.cpu()
 
-    def _levels(self, n_levels: int | None) -> int:
+    def check_levels(self, n_levels: int | None) -> int:
+        """``n_levels`` checked against the codec's RVQ levels (None: all of them)."""
         if n_levels is None:
             return self.n_levels
         if isinstance(n_levels, bool) or not isinstance(n_levels, int) or not 1 <= n_levels <= self.n_levels:
@@ -426,9 +421,9 @@ def train_codec(
 
 
 def _cache_name(config: CodecConfig) -> str:
-    from slm_course.corpus.builder import VERSION
+    from slm_course.corpus import corpus_version
 
-    return f"codec-r{RECIPE}-corpus{VERSION}-{config.key()}"
+    return f"codec-r{RECIPE}-corpus{corpus_version()}-{config.key()}"
 
 
 def load_codec(config: CodecConfig = CodecConfig(), rebuild: bool = False, progress: bool = True) -> Codec:
@@ -480,7 +475,7 @@ def evaluate_levels(
         raise ValueError("pass both asr and texts to measure the CER, or neither")
     levels = list(levels) if levels is not None else [k for k in (1, 2, 4, 8, 16, 32) if k <= codec.n_levels]
     for k in levels:
-        codec._levels(k)
+        codec.check_levels(k)
     wavs = [audio.check_wav(w, name=f"wavs[{i}]") for i, w in enumerate(wavs)]
     codes = [codec.encode(w).ids for w in wavs]  # (n_levels, frames) each, encoded once
     rows = []

@@ -38,11 +38,12 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (8, 2.5)) -> Axes:
 
 
 def play(wav: torch.Tensor | np.ndarray, sr: int = SR) -> Audio:
-    """An ``IPython.display.Audio`` player for ``wav`` (peak-normalised); the last line of a cell shows it."""
+    """An ``IPython.display.Audio`` player for ``wav`` (peak-normalised; silence stays silent); a cell's last line shows it."""
     from IPython.display import Audio
 
     x = audio.check_wav(wav, sr)
-    return Audio(data=x.detach().cpu().numpy(), rate=int(sr), normalize=True)
+    loud = float(x.abs().max()) > 0  # a peak of 0 cannot be normalised
+    return Audio(data=x.detach().cpu().numpy(), rate=int(sr), normalize=loud)
 
 
 def plot_waveform(

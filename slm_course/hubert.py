@@ -5,6 +5,7 @@ cluster (unit) that an earlier model assigned to it. Its first iteration's targe
 clusters of MFCCs; the second iteration re-clusters a layer of the first model and trains again.
 Here, in miniature: the targets are the log-mel units of :mod:`slm_course.units`, and k-means on
 one of this model's layers gives the self-supervised units (:class:`slm_course.units.SslUnits`).
+This file is the model alone; :func:`slm_course.units.train_hubert` is the course's recipe for it.
 
 What is new over the log-mel units is *context* and *invariance*: to guess a hidden frame's unit
 the model must use its neighbours (up to seconds away), and because its input is randomly
@@ -25,20 +26,12 @@ torch.Size([50, 32])
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slm_course.runtime import seed_everything
-from slm_course.train import History, TrainConfig, train
-
-if TYPE_CHECKING:
-    from slm_course.corpus import Corpus
-    from slm_course.units import MelUnits
-
-__all__ = ["HubertConfig", "TinyHubert", "span_mask", "train_hubert", "warp_bands"]
+__all__ = ["HubertConfig", "TinyHubert", "span_mask", "warp_bands"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class HubertConfig:
     warp: float = 0.2  # mel-axis stretch factor drawn from [1 - warp, 1 + warp] per crop (0 = off)
     gain: float = 0.5  # random offset of the normalised log-mel per crop (loudness), std
     noise: float = 0.1  # std of Gaussian noise added to the normalised input frames
-    steps: int = 250  # optimiser updates (about 1.5 minutes on one CPU thread)
+    steps: int = 250  # optimiser updates (a short CPU run, then cached)
     lr: float = 1.5e-3  # peak learning rate
     warmup_steps: int = 40  # linear warm-up
     batch_size: int = 8  # crops per batch
@@ -185,35 +178,3 @@ class TinyHubert(nn.Module):
         loss = masked + c.unmasked_weight * ce[~mask].mean() if c.unmasked_weight > 0 else masked
         acc = (logits.argmax(-1) == labels)[mask].float().mean()
         return {"loss": loss, "masked_loss": masked.detach(), "masked_acc": acc}
-
-
-def train_hubert(
-    corpus: Corpus, targets: MelUnits, config: HubertConfig = HubertConfig(), progress: bool = True
-) -> tuple[TinyHubert, History]:
-    """Train a :class:`TinyHubert` on the corpus' training split to predict ``targets`` ' units."""
-    from slm_course.units import FeatureNorm, mel_frames
-
-    if targets.vocab_size != config.n_targets:
-        raise ValueError(f"config.n_targets={config.n_targets} but the target units have K={targets.vocab_size}")
-    M = config.n_mels
-    norm = FeatureNorm(targets.norm.mean[M : 2 * M], targets.norm.std[M : 2 * M])  # the centre frame's statistics
-    feats, labels = [], []
-    for u in corpus.split("train"):
-        wav = corpus.wav(u)
-        feats.append(norm(mel_frames(wav)))
-        labels.append(targets.frame_units(wav))
-    stream, label_stream = torch.cat(feats), torch.cat(labels)  # (N, M), (N,)
-    gen = torch.Generator().manual_seed(config.seed)
-    N, L = len(stream), config.crop
-
-    def batch(step: int) -> dict[str, torch.Tensor]:
-        starts = torch.randint(N - L, (config.batch_size,), generator=gen)
-        idx = starts[:, None] + torch.arange(L)[None, :]  # (B, L)
-        return {"feats": stream[idx], "labels": label_stream[idx]}
-
-    seed_everything(config.seed)
-    model = TinyHubert(config)
-    history = train(model, batch, TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
-                                              eval_every=0, seed=config.seed, progress=progress, desc="hubert"))
-    return model.eval(), history
-

@@ -30,9 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slm_course.runtime import artifact_record
+from slm_course.speech_tokens import check_ids
+
 IGNORE = -100  # target id that the loss skips (padding, prompts)
 
 
+@artifact_record  # cached LMs store their config: allowed in weights-only loading
 @dataclass(frozen=True)
 class LMConfig:
     vocab_size: int  # tokens per stream
@@ -143,11 +147,8 @@ class LM(nn.Module):
         if start + tokens.shape[-1] > self.cfg.max_len:
             raise ValueError(f"sequence of {start + tokens.shape[-1]} tokens is longer than max_len={self.cfg.max_len}; "
                              "crop it or build the model with a larger max_len.")
-        lo, hi = int(tokens.min()), int(tokens.max())
-        if lo < 0 or hi >= self.cfg.vocab_size:
-            raise ValueError(f"token ids must be in 0..{self.cfg.vocab_size - 1}; got {lo if lo < 0 else hi}. "
-                             "Did you tokenize with a different vocabulary?")
-        return tokens.long()
+        return check_ids(tokens, self.cfg.vocab_size, want, what="token ids",
+                         hint="did you tokenize with a different vocabulary?")
 
     # --- the model ----------------------------------------------------------------------------
     def hidden(self, tokens: torch.Tensor, extra: dict | None = None, caches: list | None = None,
@@ -214,6 +215,7 @@ class LM(nn.Module):
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}.")
+        _check_new_tokens(max_new_tokens)
         squeeze = prompt.dim() == 1
         tokens = prompt[None] if squeeze else prompt
         self._check_tokens(tokens)
@@ -250,6 +252,12 @@ class LM(nn.Module):
         return result[0] if squeeze else result
 
 
+def _check_new_tokens(max_new_tokens: object) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0 (how many tokens to add), got {max_new_tokens!r}; "
+                         "e.g. max_new_tokens=60")
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """One sampling step: token ids ``(B,)`` from next-token logits ``(B, V)``.
@@ -278,7 +286,7 @@ class TextLMConfig:
     d_model: int = 128  # LM width
     n_layers: int = 2  # LM depth
     n_heads: int = 4  # attention heads
-    steps: int = 1000  # optimiser steps, ~4 M characters (about 3-4 minutes on a 2-core CPU; then cached)
+    steps: int = 1000  # optimiser steps, ~4 M characters (a few minutes on a laptop CPU; then cached)
     lr: float = 3e-3  # peak learning rate (AdamW, warm-up then cosine)
     seed: int = 0  # seeds data sampling and training
 
@@ -334,8 +342,9 @@ class TextLM:
     def complete(self, prompt: str, max_new_tokens: int = 60, temperature: float = 0.0, top_k: int | None = None,
                  seed: int = 0) -> str:
         """The prompt's continuation up to <eos> (greedy by default)."""
-        if not prompt.strip():
-            raise ValueError("complete() needs a non-empty prompt; try 'the cook'.")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"complete() needs a non-empty prompt string, got {prompt!r}; try 'the cook'.")
+        _check_new_tokens(max_new_tokens)
         ids = torch.tensor(self.tokenizer.encode(prompt, bos=True))
         room = self.model.cfg.max_len - len(ids)
         if room <= 0:
@@ -371,20 +380,16 @@ def train_text_lm(config: TextLMConfig = TextLMConfig(), progress: bool = True) 
 
 def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, progress: bool = True) -> TextLM:
     """The notebook-01 text LM from the cache, or trained now with the same recipe and seed."""
-    import hashlib
-
-    from slm_course.corpus.builder import VERSION  # the grammar's sentences change with the corpus version
-    from slm_course.runtime import cached
+    from slm_course.corpus import corpus_version  # the grammar's sentences change with the corpus version
+    from slm_course.runtime import cached, digest
     from slm_course.text import CharTokenizer
-
-    key = hashlib.sha256(repr(config).encode()).hexdigest()[:10]
 
     def build() -> dict:
         lm, _ = train_text_lm(config, progress=progress)
         return {"state": lm.model.state_dict(), "lm_config": lm.model.cfg, "chars": lm.tokenizer.state()["chars"],
                 "metrics": lm.metrics}
 
-    saved = cached(f"text_lm-c{VERSION}-{key}", build, rebuild=rebuild)
+    saved = cached(f"text_lm-c{corpus_version()}-{digest(config)}", build, rebuild=rebuild)
     model = LM(saved["lm_config"])
     model.load_state_dict(saved["state"])
     return TextLM(model.eval(), CharTokenizer(saved["chars"]), config, saved["metrics"])

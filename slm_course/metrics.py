@@ -111,7 +111,7 @@ MEL_FLOOR = 1e-5  # mel_distance compares log10(mel power + MEL_FLOOR): silence 
 
 def _pair(estimate: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     est = audio.check_wav(estimate, name="estimate")
-    ref = audio.check_wav(reference, name="reference")
+    ref = audio.check_wav(reference, name="reference", allow_silence=False)  # SI-SNR projects onto it
     if est.shape != ref.shape:
         raise ValueError(
             f"estimate has {est.numel()} samples and reference {ref.numel()}; compare signals of one length "

@@ -1,10 +1,10 @@
 """Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 3.1).
 
-The SSL units of notebook 02 say who is speaking as well as what: a bag of units names the 4 held-out
-voices 98% of the time. So a unit LM must learn each word once per kind of voice, and a new
-voice spells the words with units it has rarely seen. A **speech normaliser** (Lee et al., 2022,
-"Textless speech-to-speech translation on real data") maps any voice to the units that *one
-reference voice* gives for the same words:
+The SSL units of notebook 02 say who is speaking as well as what: a bag of units names which of the 4
+held-out voices spoke nearly every time (:func:`speaker_probe`; chance 0.25). So a unit LM must learn each
+word once per kind of voice, and a new voice spells the words with units it has rarely seen. A **speech
+normaliser** (Lee et al., 2022, "Textless speech-to-speech translation on real data") maps any voice to the
+units that *one reference voice* gives for the same words:
 
 - pairs: each training utterance, and the same words spoken by the reference voice at the same
   speed. Lee et al. fine-tuned on real recordings of the same content by many speakers and by the
@@ -26,10 +26,8 @@ No text enters the model: its input is audio and its targets are units. The supe
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slm_course.corpus import corpus_version
+from slm_course.runtime import digest
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class NormalizerConfig:
     """The reference voice and the CTC training budget (the notebook-04 recipe)."""
 
     reference: str = "m00"  # the corpus speaker whose units every voice is mapped to (a training voice)
-    steps: int = 1500  # optimiser updates (about 6 minutes on one CPU thread)
+    steps: int = 1500  # optimiser updates (a few minutes on one CPU thread; `slm-course prepare` prints the time)
     batch_size: int = 8  # whole utterances per batch
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -74,7 +74,8 @@ class NormalizerConfig:
                 raise ValueError(f"NormalizerConfig.{name} must be a positive int, got {value!r}")
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """A short hash of every field, for cache names: equal configs give equal keys."""
+        return digest(self)
 
 
 def _reference_parts(utt: Any, reference: str, match_speed: bool = True) -> list[dict]:
@@ -87,7 +88,7 @@ def _reference_parts(utt: Any, reference: str, match_speed: bool = True) -> list
     if match_speed:
         settings["rate"] = espeak_settings(SPEAKER_BY_NAME[utt.speaker], STYLE_BY_NAME[utt.style])["rate"]
     if utt.text.endswith("?"):
-        return [{"text": builder._question_ssml(utt.text), "ssml": True, **settings}]
+        return [{"text": builder.question_ssml(utt.text), "ssml": True, **settings}]
     return [{"text": utt.text, **settings}]
 
 
@@ -189,9 +190,7 @@ class NormalizedUnits(SpeechTokenizer):
     @property
     def cache_key(self) -> str:
         """Tells cached unit data and LMs of different normalisers apart."""
-        h = hashlib.sha256(self.ssl.centroids.numpy().tobytes())
-        h.update(f"{self.config.key()}-r{RECIPE}".encode())
-        return h.hexdigest()[:10]
+        return digest(self.ssl.centroids, f"{self.config.key()}-r{RECIPE}")
 
     def _encode(self, wav: torch.Tensor) -> SpeechTokens:
         from slm_course.units import mel_frames
@@ -253,7 +252,7 @@ def train_normalizer(corpus: Corpus, ssl: SslUnits, config: NormalizerConfig = N
 
 def load_normalized_units(config: NormalizerConfig = NormalizerConfig(), rebuild: bool = False,
                           progress: bool = True, corpus: Corpus | None = None) -> NormalizedUnits:
-    """The notebook-04 speaker-normalised units, from the cache or trained now (about 7 minutes; same recipe and seed)."""
+    """The notebook-04 speaker-normalised units, from the cache or trained now (a few minutes; same recipe and seed)."""
     from slm_course.runtime import cached
     from slm_course.units import load_ssl_units
 
@@ -269,8 +268,7 @@ def load_normalized_units(config: NormalizerConfig = NormalizerConfig(), rebuild
         model, history = train_normalizer(corpus, ssl, config, progress=progress)
         return {"state": model.state_dict(), "loss": history.loss, "seconds": history.seconds}
 
-    key = hashlib.sha256(ssl.centroids.numpy().tobytes()).hexdigest()[:8]
-    name = f"normalizer-r{RECIPE}-c{corpus.manifest.get('version', 0)}-{key}-{config.key()}"
+    name = f"normalizer-r{RECIPE}-c{corpus_version(corpus)}-{digest(ssl.centroids)}-{config.key()}"
     art = cached(name, build, rebuild=rebuild)
     model = SpeechNormalizer(ssl.model, ssl.vocab_size)
     model.load_state_dict(art["state"])

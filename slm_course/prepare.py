@@ -2,11 +2,10 @@
 
 The notebooks train what they need on first use and cache it (:func:`slm_course.runtime.cached`).
 ``prepare`` builds the same artifacts, with the same recipes and seeds, in ``jobs`` worker
-processes of **one thread each**, each step starting as soon as what it needs is built. Measured on
-a 2-core machine, cold (corpus v8): the 17 steps took 78 minutes one after the other on one thread;
-with 2 workers, 30 minutes on a quiet machine (1,827 s) and 40 beside other work (the longest: the
-unit LM on speaker-normalised units, 4x the speech at width 256, 21-25 min; TWIST on one voice's units
-8-10; the ASR 5-8; the GSLM unit LM 5-7); on a slower day, every step about 30 % longer. Two reasons:
+processes of **one thread each**, each step starting as soon as what it needs is built. It prints
+each step's time. The longest step is the unit LM on speaker-normalised units (4x the speech at
+width 256); TWIST on one voice's units, the ASR and the GSLM unit LM come next. One thread per
+worker, for two reasons:
 
 - speed: small models gain little from a second thread, so two one-thread trainings side by side
   do nearly twice the work of one two-thread training;
@@ -64,9 +63,9 @@ STEPS: tuple[Step, ...] = (
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
 )  # in order of priority: long trainings with long chains behind them first, short ones last to fill the gaps.
-# The text LM (no needs) starts at once beside the corpus. Measured cold with this order: 2,372 s against a
-# half-sum of the step times of 2,335 s, within 2 % of the best 2 workers can do. The longest chain (corpus ->
-# mel-units -> hubert -> ssl-units -> normalizer -> norm-unit-lm) is 2,045 s: the sum of the work sets the time.
+# The text LM (no needs) starts at once beside the corpus. With this order 2 workers come close to the best
+# they can do, half the sum of the step times: the longest chain (corpus -> mel-units -> hubert -> ssl-units ->
+# normalizer -> norm-unit-lm) is shorter than that half-sum, so the sum of the work sets the time.
 
 
 def _build(name: str) -> None:

@@ -11,11 +11,21 @@ which loads the artifact from ``cache_dir()`` or, when missing or corrupted, reb
 same recipe and seed. Artifacts are written atomically with a SHA-256 sidecar, and a file lock makes
 two notebooks that build the same artifact at once wait for each other instead of corrupting it.
 Notebook 00 introduces these helpers; every later notebook reuses them.
+
+Cache names come from :func:`digest` (a short hash of a config, of a tokenizer's codebook, of a
+list of file names), the one way the package turns "what was this built from" into a name.
+
+Artifacts are loaded weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
+strings and containers of them, plus the config records that a model file allow-lists with
+:func:`artifact_record`. A file that asks for anything else (for instance a pickle that would run
+code on load) is refused with :class:`UnsafeArtifact`, and :func:`cached` rebuilds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import random
 import tempfile
@@ -34,8 +44,11 @@ CACHE_ENV = "SLM_COURSE_CACHE"  # environment variable that overrides the cache 
 __all__ = [
     "CACHE_ENV",
     "CorruptArtifact",
+    "UnsafeArtifact",
+    "artifact_record",
     "cache_dir",
     "cached",
+    "digest",
     "file_sha256",
     "load_artifact",
     "lock",
@@ -141,11 +154,47 @@ def lock(path: str | os.PathLike[str]) -> filelock.FileLock:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest_bytes(part: Any) -> bytes:
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        return part.encode()
+    if isinstance(part, torch.Tensor):
+        return part.detach().cpu().contiguous().numpy().tobytes()
+    if isinstance(part, np.ndarray):
+        return np.ascontiguousarray(part).tobytes()
+    if dataclasses.is_dataclass(part) and not isinstance(part, type):
+        part = dataclasses.asdict(part)
+    return json.dumps(part, sort_keys=True, default=str).encode()
+
+
+def digest(*parts: Any, n: int = 10) -> str:
+    """The first ``n`` hex digits of the SHA-256 of ``parts``, for cache names: equal inputs, equal names.
+
+    Each part is hashed as bytes: ``bytes`` as they are, a ``str`` as UTF-8, a tensor or array as its
+    raw values, a dataclass (a config) or any JSON value as sorted JSON. Several parts are hashed one
+    after the other.
+
+    >>> digest({"steps": 100, "lr": 0.001}) == digest({"lr": 0.001, "steps": 100})
+    True
+    >>> len(digest(torch.zeros(3))), digest("a", "b") == digest("ab")
+    (10, True)
+    """
+    if not parts:
+        raise ValueError("digest needs something to hash, e.g. digest(config)")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+        raise ValueError(f"n must be an int from 1 to 64 (hex digits of a SHA-256), got {n!r}")
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(_digest_bytes(part))
+    return h.hexdigest()[:n]
 
 
 def _sidecar(path: Path) -> Path:
@@ -174,6 +223,30 @@ def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
 
 class CorruptArtifact(RuntimeError):
     """A cached artifact whose bytes do not match its ``.sha256`` sidecar (or that has no sidecar)."""
+
+
+class UnsafeArtifact(CorruptArtifact):
+    """An artifact that asks to build an object outside the allow-list: it is refused, never executed."""
+
+
+SAFE_CLASSES: list[type] = []  # what artifacts may hold besides tensors and plain data: see artifact_record
+
+
+def artifact_record(cls: type[T]) -> type[T]:
+    """Allow instances of the dataclass ``cls`` (a model's config) in cached artifacts; use as a class decorator.
+
+    >>> @artifact_record
+    ... @dataclasses.dataclass(frozen=True)
+    ... class ToyConfig:
+    ...     width: int = 8
+    >>> ToyConfig in SAFE_CLASSES
+    True
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"artifact_record takes a dataclass (a config record), got {cls!r}")
+    if cls not in SAFE_CLASSES:
+        SAFE_CLASSES.append(cls)
+    return cls
 
 
 def save_artifact(path: str | os.PathLike[str], obj: Any) -> Path:
@@ -211,7 +284,7 @@ def load_artifact(path: str | os.PathLike[str]) -> Any:
             "it should be rebuilt: delete it, or let cached(...) rebuild it"
         )
     try:
-        digest, size_text = sidecar.read_text().split()
+        expected, size_text = sidecar.read_text().split()
         size = int(size_text)
     except ValueError as err:
         raise CorruptArtifact(f"checksum file {sidecar} is unreadable; {path} should be rebuilt") from err
@@ -221,12 +294,22 @@ def load_artifact(path: str | os.PathLike[str]) -> Any:
             f"{path} is {actual_size} bytes but {sidecar.name} says {size} (truncated or overwritten); "
             "it should be rebuilt: delete it, or let cached(...) rebuild it"
         )
-    if file_sha256(path) != digest:
+    if file_sha256(path) != expected:
         raise CorruptArtifact(
             f"{path} does not match its SHA-256 in {sidecar.name}; "
             "it should be rebuilt: delete it, or let cached(...) rebuild it"
         )
-    return torch.load(path, weights_only=False)
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(SAFE_CLASSES):
+            return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeArtifact(
+            f"{path} holds objects outside the course's allow-list, so it was not loaded (loading it could run code): "
+            f"{str(err).splitlines()[0]}. Delete it, or let cached(...) rebuild it; a config class of your own "
+            "can be allowed with @runtime.artifact_record"
+        ) from err
 
 
 def cached(name: str, build: Callable[[], T], *, rebuild: bool = False) -> T:

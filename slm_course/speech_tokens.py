@@ -12,6 +12,10 @@ without caring which one made them:
 
 A subclass implements ``_encode`` (and ``_decode`` if it can); the base class validates the input
 (wrong sample rate, stereo, NaNs, ids out of the vocabulary) with errors that say what to do.
+
+Two helpers serve every model that reads tokens: :func:`check_ids`, the one check of token ids
+(integer dtype, shape, vocabulary range) that LMs, stages and vocoders call, and
+:func:`tokenizer_key`, which names a tokenizer in cache names.
 """
 
 from __future__ import annotations
@@ -24,6 +28,49 @@ import numpy as np
 import torch
 
 from .audio import SR, check_wav
+from .runtime import digest
+
+
+def check_ids(ids: object, vocab_size: int, ndim: int | tuple[int, ...] = 1, what: str = "ids",
+              shape: str | None = None, hint: str = "were they made by another tokenizer, or already offset for an LM?",
+              allow_empty: bool = True) -> torch.Tensor:
+    """``ids`` as a long tensor, after checking they are integer token ids of ``ndim`` dimensions in ``0..vocab_size-1``.
+
+    Raises ``TypeError`` for floats or booleans (audio or features passed by mistake) and
+    ``ValueError`` for a wrong shape, no tokens (unless ``allow_empty``) or ids outside the vocabulary;
+    each message names ``what`` and ends with ``hint``.
+
+    >>> check_ids([3, 0, 2], vocab_size=4).tolist()
+    [3, 0, 2]
+    >>> check_ids([4], vocab_size=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: ids must be in 0..3, got values in 4..4: were they made by another tokenizer, or already offset for an LM?
+    """
+    x = ids if isinstance(ids, torch.Tensor) else torch.as_tensor(ids)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{what} must be integer token ids (torch.long), got {x.dtype}: did you pass audio or features?")
+    dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in dims:
+        want = shape or " or ".join(f"{d}-D" for d in dims)
+        raise ValueError(f"{what} must have shape {want}, got {tuple(x.shape)}")
+    if x.numel() == 0:
+        if not allow_empty:
+            raise ValueError(f"{what} are empty: give at least one token")
+        return x.long()
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"{what} must be in 0..{vocab_size - 1}, got values in {lo}..{hi}: {hint}")
+    return x.long()
+
+
+def tokenizer_key(tokenizer: object) -> str:
+    """A short hash that tells tokenizers apart in cache names: its ``cache_key``, else its codebook, else its repr."""
+    key = getattr(tokenizer, "cache_key", None)
+    if key is not None:
+        return key
+    centroids = getattr(tokenizer, "centroids", None)
+    return digest(centroids if centroids is not None else repr(tokenizer))
 
 
 @dataclass(frozen=True)
@@ -118,20 +165,11 @@ class SpeechTokenizer(ABC):
         """Raise a clear error unless ``ids`` are integer tokens of this tokenizer's shape and vocabulary."""
         if not isinstance(ids, torch.Tensor):
             raise TypeError(f"ids must be a torch tensor of token ids, got {type(ids).__name__}")
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise TypeError(f"ids must be integers (torch.long), got {ids.dtype}: did you pass features or audio?")
         want = "(T,)" if self.n_levels == 1 else f"({self.n_levels}, T) or fewer levels (k, T)"
-        ok_shape = ids.ndim == 1 if self.n_levels == 1 else (ids.ndim == 2 and 1 <= ids.shape[0] <= self.n_levels)
-        if not ok_shape:
+        check_ids(ids, self.vocab_size, 1 if self.n_levels == 1 else 2, what=f"{self.name} ids", shape=want,
+                  allow_empty=False)
+        if self.n_levels > 1 and not 1 <= ids.shape[0] <= self.n_levels:
             raise ValueError(f"{self.name} ids must have shape {want}, got {tuple(ids.shape)}")
-        if ids.numel() == 0:
-            raise ValueError("no tokens to decode: the ids are empty")
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= self.vocab_size:
-            raise ValueError(
-                f"token ids must be in 0..{self.vocab_size - 1} for {self.name} (vocab_size {self.vocab_size}), "
-                f"got values in {lo}..{hi}: were these tokens made by another tokenizer, or offset for an LM?"
-            )
 
     def bitrate(self, tokens: SpeechTokens | None = None, n_levels: int | None = None) -> float:
         """Bits per second.

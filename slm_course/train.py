@@ -40,7 +40,7 @@ __all__ = ["History", "TrainConfig", "lr_at", "move_to", "train"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: a small frozen config whose defaults run on a laptop CPU in about a minute."""
+    """How to train: a small frozen config whose defaults suit a small model on a laptop CPU."""
 
     steps: int = 500  # number of optimiser updates
     lr: float = 1e-3  # peak learning rate, reached at the end of warm-up

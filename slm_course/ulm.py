@@ -18,15 +18,17 @@ text LM's Transformer body into a unit LM (TWIST, Hassid et al. 2023).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from slm_course.corpus import corpus_version
 from slm_course.lm import LM, LMConfig, TextLMConfig
+from slm_course.runtime import digest
+from slm_course.speech_tokens import check_ids, tokenizer_key
 
 __all__ = [
     "BOS",
@@ -91,17 +93,8 @@ class UlmConfig:
 
 
 def _check_units(seq: torch.Tensor | Sequence[int], vocab_size: int, what: str = "units") -> torch.Tensor:
-    x = torch.as_tensor(seq)
-    if x.is_floating_point() or x.dtype == torch.bool:
-        raise TypeError(f"{what} must be integer unit ids (torch.long), got {x.dtype}: did you pass features or audio?")
-    if x.ndim != 1:
-        raise ValueError(f"{what} must be one (T,) sequence of unit ids, got shape {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
-        raise ValueError(
-            f"{what} must be in 0..{vocab_size - 1} (the tokenizer's vocabulary), got {int(x.min())}..{int(x.max())}: "
-            "pass raw unit ids, not LM tokens (the +3 offset is added here)"
-        )
-    return x.long()
+    return check_ids(seq, vocab_size, 1, what=what, shape="(T,), one sequence of unit ids",
+                     hint="pass raw unit ids, not LM tokens (the +3 offset is added here)")
 
 
 def encode_utterances(tokenizer, corpus, utterances, progress: bool = False) -> list[torch.Tensor]:
@@ -369,10 +362,9 @@ RECIPE = 2  # bump when the recipe changes in a way UlmConfig does not show: cac
 UNITS = "ssl"  # the units of notebook 04's unit LM, as in GSLM: self-supervised (tiny HuBERT), K=100
 NORM_CONFIG = UlmConfig(d_model=256, steps=1800, extra_speech=9000)
 # The unit LM on speaker-normalised units (section 3.1; the benchmark's headline, AudioLM's semantic stage) reads
-# 4x the training speech (the corpus' 2,251 training utterances and 6,810 of a second draw), at twice the width,
-# for 1,800 steps (about 25 minutes on one thread). Measured on the story pairs of corpus v8 with the previous
-# normaliser (issue 5's session-12 note): UlmConfig() 0.55; this data and width at 1,200 steps 0.60 / 0.58
-# (seeds 0 / 1); 1,800 steps 0.62; 2,400 steps 0.65 / 0.67 (about 10 minutes more than this recipe).
+# 4x the training speech (the corpus' training split and that of a larger second draw), at twice the width, for
+# 1,800 steps: the longest step of `slm-course prepare`. On the story pairs, more speech, more width and more steps
+# each help over UlmConfig(); 1,800 steps is where the CPU budget stops, not where the accuracy stops rising.
 EXTRA_SEED = 1  # the second corpus draw's seed (the course corpus is seed 0)
 
 
@@ -397,18 +389,10 @@ def load_tokenizer(kind: str = UNITS):
     raise ValueError(f"kind must be 'mel', 'ssl' or 'norm', got {kind!r}")
 
 
-def _tokenizer_key(tokenizer) -> str:
-    if hasattr(tokenizer, "cache_key"):
-        return tokenizer.cache_key
-    centroids = getattr(tokenizer, "centroids", None)
-    blob = centroids.numpy().tobytes() if centroids is not None else repr(tokenizer).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
-
-
 def unit_data(corpus, tokenizer, progress: bool = False) -> dict[str, list[torch.Tensor]]:
     """De-duplicated units of the corpus: ``train``, ``valid``, ``test`` and each pair set's ``good``/``bad``.
 
-    Cached per tokenizer (encoding the corpus' ~4,900 utterances takes about a minute).
+    Cached per tokenizer (encoding every utterance of the corpus is slow only the first time).
     """
     from slm_course.runtime import cached
 
@@ -421,8 +405,8 @@ def unit_data(corpus, tokenizer, progress: bool = False) -> dict[str, list[torch
             data[f"{name}_bad"] = encode_utterances(tokenizer, corpus, [b for _, b in pairs], progress)
         return data
 
-    version = corpus.manifest.get("version", 0)
-    return cached(f"unit-data-r{RECIPE}-c{version}-{tokenizer.name}-{_tokenizer_key(tokenizer)}", build)
+    version = corpus_version(corpus)
+    return cached(f"unit-data-r{RECIPE}-c{version}-{tokenizer.name}-{tokenizer_key(tokenizer)}", build)
 
 
 def extra_unit_data(tokenizer, n_utterances: int, progress: bool = False) -> list[torch.Tensor]:
@@ -438,8 +422,8 @@ def extra_unit_data(tokenizer, n_utterances: int, progress: bool = False) -> lis
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int) or n_utterances < 100:
         raise ValueError(f"n_utterances must be an int >= 100, got {n_utterances!r}")
     extra = load_corpus(n_utterances=n_utterances, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
-    version = extra.manifest.get("version", 0)
-    name = f"extra-units-r{RECIPE}-c{version}-n{n_utterances}-s{EXTRA_SEED}-{tokenizer.name}-{_tokenizer_key(tokenizer)}"
+    version = corpus_version(extra)
+    name = f"extra-units-r{RECIPE}-c{version}-n{n_utterances}-s{EXTRA_SEED}-{tokenizer.name}-{tokenizer_key(tokenizer)}"
     return cached(name, lambda: encode_utterances(tokenizer, extra, extra.split("train"), progress))
 
 
@@ -472,9 +456,9 @@ def load_unit_lm(
     train = list(data["train"])
     if config.extra_speech:
         train += extra_unit_data(tokenizer, config.extra_speech, progress)
-    version = corpus.manifest.get("version", 0)
-    name = (f"unit-lm-r{RECIPE}-c{version}-{kind}-{_tokenizer_key(tokenizer)}-{'warm' if warm else 'cold'}-"
-            f"{_config_key(config)}")
+    version = corpus_version(corpus)
+    name = (f"unit-lm-r{RECIPE}-c{version}-{kind}-{tokenizer_key(tokenizer)}-{'warm' if warm else 'cold'}-"
+            f"{digest(config)}")
     return _cached_unit_lm(name, train, data["valid"], tokenizer.vocab_size, config,
                            text_body if warm else None, rebuild, progress)
 
@@ -496,12 +480,6 @@ def _cached_unit_lm(name: str, train_seqs, valid_seqs, n_units: int, config: Ulm
     ulm = UnitLM(model.eval(), n_units, config, {**saved["metrics"]})
     ulm.loss_curve = saved["loss"]
     return ulm
-
-
-def _config_key(config: UlmConfig) -> str:
-    import json
-
-    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def zero_shot(scorer: Callable, data: dict[str, list[torch.Tensor]], sets: Sequence[str] = ZERO_SHOT_SETS) -> dict:
@@ -610,7 +588,7 @@ def fsdd_unit_data(tokenizer, fsdd=None, progress: bool = False) -> dict[str, li
         from slm_course.fsdd import load_fsdd
 
         fsdd = load_fsdd()
-    names = hashlib.sha256("\n".join(sorted(r.path.name for r in fsdd.recordings)).encode()).hexdigest()[:10]
+    names = digest("\n".join(sorted(r.path.name for r in fsdd.recordings)))
 
     def build() -> dict:
         from tqdm.auto import tqdm
@@ -624,7 +602,7 @@ def fsdd_unit_data(tokenizer, fsdd=None, progress: bool = False) -> dict[str, li
         data["test_reversed"] = [tokenizer.encode(fsdd.wav(r, sr=SR).flip(0)).ids.long() for r in fsdd.split("test")]
         return data
 
-    return cached(f"fsdd-units-r{RECIPE}-{tokenizer.name}-{_tokenizer_key(tokenizer)}-{names}", build)
+    return cached(f"fsdd-units-r{RECIPE}-{tokenizer.name}-{tokenizer_key(tokenizer)}-{names}", build)
 
 
 def load_fsdd_unit_lm(
@@ -633,18 +611,19 @@ def load_fsdd_unit_lm(
     """A unit LM trained on FSDD's training takes (real voices saying digits), from the cache or trained now."""
     tokenizer = load_tokenizer(kind)
     data = fsdd_unit_data(tokenizer, fsdd, progress)
-    name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{_config_key(config)}-{len(data['train'])}"
+    name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{tokenizer_key(tokenizer)}-{digest(config)}-{len(data['train'])}"
     return _cached_unit_lm(name, data["train"], data["test"], tokenizer.vocab_size, config, None, rebuild, progress)
 
 
 TWIST_UNITS = "reference"  # TWIST's headline comparison: one voice's units (reference_unit_data); "ssl" beside it
 TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
 TWIST_SEEDS = (0, 1, 2)
-TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices: see warm_start and notebook 04 for the measurements
-# (seed 0: shrink 0.3 -> 1.675, 0.5 -> 1.630, 0.7 -> 1.646, a plain copy 1.716; cold 1.734).
+TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices (see warm_start)
+# At this budget a half-shrunk copy reaches a lower validation loss than a plain copy, a stronger or a weaker
+# shrink, or a cold start; notebook 04 compares them.
 # TWIST copies notebook 01's text LM. It reads 128-character windows, the unit LM's window, so every position
-# embedding the unit LM uses was trained: a text LM with 64-character windows leaves positions 64-127 untrained
-# (seed 0, 300 steps, shrunk: 1.698 against 1.630).
+# embedding the unit LM uses was trained: a text LM with 64-character windows leaves positions 64-127 untrained,
+# and its warm start helps less.
 
 
 def twist_comparison(
@@ -676,7 +655,7 @@ def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.
     eSpeak's voice m00 says every utterance's words at its own, neutral speed; the tiny HuBERT's K=100
     units of that, repeats merged (:func:`slm_course.normalizer.reference_units` with ``match_speed=False``).
     Units of one voice at one speed carry the words and little else: no speaker, no style, no speed.
-    Cached (eSpeak and HuBERT on ~2,500 utterances: about a minute the first time).
+    Cached (eSpeak and HuBERT on every ``train`` and ``valid`` utterance: slow only the first time).
     """
     from slm_course.normalizer import NormalizerConfig, reference_units
     from slm_course.runtime import cached
@@ -689,8 +668,8 @@ def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.
                                                            progress=progress)]
                 for split in ("train", "valid")}
 
-    version = corpus.manifest.get("version", 0)
-    return cached(f"reference-units-r{RECIPE}-c{version}-{voice}-{_tokenizer_key(ssl)}", build)
+    version = corpus_version(corpus)
+    return cached(f"reference-units-r{RECIPE}-c{version}-{voice}-{tokenizer_key(ssl)}", build)
 
 
 def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
@@ -721,9 +700,8 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CON
         data = reference_unit_data(corpus, progress) if kind == "reference" else unit_data(corpus, tokenizer, progress)
         return twist_comparison(data, tokenizer.vocab_size, text_lm.model, config, seeds, progress, shrink)
 
-    weights = b"".join(t.detach().cpu().numpy().tobytes() for t in text_lm.model.state_dict().values())
-    text_key = hashlib.sha256(weights).hexdigest()[:8]  # another text LM gets its own comparison
-    name = (f"twist-r{RECIPE}-{kind}-{_tokenizer_key(tokenizer)}-{_config_key(config)}-"
+    text_key = digest(*text_lm.model.state_dict().values())  # another text LM gets its own comparison
+    name = (f"twist-r{RECIPE}-{kind}-{tokenizer_key(tokenizer)}-{digest(config)}-"
             f"s{'-'.join(map(str, seeds))}-shrink{shrink:g}-text{text_key}")
     return cached(name, build, rebuild=rebuild)
 

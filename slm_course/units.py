@@ -28,8 +28,6 @@ a vocoder (``units.vocoder = load_unit_vocoder(units)``, then ``units.decode(tok
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -43,13 +41,14 @@ import torchaudio
 from torch import nn
 
 from slm_course import audio
-from slm_course.runtime import cached, seed_everything
-from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, deduplicate, expand
+from slm_course.corpus import corpus_version
+from slm_course.hubert import HubertConfig, TinyHubert
+from slm_course.runtime import cached, digest, seed_everything
+from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids, deduplicate, expand
 from slm_course.train import History, TrainConfig, train
 
 if TYPE_CHECKING:
     from slm_course.corpus import Corpus, Utterance
-    from slm_course.hubert import HubertConfig, TinyHubert
 
 __all__ = [
     "FRAME_RATE",
@@ -78,6 +77,7 @@ __all__ = [
     "phone_unit_counts",
     "resynthesis_cer",
     "stack_context",
+    "train_hubert",
     "train_mel_units",
     "train_unit_vocoder",
     "unit_quality",
@@ -504,7 +504,7 @@ def log_magnitude(wav: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class VocoderConfig:
-    """The unit-to-spectrogram model and its training budget (about a minute and a half on one CPU thread)."""
+    """The unit-to-spectrogram model and its training budget (a short run on one CPU thread)."""
 
     embed: int = 128  # unit embedding width
     hidden: int = 192  # GRU units per direction
@@ -552,11 +552,8 @@ class UnitVocoder(nn.Module):
             units = expand(tokens.ids, tokens.durations) if tokens.durations is not None else tokens.ids
         else:
             units = torch.as_tensor(tokens)
-        if units.ndim != 1 or units.numel() == 0 or units.is_floating_point():
-            raise ValueError(f"units must be a non-empty (T,) tensor of ints, got {tuple(units.shape)} {units.dtype}")
-        if int(units.min()) < 0 or int(units.max()) >= self.vocab_size:
-            raise ValueError(f"unit ids must be in 0..{self.vocab_size - 1} for this vocoder, got "
-                             f"{int(units.min())}..{int(units.max())}: was it trained on another tokenizer?")
+        units = check_ids(units, self.vocab_size, 1, what="unit ids", shape="(T,)", allow_empty=False,
+                          hint="was this vocoder trained on another tokenizer?")
         was = self.training
         self.eval()
         mag = self.spectrogram(units.long()[None])[0].exp().T  # (257, 2T)
@@ -610,16 +607,6 @@ def train_unit_vocoder(
 # ---------------------------------------------------------------------------------------------
 
 
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _corpus_version() -> int:
-    from slm_course.corpus.builder import VERSION
-
-    return VERSION
-
-
 def _corpus_tag(corpus: Corpus | None) -> str:
     """Cache-name suffix: empty for the default corpus, a hash of its content for another one."""
     return "" if corpus is None else f"-{corpus.manifest['sha256'][:10]}"
@@ -640,7 +627,7 @@ def train_mel_units(
 
 
 def load_mel_units(k: int = 100, seed: int = 0, rebuild: bool = False, corpus: Corpus | None = None) -> MelUnits:
-    """The course's log-mel units (K=``k``), from the cache or built (about 20 s) with the same recipe and seed."""
+    """The course's log-mel units (K=``k``), from the cache or built (k-means, no training run) with the same recipe and seed."""
 
     def build() -> dict:
         from slm_course.corpus import load_corpus
@@ -648,15 +635,44 @@ def load_mel_units(k: int = 100, seed: int = 0, rebuild: bool = False, corpus: C
         units = train_mel_units(corpus or load_corpus(progress=False), k, seed)
         return {"mean": units.norm.mean, "std": units.norm.std, "centroids": units.centroids}
 
-    art = cached(f"units-mel-r{RECIPE}-c{_corpus_version()}-k{k}-s{seed}{_corpus_tag(corpus)}", build, rebuild=rebuild)
+    art = cached(f"units-mel-r{RECIPE}-c{corpus_version(corpus)}-k{k}-s{seed}{_corpus_tag(corpus)}", build, rebuild=rebuild)
     return MelUnits(FeatureNorm(art["mean"], art["std"]), art["centroids"])
+
+
+def train_hubert(
+    corpus: Corpus, targets: MelUnits, config: HubertConfig | None = None, progress: bool = True
+) -> tuple[TinyHubert, History]:
+    """Train a :class:`TinyHubert` on the corpus' training split to predict ``targets`` ' units (default config: the recipe's)."""
+    config = HubertConfig() if config is None else config
+    if targets.vocab_size != config.n_targets:
+        raise ValueError(f"config.n_targets={config.n_targets} but the target units have K={targets.vocab_size}")
+    M = config.n_mels
+    norm = FeatureNorm(targets.norm.mean[M : 2 * M], targets.norm.std[M : 2 * M])  # the centre frame's statistics
+    feats, labels = [], []
+    for u in corpus.split("train"):
+        wav = corpus.wav(u)
+        feats.append(norm(mel_frames(wav)))
+        labels.append(targets.frame_units(wav))
+    stream, label_stream = torch.cat(feats), torch.cat(labels)  # (N, M), (N,)
+    gen = torch.Generator().manual_seed(config.seed)
+    N, L = len(stream), config.crop
+
+    def batch(step: int) -> dict[str, torch.Tensor]:
+        starts = torch.randint(N - L, (config.batch_size,), generator=gen)
+        idx = starts[:, None] + torch.arange(L)[None, :]  # (B, L)
+        return {"feats": stream[idx], "labels": label_stream[idx]}
+
+    seed_everything(config.seed)
+    model = TinyHubert(config)
+    history = train(model, batch, TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
+                                              eval_every=0, seed=config.seed, progress=progress, desc="hubert"))
+    return model.eval(), history
 
 
 def load_hubert(
     config: HubertConfig | None = None, rebuild: bool = False, progress: bool = True, corpus: Corpus | None = None
 ) -> TinyHubert:
-    """The tiny HuBERT (:mod:`slm_course.hubert`), from the cache or trained (about 1.5 minutes) on log-mel units."""
-    from slm_course.hubert import HubertConfig, TinyHubert, train_hubert
+    """The tiny HuBERT (:mod:`slm_course.hubert`), from the cache or trained (a short run) on log-mel units."""
 
     config = config or HubertConfig()
 
@@ -671,7 +687,7 @@ def load_hubert(
 
     if not isinstance(config, HubertConfig):
         raise TypeError(f"config must be a HubertConfig, got {type(config).__name__}")
-    name = f"hubert-r{RECIPE}-c{_corpus_version()}-{_key(asdict(config))}{_corpus_tag(corpus)}"
+    name = f"hubert-r{RECIPE}-c{corpus_version(corpus)}-{digest(config)}{_corpus_tag(corpus)}"
     art = cached(name, build, rebuild=rebuild)
     model = TinyHubert(HubertConfig(**art["config"]))
     model.load_state_dict(art["state_dict"])
@@ -689,7 +705,6 @@ def load_ssl_units(
     corpus: Corpus | None = None,
 ) -> SslUnits:
     """Self-supervised units: k-means (K=``k``) on one layer of :func:`load_hubert` (default: ``unit_layer``); cached."""
-    from slm_course.hubert import HubertConfig
 
     config = HubertConfig()
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= config.n_layers):
@@ -706,7 +721,7 @@ def load_ssl_units(
         feats = torch.cat([_ssl_frames(model, norm, data.wav(u), layer) for u in data.split("train")[::4]])
         return {"centroids": fit_kmeans(feats, k, seed)}
 
-    name = f"units-ssl-r{RECIPE}-c{_corpus_version()}-{_key(asdict(config))}-l{layer}-k{k}-s{seed}{_corpus_tag(corpus)}"
+    name = f"units-ssl-r{RECIPE}-c{corpus_version(corpus)}-{digest(config)}-l{layer}-k{k}-s{seed}{_corpus_tag(corpus)}"
     art = cached(name, build, rebuild=rebuild)
     return SslUnits(model, norm, layer, art["centroids"])
 
@@ -715,7 +730,7 @@ def load_unit_vocoder(
     tokenizer: _KMeansUnits, config: VocoderConfig = VocoderConfig(), rebuild: bool = False, progress: bool = True,
     corpus: Corpus | None = None,
 ) -> UnitVocoder:
-    """A :class:`UnitVocoder` for ``tokenizer`` 's units, from the cache or trained (about 1.5 minutes).
+    """A :class:`UnitVocoder` for ``tokenizer`` 's units, from the cache or trained (a short run).
 
     The cache name holds a hash of the tokenizer's centroids, so each tokenizer gets its own vocoder.
     """
@@ -731,8 +746,8 @@ def load_unit_vocoder(
         return {"config": asdict(config), "state_dict": model.state_dict(), "loss": history.loss,
                 "seconds": history.seconds}
 
-    units_key = hashlib.sha256(tokenizer.centroids.numpy().round(4).tobytes()).hexdigest()[:10]
-    name = f"vocoder-r{RECIPE}-{tokenizer.name}-{units_key}-{_key(asdict(config))}{_corpus_tag(corpus)}"
+    units_key = digest(tokenizer.centroids.numpy().round(4))
+    name = f"vocoder-r{RECIPE}-{tokenizer.name}-{units_key}-{digest(config)}{_corpus_tag(corpus)}"
     art = cached(name, build, rebuild=rebuild)
     model = UnitVocoder(tokenizer.vocab_size, VocoderConfig(**art["config"]))
     model.load_state_dict(art["state_dict"])

@@ -51,13 +51,29 @@ def test_check_wav_squeezes_one_channel() -> None:
         (torch.rand(2, 3, 100), ValueError, "must be 1-D"),
         (torch.zeros(0), ValueError, "empty"),
         (torch.tensor([0.1, float("nan"), float("nan"), float("inf")]), ValueError, "2 NaN and 1 inf"),
-        (torch.zeros(1000), ValueError, "silent.*check the source"),
         (torch.randn(100, dtype=torch.complex64), TypeError, "complex"),
     ],
 )
 def test_check_wav_errors(wav: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         audio.check_wav(wav)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("content", [b"this is not audio\n", b"RIFF\x24\x00\x00\x00WAVEfmt "])
+def test_load_says_what_to_do_with_a_file_that_is_not_audio(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_bytes(content)  # a text file, then a WAV header cut short
+    with pytest.raises(ValueError, match="could not read .*notes.wav as audio.*convert it"):
+        audio.load(path)
+
+
+def test_silence_is_a_signal_unless_a_measure_is_undefined_on_it() -> None:
+    silence = torch.zeros(SR // 2)
+    assert torch.equal(audio.check_wav(silence), silence)
+    with pytest.raises(ValueError, match="silent.*undefined on silence"):
+        audio.check_wav(silence, allow_silence=False)
+    assert torch.isfinite(audio.log_mel(silence)).all() and torch.isfinite(audio.mfcc(silence)).all()
+    assert torch.isnan(audio.pitch(silence)[1]).all()  # no voiced frame: F0 is undefined, frame by frame
 
 
 @pytest.mark.parametrize("sr", [0, -16000, 16000.0, "16000", True])

@@ -171,8 +171,8 @@ def test_codec_errors_say_what_to_do(tiny_codec):
         tiny_codec.decode(ids.float())
     with pytest.raises(ValueError, match="1..4"):
         tiny_codec.resynthesize(_tone(1000), 5)
-    with pytest.raises(ValueError, match="silent"):
-        tiny_codec.encode(torch.zeros(1000))
+    silence = tiny_codec.encode(torch.zeros(1000)).ids  # a pause has codes like any other signal
+    assert silence.shape == ids.shape[:1] + (silence.shape[1],) and silence.shape[1] > 0
 
 
 def test_evaluate_levels_reports_bitrate_and_quality(tiny_codec):

@@ -101,6 +101,10 @@ def test_generate_errors():
         m.generate(torch.zeros(3, dtype=torch.long), 2, banned=[23])
     with pytest.raises(ValueError, match="at least one"):
         m.generate(torch.zeros(3, dtype=torch.long), 2, banned=range(23))
+    for bad in (-3, 2.5, True):
+        with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+            m.generate(torch.zeros(3, dtype=torch.long), bad)
+    assert m.generate(torch.zeros(3, dtype=torch.long), 0).tolist() == [0, 0, 0]  # nothing to add: the prompt
 
 
 def test_generate_never_samples_banned_tokens():
@@ -149,6 +153,8 @@ def test_text_lm_trains_and_caches(tmp_path, monkeypatch):
     assert first.complete("the cook") == second.complete("the cook")
     with pytest.raises(ValueError, match="non-empty"):
         first.complete("  ")
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+        first.complete("the cook", max_new_tokens=-3)
 
 
 def test_sample_next_greedy_top_k_and_temperature():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from slm_course.probes import features_of, probe_accuracy, utterance_features
 
@@ -14,6 +15,7 @@ def test_features_shape_and_validation(small_corpus):
     assert x.ndim == 1 and np.isfinite(x).all()
     with pytest.raises(ValueError, match="resample"):
         utterance_features(small_corpus.wav(u), sr=8000)
+    assert np.isfinite(utterance_features(torch.zeros(8000))).all()  # a pause: no voicing, neutral pitch values
 
 
 def test_probe_hears_gender_on_held_out_speakers(small_corpus):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -182,3 +183,62 @@ def test_lock_refuses_while_a_worker_is_starting(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
     with pytest.raises(RuntimeError, match="__main__"):
         runtime.lock(tmp_path / "x")
+
+
+def test_digest_names_configs_tensors_and_strings_stably() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        steps: int = 100
+        sizes: tuple[int, int] = (2, 3)
+
+    assert runtime.digest(Cfg()) == runtime.digest({"sizes": [2, 3], "steps": 100})  # a config is its sorted JSON
+    assert runtime.digest(Cfg()) != runtime.digest(Cfg(steps=101))
+    x = torch.arange(6, dtype=torch.float32)
+    assert runtime.digest(x) == runtime.digest(x.numpy()) == runtime.digest(x.numpy().tobytes())
+    assert runtime.digest("ab") == runtime.digest("a", "b") and len(runtime.digest("ab", n=8)) == 8
+    import hashlib
+
+    assert runtime.digest("abc") == hashlib.sha256(b"abc").hexdigest()[:10]
+    with pytest.raises(ValueError, match="something to hash"):
+        runtime.digest()
+    with pytest.raises(ValueError, match="1 to 64"):
+        runtime.digest("a", n=0)
+
+
+class _Payload:
+    """Unpickling this object calls Path.touch: the shape of an artifact that runs code when loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_artifact_is_refused_not_executed(tmp_path: Path, cache: Path) -> None:
+    marker = tmp_path / "code-ran"
+    path = save_artifact(tmp_path / "evil.pt", {"state": torch.zeros(2), "x": _Payload(marker)})
+    with pytest.raises(runtime.UnsafeArtifact, match="outside the course's allow-list.*rebuild"):
+        load_artifact(path)
+    assert not marker.exists()
+    # in the cache, the refused artifact is rebuilt by its recipe, still without running the payload
+    save_artifact(cache / "evil.pt", {"x": _Payload(marker)})
+    assert cached("evil", lambda: {"fine": torch.ones(1)})["fine"].item() == 1.0
+    assert not marker.exists()
+
+
+@dataclasses.dataclass(frozen=True)
+class _NotListed:
+    width: int = 3
+
+
+def test_config_records_load_only_when_allow_listed(tmp_path: Path) -> None:
+    from slm_course.lm import LMConfig
+
+    path = save_artifact(tmp_path / "lm.pt", {"lm_config": LMConfig(vocab_size=7), "w": torch.ones(3)})
+    assert load_artifact(path)["lm_config"] == LMConfig(vocab_size=7)  # LMConfig is an artifact_record
+    other = save_artifact(tmp_path / "other.pt", {"config": _NotListed()})
+    with pytest.raises(runtime.UnsafeArtifact, match="artifact_record"):
+        load_artifact(other)
+    with pytest.raises(TypeError, match="dataclass"):
+        runtime.artifact_record(int)

@@ -67,3 +67,34 @@ def test_bitrate_fixed_and_actual():
     assert tok.bitrate() == pytest.approx(50 * math.log2(4))  # 100 bit/s before de-duplication
     tokens = SpeechTokens(torch.tensor([0, 2]), 50.0, torch.tensor([10, 10]))  # 2 tokens in 0.4 s
     assert tok.bitrate(tokens) == pytest.approx(2 * 2 / 0.4)
+
+
+def test_check_ids_is_the_one_id_check():
+    from slm_course.speech_tokens import check_ids
+
+    assert check_ids([2, 0, 1], 3).dtype == torch.long
+    assert check_ids(torch.zeros(2, 5, dtype=torch.int32), 3, ndim=(1, 2)).shape == (2, 5)
+    with pytest.raises(TypeError, match="audio or features"):
+        check_ids(torch.rand(4), 3)
+    with pytest.raises(ValueError, match=r"units must have shape \(T,\), got \(2, 2\)"):
+        check_ids(torch.zeros(2, 2, dtype=torch.long), 3, what="units", shape="(T,)")
+    with pytest.raises(ValueError, match=r"must be in 0\.\.2, got values in -1\.\.3: offset"):
+        check_ids([-1, 3], 3, hint="offset")
+    with pytest.raises(ValueError, match="empty"):
+        check_ids([], 3, allow_empty=False)
+    assert check_ids([], 3).numel() == 0
+
+
+def test_tokenizer_key_tells_codebooks_apart():
+    from types import SimpleNamespace
+
+    from slm_course.speech_tokens import tokenizer_key
+
+    a, b = SimpleNamespace(centroids=torch.zeros(4, 2)), SimpleNamespace(centroids=torch.ones(4, 2))
+    assert tokenizer_key(a) != tokenizer_key(b) and tokenizer_key(a) == tokenizer_key(SimpleNamespace(centroids=torch.zeros(4, 2)))
+    assert tokenizer_key(SimpleNamespace(cache_key="abc")) == "abc"
+
+
+def test_silence_is_tokenized_like_any_signal():
+    tokens = FrameEnergy().encode(torch.zeros(3200))  # a pause: one unit for its 10 frames
+    assert tokens.ids.tolist() == [0] and tokens.durations.tolist() == [10]

@@ -208,6 +208,14 @@ def test_mel_units_encode_with_durations_and_bitrate():
     assert units.bitrate(tokens) == pytest.approx(len(tokens) * 3.0 / tokens.seconds)
 
 
+def test_silence_has_units_and_frames_like_speech():
+    units = _mel_units(8)
+    silence = torch.zeros(U.SR // 2)
+    tokens = units.encode(silence)
+    assert tokens.n_frames == len(units.frame_units(silence)) == 26
+    assert torch.isfinite(U.mel_features(silence)).all()
+
+
 def test_tokenizers_say_what_is_wrong():
     units = _mel_units(8)
     with pytest.raises(ValueError, match="resample"):
@@ -278,7 +286,7 @@ def test_tiny_hubert_learns_and_exposes_layers():
 
 
 def test_recipes_run_end_to_end_on_a_small_corpus(small_corpus):
-    from slm_course.hubert import train_hubert
+    from slm_course.units import train_hubert
 
     mel = U.train_mel_units(small_corpus, k=8, seed=0)
     utts = [u for split in ("train", "valid", "test") for u in small_corpus.split(split)]  # ABX needs minimal pairs

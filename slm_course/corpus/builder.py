@@ -121,7 +121,7 @@ def plan(n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0, pairs_per_set: i
 QUESTION_BOOST = "+50%"  # extra pitch on a question's last word, on top of eSpeak's own final rise
 
 
-def _question_ssml(text: str) -> str:
+def question_ssml(text: str) -> str:
     """'is the cow old?' -> SSML that raises the last word: eSpeak's own rise is faint in calm or low voices."""
     *head, last = text.rstrip("?").split(" ")
     return f'<speak>{" ".join(head)} <prosody pitch="{QUESTION_BOOST}">{last}</prosody>?</speak>'
@@ -132,7 +132,7 @@ def _espeak_parts(item: dict) -> list[dict]:
     for text, spk, sty in item["parts"]:
         settings = espeak_settings(SPEAKER_BY_NAME[spk], STYLE_BY_NAME[sty])
         if text.endswith("?"):
-            parts.append({"text": _question_ssml(text), "ssml": True, **settings})
+            parts.append({"text": question_ssml(text), "ssml": True, **settings})
         else:
             parts.append({"text": text, **settings})
     return parts

@@ -2,7 +2,7 @@
 
 Usage::
 
-    corpus = load_corpus()                       # builds into the cache on first use (~1 minute)
+    corpus = load_corpus()                       # builds into the cache on first use, once
     utt = corpus.split("test")[0]
     wav = corpus.wav(utt)                        # float32 tensor at 16 kHz
     utt.text, utt.speaker, utt.style, utt.word_spans[0]
@@ -24,6 +24,11 @@ from slm_course.runtime import cache_dir, file_sha256, lock
 from slm_course.tts import Span
 
 SPLITS = ("train", "valid", "test", *(f"eval_{s}" for s in _build.EVAL_SETS))
+
+
+def corpus_version(corpus: Corpus | None = None) -> int:
+    """The corpus recipe's version, for cache names: ``corpus``'s own (its manifest), else the builder's current one."""
+    return _build.VERSION if corpus is None else int(corpus.manifest.get("version", 0))
 
 
 class CorpusError(RuntimeError):
@@ -134,7 +139,7 @@ class Corpus:
 
 def load_corpus(n_utterances: int = _build.DEFAULT_UTTERANCES, seed: int = 0, rebuild: bool = False,
                 progress: bool = True, pairs_per_set: int = _build.PAIRS_PER_SET) -> Corpus:
-    """The course corpus from the cache; built (about a minute) if missing, corrupted or outdated.
+    """The course corpus from the cache; built (once, then cached) if missing, corrupted or outdated.
 
     A file lock makes two notebooks that ask at once build it once; a damaged copy is reported and
     rebuilt, never used.
