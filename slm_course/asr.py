@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,8 +45,8 @@ from torch import nn
 
 from slm_course import audio
 from slm_course.metrics import cer, normalize_text, wer
-from slm_course.runtime import cached, digest, seed_everything
-from slm_course.train import History, TrainConfig, train
+from slm_course.runtime import artifact_record, cached, digest, seed_everything
+from slm_course.train import History, TrainConfig, model_record, restore, train
 
 if TYPE_CHECKING:
     from slm_course.corpus import Corpus
@@ -60,8 +60,8 @@ __all__ = [
     "Batches",
     "CtcAsr",
     "asr_features",
-    "benchmark",
-    "benchmark_fsdd",
+    "bench_asr",
+    "bench_fsdd_asr",
     "digit_accuracy",
     "evaluate_asr",
     "fsdd_examples",
@@ -150,6 +150,7 @@ def asr_features(wav: torch.Tensor | np.ndarray, sr: int = SR, n_mels: int = 80)
 # ---------------------------------------------------------------------------------------------
 
 
+@artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class AsrConfig:
     """The recogniser's size and training budget; the defaults train in a few minutes on a laptop CPU."""
@@ -554,18 +555,20 @@ def _cache_name(config: AsrConfig, corpus: Corpus | None) -> str:
 
 
 def load_asr(
-    config: AsrConfig = AsrConfig(), rebuild: bool = False, progress: bool = True, corpus: Corpus | None = None
+    config: AsrConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False, progress: bool = True
 ) -> CtcAsr:
     """The course's recogniser: loaded from the cache, or trained with ``config`` (same recipe and seed) and cached.
 
     Trains on ``corpus`` (default: :func:`slm_course.corpus.load_corpus`), stores the weights, the
-    config and the test-speaker metrics (``model.metrics``), and returns the model in eval mode on the CPU.
+    config, the training history (``model.history``) and the test-speaker metrics (``model.metrics``), and returns
+    the model in eval mode on the CPU.
 
     >>> asr = load_asr(); sorted(asr.metrics)             # doctest: +SKIP
     ['cer', 'utterances', 'wer']
     """
+    config = AsrConfig() if config is None else config
     if not isinstance(config, AsrConfig):
-        raise TypeError(f"config must be an AsrConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be an AsrConfig (or None for the recipe's), got {type(config).__name__}")
 
     def build() -> dict[str, Any]:
         from slm_course.corpus import load_corpus
@@ -573,19 +576,10 @@ def load_asr(
         data = corpus if corpus is not None else load_corpus(progress=progress)
         model, history = train_asr(data, config, progress=progress)
         model.cpu()
-        return {
-            "config": asdict(config),
-            "state_dict": model.state_dict(),
-            "metrics": evaluate_asr(model, data, "test"),
-            "loss": history.loss,
-            "train_seconds": history.seconds,
-        }
+        return model_record(model, config, history, evaluate_asr(model, data, "test"))
 
-    artifact = cached(_cache_name(config, corpus), build, rebuild=rebuild)
-    model = CtcAsr(AsrConfig(**artifact["config"]))
-    model.load_state_dict(artifact["state_dict"])
-    model.metrics = artifact["metrics"]
-    return model.eval()
+    record = cached(_cache_name(config, corpus), build, rebuild=rebuild)
+    return restore(CtcAsr(record["config"]), record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,13 +626,14 @@ def train_fsdd_asr(
 
 
 def load_fsdd_asr(
-    config: AsrConfig = FSDD_CONFIG, fsdd: Fsdd | None = None, rebuild: bool = False, progress: bool = True
+    config: AsrConfig | None = None, *, fsdd: Fsdd | None = None, rebuild: bool = False, progress: bool = True
 ) -> CtcAsr:
     """The FSDD recogniser (:func:`train_fsdd_asr` on takes 5-49), from the cache or trained now (a short run).
 
     The cache name holds the config and the recordings it trains on, so a different FSDD copy gets its own model.
     Raises :class:`slm_course.fsdd.FsddMissing` (saying how to get FSDD) when no copy is found.
     """
+    config = FSDD_CONFIG if config is None else config
     if fsdd is None:
         from slm_course.fsdd import load_fsdd
 
@@ -648,13 +643,10 @@ def load_fsdd_asr(
 
     def build() -> dict[str, Any]:
         model, history = train_fsdd_asr(config, recordings, progress=progress)
-        return {"config": asdict(config), "state_dict": model.cpu().state_dict(), "train_seconds": history.seconds}
+        return model_record(model.cpu(), config, history)
 
-    artifact = cached(f"asr-fsdd-r{RECIPE}-{config.key()}-{names}", build, rebuild=rebuild)
-    model = CtcAsr(AsrConfig(**artifact["config"]))
-    model.load_state_dict(artifact["state_dict"])
-    model.train_seconds = artifact["train_seconds"]
-    return model.eval()
+    record = cached(f"asr-fsdd-r{RECIPE}-{config.key()}-{names}", build, rebuild=rebuild)
+    return restore(CtcAsr(record["config"]), record)
 
 
 def digit_accuracy(model: CtcAsr, recordings: Sequence[Recording] | Sequence[tuple[torch.Tensor, str]]) -> float:
@@ -676,40 +668,40 @@ def digit_accuracy(model: CtcAsr, recordings: Sequence[Recording] | Sequence[tup
 # ---------------------------------------------------------------------------------------------
 
 
-def benchmark() -> dict:
-    """Train with the defaults on the default corpus (no cache); CER/WER on held-out and training speakers."""
+def bench_asr() -> dict:
+    """The notebook's recogniser (cached, or trained with the recipe): CER/WER on held-out and training speakers."""
     from slm_course.corpus import load_corpus
 
     corpus = load_corpus(progress=False)
-    config = AsrConfig()
-    model, history = train_asr(corpus, config, progress=False)
+    model = load_asr(progress=False)
     test = evaluate_asr(model, corpus, "test")
     valid = evaluate_asr(model, corpus, "valid")
+    tail = model.history["loss"][-20:]
     return {
         "cer": round(test["cer"], 4),
         "wer": round(test["wer"], 4),
         "cer_train_speakers": round(valid["cer"], 4),
         "params": sum(p.numel() for p in model.parameters()),
-        "steps": config.steps,
-        "train_seconds": round(history.seconds, 1),
-        "final_loss": round(history.final_loss(), 4),
+        "steps": model.config.steps,
+        "train_seconds": round(model.history["seconds"], 1),
+        "final_loss": round(sum(tail) / len(tail), 4),
     }
 
 
-def benchmark_fsdd(config: AsrConfig = FSDD_CONFIG, unseen_speakers: int | None = None) -> dict:
-    """FSDD digits: train on takes 5-49, test on takes 0-4; then leave each speaker out in turn.
+def bench_fsdd_asr(config: AsrConfig = FSDD_CONFIG, unseen_speakers: int | None = None) -> dict:
+    """FSDD digits: the notebook's recogniser (cached; takes 5-49) on takes 0-4; then each speaker left out in turn.
 
     ``unseen_speakers`` is how many speakers (the first, by name) are held out in turn, one training
-    run of ``config`` each (default None: every speaker).
+    run of ``config`` each (default None: every speaker); ``loso_train_seconds`` is their total.
     Raises :class:`slm_course.fsdd.FsddMissing` (which says how to get FSDD) when it is not here.
     """
     from slm_course.fsdd import load_fsdd
 
     fsdd = load_fsdd()
     pairs = dict(zip(fsdd.recordings, fsdd_examples(fsdd.recordings)))  # read and resample once, reuse below
-    model, history = train_asr([pairs[r] for r in fsdd.split("train")], config, progress=False)
+    model = load_fsdd_asr(config, fsdd=fsdd, progress=False)
     digit_acc = digit_accuracy(model, [pairs[r] for r in fsdd.split("test")])
-    seconds = history.seconds
+    seconds = 0.0
     unseen = {}
     for speaker in fsdd.speakers[:unseen_speakers] if unseen_speakers else fsdd.speakers:
         others = [pairs[r] for r in fsdd.recordings if r.speaker != speaker]  # every take of the other speakers
@@ -722,6 +714,7 @@ def benchmark_fsdd(config: AsrConfig = FSDD_CONFIG, unseen_speakers: int | None 
         "unseen_speaker": unseen,
         "speakers": len(fsdd.speakers),
         "steps": config.steps,
-        "train_runs": 1 + len(unseen),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(model.history["seconds"], 1),
+        "loso_train_runs": len(unseen),
+        "loso_train_seconds": round(seconds, 1),
     }

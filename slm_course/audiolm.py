@@ -66,8 +66,9 @@ import torch
 from slm_course import audio
 from slm_course.corpus import corpus_version
 from slm_course.lm import IGNORE, LM, LMConfig, sample_next
-from slm_course.runtime import digest
+from slm_course.runtime import artifact_record, digest
 from slm_course.speech_tokens import check_ids, deduplicate, expand, tokenizer_key
+from slm_course.train import model_record, restore
 from slm_course.ulm import BOS, N_SPECIAL, PAD, UlmConfig, UnitLM
 
 if TYPE_CHECKING:
@@ -81,8 +82,8 @@ __all__ = [
     "AudioLMConfig",
     "StageConfig",
     "align_frames",
-    "benchmark",
-    "benchmark_ssl",
+    "bench_audiolm",
+    "bench_audiolm_ssl",
     "build_data",
     "duration_counts",
     "flatten_levels",
@@ -166,6 +167,7 @@ def align_frames(semantic: torch.Tensor, n_frames: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+@artifact_record  # stored in the cached stages' records
 @dataclass(frozen=True)
 class StageConfig:
     """One acoustic stage (coarse or fine): its size and training budget."""
@@ -435,7 +437,7 @@ class AudioLMConfig:
     """The notebook-05 recipe: which codec levels each stage models, and each stage's budget."""
 
     coarse_levels: int = 2  # Q': codec levels of the coarse stage (AudioLM: 4 of 12)
-    fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see benchmark)
+    fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see bench_audiolm)
     voice_copies: int = 0  # extra training copies with perturbed voices (off: they do not raise speaker accuracy)
     semantic_units: str = "norm"  # the semantic tokens: notebook 04's speaker-normalised units ("norm") or SSL units ("ssl")
     semantic: UlmConfig | None = None  # notebook 04's unit LM over those units (None: its recipe, the same cached model)
@@ -721,11 +723,12 @@ def _stage_inputs(split: dict, config: AudioLMConfig, stage: str) -> tuple[list,
     return codes, conds
 
 
-def load_stages(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, progress: bool = True,
-                corpus: Corpus | None = None) -> dict:
+def load_stages(config: AudioLMConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False,
+                progress: bool = True) -> dict:
     """AudioLM's acoustic stages (coarse, and fine if any), from the cache or trained now on the training split.
 
-    Returns ``{"coarse": ..., "fine": ...}`` saved states, metrics and loss curves, with the ``data``
+    Returns ``{"coarse": ..., "fine": ...}`` model records (:func:`slm_course.train.model_record`), the
+    ``config``, and the ``data``
     (:func:`build_data`), ``tokenizer`` and ``codec`` they were trained on. They need the semantic
     *tokens*, not the semantic LM: ``slm-course prepare`` trains them beside it.
     """
@@ -733,8 +736,9 @@ def load_stages(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, 
     from slm_course.runtime import cached
     from slm_course.ulm import load_tokenizer
 
+    config = AudioLMConfig() if config is None else config
     if not isinstance(config, AudioLMConfig):
-        raise TypeError(f"config must be an AudioLMConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be an AudioLMConfig (or None for the recipe's), got {type(config).__name__}")
     if corpus is None:
         from slm_course.corpus import load_corpus
 
@@ -753,20 +757,21 @@ def load_stages(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, 
         coarse, hist = train_stage(*_stage_inputs(train_data, config, "coarse"), (0, Qc), N, (tokenizer.vocab_size,),
                                    config.coarse, valid=_stage_inputs(data["valid"], config, "coarse"),
                                    progress=progress, desc="coarse")
-        out["coarse"] = {"state": coarse.model.state_dict(), "metrics": coarse.metrics, "loss": hist.loss}
+        out["coarse"] = model_record(coarse.model, config.coarse, hist, coarse.metrics)
         if Qf:
             fine, hist = train_stage(*_stage_inputs(train_data, config, "fine"), (Qc, Qc + Qf), N, (N,) * Qc,
                                      config.fine, valid=_stage_inputs(data["valid"], config, "fine"),
                                      progress=progress, desc="fine")
-            out["fine"] = {"state": fine.model.state_dict(), "metrics": fine.metrics, "loss": hist.loss}
+            out["fine"] = model_record(fine.model, config.fine, hist, fine.metrics)
         return out
 
     name = f"audiolm-r{RECIPE}-c{corpus_version(corpus)}-{_tokenizer_keys(tokenizer, codec)}-{config.key()}"
-    return {**cached(name, build, rebuild=rebuild), "data": data, "tokenizer": tokenizer, "codec": codec}
+    return {**cached(name, build, rebuild=rebuild), "data": data, "tokenizer": tokenizer, "codec": codec,
+            "config": config}
 
 
-def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False, progress: bool = True,
-                 corpus: Corpus | None = None) -> AudioLM:
+def load_audiolm(config: AudioLMConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False,
+                 progress: bool = True) -> AudioLM:
     """The notebook-05 AudioLM, from the cache or trained now with the same recipe and seed.
 
     The semantic stage is notebook 04's unit LM over ``config.semantic_units`` (:func:`slm_course.ulm.load_unit_lm`);
@@ -777,20 +782,19 @@ def load_audiolm(config: AudioLMConfig = AudioLMConfig(), rebuild: bool = False,
 
     if corpus is None:
         corpus = load_corpus(progress=False)  # once, for both stages
-    saved = load_stages(config, rebuild, progress, corpus)  # checks config
+    saved = load_stages(config, corpus=corpus, rebuild=rebuild, progress=progress)  # checks config
+    config = saved["config"]
     tokenizer, codec, data = saved["tokenizer"], saved["codec"], saved["data"]
     semantic = load_unit_lm(config.semantic_units, config.semantic, progress=progress, corpus=corpus)
     Qc, Qf, N = config.coarse_levels, config.fine_levels, codec.vocab_size
     coarse = make_stage((0, Qc), N, (tokenizer.vocab_size,), config.coarse)
-    coarse.model.load_state_dict(saved["coarse"]["state"])
-    coarse.model.eval()
-    coarse.metrics, coarse.loss_curve = saved["coarse"]["metrics"], saved["coarse"]["loss"]
+    restore(coarse.model, saved["coarse"])
+    coarse.metrics, coarse.history = coarse.model.metrics, coarse.model.history
     fine = None
     if Qf:
         fine = make_stage((Qc, Qc + Qf), N, (N,) * Qc, config.fine)
-        fine.model.load_state_dict(saved["fine"]["state"])
-        fine.model.eval()
-        fine.metrics, fine.loss_curve = saved["fine"]["metrics"], saved["fine"]["loss"]
+        restore(fine.model, saved["fine"])
+        fine.metrics, fine.history = fine.model.metrics, fine.model.history
     durations = duration_counts(data["train"]["semantic"], tokenizer.vocab_size)
     alm = AudioLM(tokenizer, codec, semantic, coarse, fine, durations, config)
     alm.data = data
@@ -955,7 +959,7 @@ def speaker_continuation(
     return out
 
 
-def benchmark(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict:
+def bench_audiolm(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict:
     """AudioLM (notebook-05 recipe): does the continuation keep a held-out speaker's voice?
 
     ``speaker_acc_acoustic_prompt`` / ``speaker_acc_semantic_only``: the whole pipeline (semantic
@@ -966,7 +970,7 @@ def benchmark(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict:
     generated from the real semantic tokens with the acoustic prompt, against the words after the
     cut (the unit LM's own continuation has no reference text); ``continuation_cer_real_codes`` and
     ``continuation_cer_original`` are the same words through the codec and as recorded.
-    ``semantic_units="ssl"`` (:func:`benchmark_ssl`): the same recipe with HuBERT units as semantic tokens.
+    ``semantic_units="ssl"`` (:func:`bench_audiolm_ssl`): the same recipe with HuBERT units as semantic tokens.
     """
     from slm_course.asr import load_asr
     from slm_course.corpus import load_corpus
@@ -995,6 +999,6 @@ def benchmark(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict:
     return out
 
 
-def benchmark_ssl() -> dict:
-    """:func:`benchmark` with notebook 02's HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)."""
-    return benchmark(semantic_units="ssl")
+def bench_audiolm_ssl() -> dict:
+    """:func:`bench_audiolm` with notebook 02's HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)."""
+    return bench_audiolm(semantic_units="ssl")

@@ -1,4 +1,4 @@
-"""Benchmarks: each trains or builds what a notebook builds, with the same recipe, and reports numbers.
+"""Benchmarks: each measures what a notebook builds, with the same recipe, and reports numbers.
 
 `slm-course bench --list` names them; `slm-course bench NAME --json` runs one and prints, as its
 last line, one JSON object with its metrics and `seconds` (wall time). Performance is measured here,
@@ -15,54 +15,57 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCHMARKS: dict[str, tuple[Callable[[], dict], str]] = {}
-
-# Benchmarks that live beside the model they measure, imported only when run: name -> (module:function, about).
-LAZY: dict[str, tuple[str, str]] = {
-    "asr": ("slm_course.asr:benchmark", "train the course's CTC ASR (notebook 01 recipe); CER/WER on held-out speakers"),
-    "fsdd-asr": ("slm_course.asr:benchmark_fsdd", "the same ASR recipe on real speech (FSDD digits)"),
-    "textlm": ("slm_course.lm:benchmark", "train the course's text LM; its throughput beside transformers' Llama"),
-    "cascade": ("slm_course.cascade:benchmark", "ASR -> text LM -> TTS: what its text keeps and loses, and its latency"),
-    "units": ("slm_course.units:benchmark", "mel and self-supervised k-means units (notebook 02): PNMI, ABX, resynthesis CER"),
-    "codec": ("slm_course.codec:benchmark", "the course's neural codec (notebook 03): bitrate vs quality per RVQ level"),
-    "ulm": ("slm_course.ulm:benchmark", "GSLM unit LM (notebook 04): zero-shot sWUGGY/sBLIMP/StoryCloze-style pairs"),
-    "twist": ("slm_course.ulm:benchmark_twist", "TWIST (notebook 04): text-LM warm start vs cold start, 3 seeds"),
-    "audiolm": ("slm_course.audiolm:benchmark",
-                "AudioLM (notebook 05): speaker of continuations with vs without an acoustic prompt; CER"),
-    "audiolm-ssl": ("slm_course.audiolm:benchmark_ssl",
-                    "the same AudioLM with HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)"),
+# name -> ("module:function", what it measures). Every entry measures the model the notebooks use: it loads
+# it from the cache (and trains it with the notebook's recipe and seed if it is missing), so `train_seconds`
+# is always the recorded training time of that model. An entry that trains more than that says so.
+BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
+    "corpus": ("slm_course.bench:bench_corpus",
+               "builds the default corpus twice in fresh processes (determinism) and probes its labels"),
+    "asr": ("slm_course.asr:bench_asr", "the cached CTC ASR (notebook 01): CER/WER on held-out speakers"),
+    "fsdd-asr": ("slm_course.asr:bench_fsdd_asr",
+                 "the cached FSDD recogniser (notebook 01), then trains one per left-out speaker: digit accuracy"),
+    "textlm": ("slm_course.lm:bench_textlm",
+               "the cached text LM (notebook 01); trains an untrained copy and transformers' Llama for throughput"),
+    "cascade": ("slm_course.cascade:bench_cascade",
+                "ASR -> text LM -> TTS (notebook 01): what its text keeps and loses, and its latency"),
+    "units": ("slm_course.units:bench_units", "the cached mel and HuBERT units (notebook 02): PNMI, ABX, resynthesis"),
+    "codec": ("slm_course.codec:bench_codec", "the cached neural codec (notebook 03): bitrate vs quality per level"),
+    "ulm": ("slm_course.ulm:bench_ulm", "the cached unit LMs (notebook 04): zero-shot sWUGGY/sBLIMP/StoryCloze-style"),
+    "twist": ("slm_course.ulm:bench_twist", "the cached TWIST comparison (notebook 04): warm vs cold start, 3 seeds"),
+    "audiolm": ("slm_course.audiolm:bench_audiolm",
+                "the cached AudioLM (notebook 05): speaker of continuations with vs without an acoustic prompt"),
+    "audiolm-ssl": ("slm_course.audiolm:bench_audiolm_ssl",
+                    "the same with HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)"),
 }
 
 
 def _resolve(name: str) -> Callable[[], dict]:
-    if name in BENCHMARKS:
-        return BENCHMARKS[name][0]
     import importlib
 
-    module, fn = LAZY[name][0].split(":")
+    target = BENCHMARKS[name][0]
+    if callable(target):
+        return target
+    module, fn = target.split(":")
     return getattr(importlib.import_module(module), fn)
 
 
 def available() -> dict[str, str]:
     """Benchmark name -> what it measures."""
-    return {**{k: v[1] for k, v in LAZY.items()}, **{k: v[1] for k, v in BENCHMARKS.items()}}
-
-
-def benchmark(name: str, about: str) -> Callable[[Callable[[], dict]], Callable[[], dict]]:
-    """Register a benchmark function (no arguments, returns a dict of metrics) under `name`."""
-
-    def register(fn: Callable[[], dict]) -> Callable[[], dict]:
-        BENCHMARKS[name] = (fn, about)
-        return fn
-
-    return register
+    return {name: about for name, (_, about) in BENCHMARKS.items()}
 
 
 def run(name: str) -> dict:
-    """Run one benchmark on one torch thread; its metrics plus `benchmark` and `seconds`."""
-    if name not in BENCHMARKS and name not in LAZY:
+    """Run one benchmark on one torch thread: its metrics, then `benchmark`, `seconds` and `environment`.
+
+    `environment` records what the numbers depend on beyond the recipe: Python, torch and numpy
+    versions, the CPU's vector extensions (kernels differ in their order of sums), and whether the
+    installed packages match the lock.
+    """
+    if name not in BENCHMARKS:
         raise KeyError(f"no benchmark {name!r}; `slm-course bench --list` shows: {', '.join(sorted(available()))}.")
     import torch
+
+    from slm_course.environment import describe
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what it trains is then the same model as `slm-course prepare` builds, on any machine
@@ -71,7 +74,7 @@ def run(name: str) -> dict:
         metrics = _resolve(name)()
     finally:
         torch.set_num_threads(threads)
-    return {"benchmark": name, **metrics, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"benchmark": name, **metrics, "seconds": round(time.perf_counter() - t0, 1), "environment": describe()}
 
 
 def _build_in_fresh_process(out: Path, n_utterances: int, seed: int) -> dict:
@@ -83,7 +86,6 @@ def _build_in_fresh_process(out: Path, n_utterances: int, seed: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@benchmark("corpus", "build the default corpus twice in fresh processes (determinism), probe its labels")
 def bench_corpus(n_utterances: int | None = None, seed: int = 0) -> dict:
     from slm_course.corpus import DEFAULT_UTTERANCES, EVAL_SETS, Corpus
     from slm_course.probes import features_of, probe_accuracy, speaker_normalise

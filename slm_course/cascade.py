@@ -133,7 +133,7 @@ def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: b
     return out
 
 
-def benchmark() -> dict:
+def bench_cascade() -> dict:
     """The cascade of notebook 01: text-vs-audio probes on held-out speakers, and latency."""
     from slm_course.asr import load_asr
     from slm_course.corpus import load_corpus

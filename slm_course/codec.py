@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,9 +50,9 @@ from torch import nn
 
 from slm_course import audio
 from slm_course.metrics import MEL_FLOOR, mel_distance, si_snr  # noqa: F401 (re-exported: codec.si_snr)
-from slm_course.runtime import cached, digest, seed_everything
+from slm_course.runtime import artifact_record, cached, digest, seed_everything
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids
-from slm_course.train import History, TrainConfig, train
+from slm_course.train import History, TrainConfig, model_record, restore, train
 
 if TYPE_CHECKING:
     from slm_course.asr import CtcAsr
@@ -65,7 +65,7 @@ __all__ = [
     "CodecModel",
     "ConvNeXtBlock",
     "CropBatches",
-    "benchmark",
+    "bench_codec",
     "codebook_usage",
     "evaluate_levels",
     "load_codec",
@@ -134,6 +134,7 @@ def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor) -> tuple[torch.Tensor, 
 # ---------------------------------------------------------------------------------------------
 
 
+@artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class CodecConfig:
     """The codec's size and training budget; the defaults train in a few minutes on a 2-core CPU."""
@@ -420,33 +421,34 @@ def train_codec(
     return Codec(model.cpu().eval()), history
 
 
-def _cache_name(config: CodecConfig) -> str:
+def _cache_name(config: CodecConfig, corpus: Corpus | None = None) -> str:
     from slm_course.corpus import corpus_version
 
-    return f"codec-r{RECIPE}-corpus{corpus_version()}-{config.key()}"
+    name = f"codec-r{RECIPE}-corpus{corpus_version()}-{config.key()}"
+    return name if corpus is None else f"{name}-{corpus.manifest['sha256'][:10]}"  # another corpus: named by content
 
 
-def load_codec(config: CodecConfig = CodecConfig(), rebuild: bool = False, progress: bool = True) -> Codec:
+def load_codec(config: CodecConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False,
+               progress: bool = True) -> Codec:
     """The course's codec: loaded from the cache, or trained now with ``config`` (same recipe and seed) and cached.
 
     >>> codec = load_codec()                             # doctest: +SKIP
     """
+    config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
-        raise TypeError(f"config must be a CodecConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a CodecConfig (or None for the recipe's), got {type(config).__name__}")
 
     def build() -> dict[str, Any]:
         from slm_course.corpus import load_corpus
 
-        codec, history = train_codec(load_corpus(progress=progress), config, progress=progress)
-        return {"config": asdict(config), "state_dict": codec.model.state_dict(), "loss": history.loss,
-                "extras": history.extras, "train_seconds": history.seconds}
+        data = corpus if corpus is not None else load_corpus(progress=progress)
+        codec, history = train_codec(data, config, progress=progress)
+        return model_record(codec.model, config, history)
 
-    artifact = cached(_cache_name(config), build, rebuild=rebuild)
-    model = CodecModel(CodecConfig(**artifact["config"]))
-    model.load_state_dict(artifact["state_dict"])
-    codec = Codec(model.eval())
-    codec.history = {"loss": artifact["loss"], **artifact["extras"]}
-    codec.train_seconds = artifact["train_seconds"]
+    record = cached(_cache_name(config, corpus), build, rebuild=rebuild)
+    model = restore(CodecModel(record["config"]), record)
+    codec = Codec(model)
+    codec.history = model.history  # {"loss": [...], "seconds": s, and each loss term per step}
     return codec
 
 
@@ -493,7 +495,7 @@ def evaluate_levels(
     return rows
 
 
-def benchmark(n_test: int = 120) -> dict:
+def bench_codec(n_test: int = 120) -> dict:
     """The notebook's codec (cached, or trained with the same recipe): bitrate vs quality on held-out speakers.
 
     ``n_test`` held-out utterances (the first of the test split, which cycles through its speakers)
@@ -519,5 +521,5 @@ def benchmark(n_test: int = 120) -> dict:
         "utterances": len(test),
         "params": sum(p.numel() for p in codec.model.parameters()),
         "steps": codec.config.steps,
-        "train_seconds": round(codec.train_seconds, 1),
+        "train_seconds": round(codec.history["seconds"], 1),
     }

@@ -163,6 +163,21 @@ def cpu_features() -> list[str]:
     return [f for f in wanted if f in flags]
 
 
+def describe() -> dict:
+    """What a benchmark records about the machine and packages it ran on; never raises (a mismatch is a field)."""
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": importlib.metadata.version("numpy"), "machine": platform.machine(),
+            "cpu_features": cpu_features(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    lock = default_lock()
+    try:
+        info["lock_mismatches"] = [str(m) for m in lock_mismatches(lock)] if lock is not None else None
+    except (OSError, ValueError) as err:
+        info["lock_mismatches"] = f"unreadable lock: {err}"
+    return info
+
+
 def report(lock: str | Path | None = None) -> dict:
     """Check the environment; return what a benchmark should record about it. Raises EnvironmentMismatch."""
     import torch

@@ -31,9 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slm_course.runtime import artifact_record
+
 __all__ = ["HubertConfig", "TinyHubert", "span_mask", "warp_bands"]
 
 
+@artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class HubertConfig:
     """Size, masking, augmentation and training budget of the tiny HuBERT."""

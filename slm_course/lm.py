@@ -378,21 +378,23 @@ def train_text_lm(config: TextLMConfig = TextLMConfig(), progress: bool = True) 
     return TextLM(model, tokenizer, config, metrics), history
 
 
-def load_text_lm(config: TextLMConfig = TextLMConfig(), rebuild: bool = False, progress: bool = True) -> TextLM:
-    """The notebook-01 text LM from the cache, or trained now with the same recipe and seed."""
+def load_text_lm(config: TextLMConfig | None = None, *, rebuild: bool = False, progress: bool = True) -> TextLM:
+    """The notebook-01 text LM from the cache, or trained now with the same recipe and seed (on grammar text, not the corpus)."""
+    config = TextLMConfig() if config is None else config
+    if not isinstance(config, TextLMConfig):
+        raise TypeError(f"config must be a TextLMConfig (or None for the recipe's), got {type(config).__name__}")
     from slm_course.corpus import corpus_version  # the grammar's sentences change with the corpus version
     from slm_course.runtime import cached, digest
     from slm_course.text import CharTokenizer
+    from slm_course.train import model_record, restore
 
     def build() -> dict:
-        lm, _ = train_text_lm(config, progress=progress)
-        return {"state": lm.model.state_dict(), "lm_config": lm.model.cfg, "chars": lm.tokenizer.state()["chars"],
-                "metrics": lm.metrics}
+        lm, history = train_text_lm(config, progress=progress)
+        return model_record(lm.model, lm.model.cfg, history, lm.metrics, chars=lm.tokenizer.state()["chars"])
 
-    saved = cached(f"text_lm-c{corpus_version()}-{digest(config)}", build, rebuild=rebuild)
-    model = LM(saved["lm_config"])
-    model.load_state_dict(saved["state"])
-    return TextLM(model.eval(), CharTokenizer(saved["chars"]), config, saved["metrics"])
+    record = cached(f"text_lm-c{corpus_version()}-{digest(config)}", build, rebuild=rebuild)
+    model = restore(LM(record["config"]), record)
+    return TextLM(model, CharTokenizer(record["chars"]), config, model.metrics)
 
 
 def _throughput(model: nn.Module, batches, steps: int, hf: bool) -> float:
@@ -416,12 +418,13 @@ def _throughput(model: nn.Module, batches, steps: int, hf: bool) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def benchmark() -> dict:
-    """Train the text LM (notebook recipe); compare its training throughput with transformers' Llama."""
+def bench_textlm() -> dict:
+    """The notebook's text LM (cached, or trained with the recipe); the training throughput of an untrained copy
+    beside transformers' Llama of the same size, on the same batches, alternating so both see the same machine load."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = TextLMConfig()
-    lm, _ = train_text_lm(config, progress=False)
+    lm = load_text_lm(config, progress=False)
     cfg = lm.model.cfg
     torch.manual_seed(0)
     ours = LM(cfg)

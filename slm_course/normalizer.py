@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm_course.corpus import corpus_version
-from slm_course.runtime import digest
+from slm_course.runtime import artifact_record, digest
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
+from slm_course.train import model_record, restore
 
 if TYPE_CHECKING:
     from slm_course.corpus import Corpus
@@ -49,6 +50,7 @@ __all__ = ["NormalizedUnits", "NormalizerConfig", "SpeechNormalizer", "load_norm
 RECIPE = 2  # bump when the recipe changes in a way the config does not show: cached models are rebuilt
 
 
+@artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class NormalizerConfig:
     """The reference voice and the CTC training budget (the notebook-04 recipe)."""
@@ -250,14 +252,15 @@ def train_normalizer(corpus: Corpus, ssl: SslUnits, config: NormalizerConfig = N
     return model.eval(), history
 
 
-def load_normalized_units(config: NormalizerConfig = NormalizerConfig(), rebuild: bool = False,
-                          progress: bool = True, corpus: Corpus | None = None) -> NormalizedUnits:
+def load_normalized_units(config: NormalizerConfig | None = None, *, corpus: Corpus | None = None,
+                          rebuild: bool = False, progress: bool = True) -> NormalizedUnits:
     """The notebook-04 speaker-normalised units, from the cache or trained now (a few minutes; same recipe and seed)."""
     from slm_course.runtime import cached
     from slm_course.units import load_ssl_units
 
+    config = NormalizerConfig() if config is None else config
     if not isinstance(config, NormalizerConfig):
-        raise TypeError(f"config must be a NormalizerConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a NormalizerConfig (or None for the recipe's), got {type(config).__name__}")
     if corpus is None:
         from slm_course.corpus import load_corpus
 
@@ -266,14 +269,11 @@ def load_normalized_units(config: NormalizerConfig = NormalizerConfig(), rebuild
 
     def build() -> dict:
         model, history = train_normalizer(corpus, ssl, config, progress=progress)
-        return {"state": model.state_dict(), "loss": history.loss, "seconds": history.seconds}
+        return model_record(model, config, history)
 
     name = f"normalizer-r{RECIPE}-c{corpus_version(corpus)}-{digest(ssl.centroids)}-{config.key()}"
-    art = cached(name, build, rebuild=rebuild)
-    model = SpeechNormalizer(ssl.model, ssl.vocab_size)
-    model.load_state_dict(art["state"])
-    model.history = {"loss": art["loss"], "seconds": art["seconds"]}
-    return NormalizedUnits(model.eval(), ssl, config)
+    record = cached(name, build, rebuild=rebuild)
+    return NormalizedUnits(restore(SpeechNormalizer(ssl.model, ssl.vocab_size), record), ssl, config)
 
 
 def speaker_probe(tokenizer: SpeechTokenizer, corpus: Corpus, seqs: Sequence[torch.Tensor] | None = None) -> float:

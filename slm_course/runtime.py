@@ -15,6 +15,9 @@ Notebook 00 introduces these helpers; every later notebook reuses them.
 Cache names come from :func:`digest` (a short hash of a config, of a tokenizer's codebook, of a
 list of file names), the one way the package turns "what was this built from" into a name.
 
+Every artifact carries the version of the layout it was written with (:data:`ARTIFACT_FORMAT`):
+one written by another version of the package is reported as stale and rebuilt, never misread.
+
 Artifacts are loaded weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
 strings and containers of them, plus the config records that a model file allow-lists with
 :func:`artifact_record`. A file that asks for anything else (for instance a pickle that would run
@@ -43,7 +46,9 @@ CACHE_ENV = "SLM_COURSE_CACHE"  # environment variable that overrides the cache 
 
 __all__ = [
     "CACHE_ENV",
+    "ARTIFACT_FORMAT",
     "CorruptArtifact",
+    "StaleArtifact",
     "UnsafeArtifact",
     "artifact_record",
     "cache_dir",
@@ -225,6 +230,13 @@ class CorruptArtifact(RuntimeError):
     """A cached artifact whose bytes do not match its ``.sha256`` sidecar (or that has no sidecar)."""
 
 
+class StaleArtifact(CorruptArtifact):
+    """An artifact written with another layout (:data:`ARTIFACT_FORMAT`) than this code reads."""
+
+
+ARTIFACT_FORMAT = 2  # bump when what artifacts hold changes shape: older files are rebuilt, not misread
+
+
 class UnsafeArtifact(CorruptArtifact):
     """An artifact that asks to build an object outside the allow-list: it is refused, never executed."""
 
@@ -259,7 +271,8 @@ def save_artifact(path: str | os.PathLike[str], obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = _sidecar(path)
     sidecar.unlink(missing_ok=True)  # an old sidecar must never vouch for the new bytes
-    _write_atomic(path, lambda f: torch.save(obj, f))
+    wrapped = {"artifact_format": ARTIFACT_FORMAT, "content": obj}
+    _write_atomic(path, lambda f: torch.save(wrapped, f))
     line = f"{file_sha256(path)} {path.stat().st_size}\n"
     _write_atomic(sidecar, lambda f: f.write(line.encode()))
     return path
@@ -303,13 +316,20 @@ def load_artifact(path: str | os.PathLike[str]) -> Any:
 
     try:
         with torch.serialization.safe_globals(SAFE_CLASSES):
-            return torch.load(path, weights_only=True)
+            wrapped = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeArtifact(
             f"{path} holds objects outside the course's allow-list, so it was not loaded (loading it could run code): "
             f"{str(err).splitlines()[0]}. Delete it, or let cached(...) rebuild it; a config class of your own "
             "can be allowed with @runtime.artifact_record"
         ) from err
+    found = wrapped.get("artifact_format") if isinstance(wrapped, dict) else None
+    if found != ARTIFACT_FORMAT or "content" not in wrapped:
+        raise StaleArtifact(
+            f"{path} was written with artifact layout {found or 'of an older version'}, and this code reads layout "
+            f"{ARTIFACT_FORMAT}; it should be rebuilt: delete it, or let cached(...) rebuild it"
+        )
+    return wrapped["content"]
 
 
 def cached(name: str, build: Callable[[], T], *, rebuild: bool = False) -> T:
@@ -329,7 +349,7 @@ def cached(name: str, build: Callable[[], T], *, rebuild: bool = False) -> T:
             try:
                 return load_artifact(path)
             except CorruptArtifact as err:
-                print(f"cache: {path} is corrupted ({err}); rebuilding it")
+                print(f"cache: {path} cannot be used ({err}); rebuilding it")
         obj = build()
         save_artifact(path, obj)
         return obj

@@ -48,6 +48,8 @@ def check_ids(ids: object, vocab_size: int, ndim: int | tuple[int, ...] = 1, wha
     ValueError: ids must be in 0..3, got values in 4..4: were they made by another tokenizer, or already offset for an LM?
     """
     x = ids if isinstance(ids, torch.Tensor) else torch.as_tensor(ids)
+    if x.numel() == 0 and not isinstance(ids, torch.Tensor):
+        x = x.long()  # an empty list has no dtype of its own
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{what} must be integer token ids (torch.long), got {x.dtype}: did you pass audio or features?")
     dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)

@@ -9,6 +9,9 @@ the same thing for a linear probe, a unit LM or an ASR head:
 - gradient clipping, a progress bar, evaluation every ``eval_every`` steps and at the end;
 - seeding at the start, so the same config gives the same :class:`History` on the same machine.
 
+A trained model is cached as one record, whatever the model: :func:`model_record` writes its config,
+weights, training history and metrics, :func:`restore` loads them back into a fresh model.
+
 >>> class Regression(nn.Module):
 ...     def __init__(self): super().__init__(); self.linear = nn.Linear(1, 1)
 ...     def forward(self, batch): x, y = batch; return ((self.linear(x) - y) ** 2).mean()  # scalar loss
@@ -35,7 +38,7 @@ from slm_course.runtime import seed_everything
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["History", "TrainConfig", "lr_at", "move_to", "train"]
+__all__ = ["History", "TrainConfig", "lr_at", "model_record", "move_to", "restore", "train"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class History:
     extras: dict[str, list[float]] = field(default_factory=dict)  # other scalars the model returned, per step
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step": s, **evaluate(model)} per evaluation
     seconds: float = 0.0  # wall-clock time of the whole run
+
+    def summary(self) -> dict[str, Any]:
+        """What a cached model keeps of its training: ``{"loss": [...], "seconds": s, **extras}``."""
+        return {"loss": list(self.loss), "seconds": self.seconds, **{k: list(v) for k, v in self.extras.items()}}
 
     def final_loss(self, n: int = 20) -> float:
         """Mean training loss over the last ``n`` steps (smoother than the very last value)."""
@@ -278,3 +285,41 @@ def train(
 
     history.seconds = time.perf_counter() - start
     return history
+
+
+def model_record(model: nn.Module, config: Any, history: History | Mapping[str, Any] | None = None,
+                 metrics: Mapping[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    """The one layout of a cached, trained model: ``{"config", "state_dict", "history", "metrics", **more}``.
+
+    ``config`` is what rebuilds the model (a config dataclass, allow-listed with
+    :func:`slm_course.runtime.artifact_record`); ``history`` a :class:`History` (kept as
+    :meth:`History.summary`) or such a dict; ``more``: anything else the loader needs (a tokenizer's
+    characters, say), as plain data.
+
+    >>> record = model_record(nn.Linear(2, 1), {"d": 2}, metrics={"val_loss": 0.5})
+    >>> sorted(record), sorted(record["state_dict"])
+    (['config', 'history', 'metrics', 'state_dict'], ['bias', 'weight'])
+    """
+    if isinstance(history, History):
+        history = history.summary()
+    return {"config": config, "state_dict": model.state_dict(), "history": dict(history or {}),
+            "metrics": dict(metrics or {}), **more}
+
+
+def restore(model: nn.Module, record: Mapping[str, Any]) -> nn.Module:
+    """Load a :func:`model_record` into ``model`` (built from ``record["config"]``); attach ``.history`` and ``.metrics``.
+
+    Returns the model in eval mode.
+
+    >>> a = nn.Linear(2, 1); b = restore(nn.Linear(2, 1), model_record(a, None, metrics={"x": 1.0}))
+    >>> torch.equal(a.weight, b.weight), b.metrics, b.training
+    (True, {'x': 1.0}, False)
+    """
+    missing = {"state_dict", "history", "metrics"} - set(record)
+    if missing:
+        raise ValueError(f"not a model record (no {sorted(missing)}): build it with train.model_record")
+    model.load_state_dict(record["state_dict"])
+    model.history = dict(record["history"])
+    model.metrics = dict(record["metrics"])
+    return model.eval()
+

@@ -29,6 +29,7 @@ from slm_course.corpus import corpus_version
 from slm_course.lm import LM, LMConfig, TextLMConfig
 from slm_course.runtime import digest
 from slm_course.speech_tokens import check_ids, tokenizer_key
+from slm_course.train import model_record, restore
 
 __all__ = [
     "BOS",
@@ -428,8 +429,8 @@ def extra_unit_data(tokenizer, n_utterances: int, progress: bool = False) -> lis
 
 
 def load_unit_lm(
-    kind: str = UNITS, config: UlmConfig | None = None, warm: bool = False, rebuild: bool = False,
-    progress: bool = True, corpus=None,
+    kind: str = UNITS, config: UlmConfig | None = None, *, warm: bool = False, corpus=None, rebuild: bool = False,
+    progress: bool = True,
 ) -> UnitLM:
     """The notebook-04 unit LM over ``kind`` units, from the cache or trained now (same recipe and seed).
 
@@ -471,14 +472,12 @@ def _cached_unit_lm(name: str, train_seqs, valid_seqs, n_units: int, config: Ulm
     def build() -> dict:
         ulm, history = train_unit_lm(train_seqs, n_units, config, valid_seqs=valid_seqs,
                                      init=init() if init is not None else None, progress=progress)
-        return {"state": ulm.model.state_dict(), "lm_config": ulm.model.cfg, "metrics": ulm.metrics,
-                "loss": history.loss}
+        return model_record(ulm.model, ulm.model.cfg, history, ulm.metrics)
 
-    saved = cached(name, build, rebuild=rebuild)
-    model = LM(saved["lm_config"])
-    model.load_state_dict(saved["state"])
-    ulm = UnitLM(model.eval(), n_units, config, {**saved["metrics"]})
-    ulm.loss_curve = saved["loss"]
+    record = cached(name, build, rebuild=rebuild)
+    model = restore(LM(record["config"]), record)
+    ulm = UnitLM(model, n_units, config, dict(model.metrics))
+    ulm.history = model.history
     return ulm
 
 
@@ -505,7 +504,7 @@ def text_topline(corpus, asr, text_lm, sets: Sequence[str] = ZERO_SHOT_SETS) -> 
     return {name: pair_accuracy(scorer, *zip(*corpus.pairs(name))) for name in sets}
 
 
-def benchmark() -> dict:
+def bench_ulm() -> dict:
     """GSLM on the corpus (notebook-04 recipes): zero-shot pair accuracies beside bigram and text baselines.
 
     The headline keys are the unit LM on speaker-normalised units (section 3.1, :data:`NORM_CONFIG`);
@@ -606,9 +605,15 @@ def fsdd_unit_data(tokenizer, fsdd=None, progress: bool = False) -> dict[str, li
 
 
 def load_fsdd_unit_lm(
-    kind: str = UNITS, config: UlmConfig = FSDD_ULM_CONFIG, fsdd=None, rebuild: bool = False, progress: bool = True,
+    kind: str = UNITS, config: UlmConfig | None = None, *, fsdd=None, rebuild: bool = False, progress: bool = True,
 ) -> UnitLM:
-    """A unit LM trained on FSDD's training takes (real voices saying digits), from the cache or trained now."""
+    """A unit LM trained on FSDD's training takes (real voices saying digits), from the cache or trained now.
+
+    ``config``: default ``None``, :data:`FSDD_ULM_CONFIG` (short windows: FSDD takes are single words).
+    """
+    config = FSDD_ULM_CONFIG if config is None else config
+    if not isinstance(config, UlmConfig):
+        raise TypeError(f"config must be a UlmConfig (or None for the recipe's), got {type(config).__name__}")
     tokenizer = load_tokenizer(kind)
     data = fsdd_unit_data(tokenizer, fsdd, progress)
     name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{tokenizer_key(tokenizer)}-{digest(config)}-{len(data['train'])}"
@@ -672,9 +677,10 @@ def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.
     return cached(f"reference-units-r{RECIPE}-c{version}-{voice}-{tokenizer_key(ssl)}", build)
 
 
-def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CONFIG, seeds: Sequence[int] = TWIST_SEEDS,
-                          rebuild: bool = False, progress: bool = True, corpus=None,
-                          shrink: float = TWIST_SHRINK, text_config: TextLMConfig | None = None) -> dict:
+def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig | None = None, *,
+                          seeds: Sequence[int] = TWIST_SEEDS, shrink: float = TWIST_SHRINK,
+                          text_config: TextLMConfig | None = None, corpus=None, rebuild: bool = False,
+                          progress: bool = True) -> dict:
     """:func:`twist_comparison` on the corpus's ``kind`` units, from the cache or run now.
 
     ``kind``: ``"reference"`` (default), one voice's units (:func:`reference_unit_data`), or the units
@@ -689,6 +695,9 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CON
     if kind not in ("reference", "ssl", "norm", "mel"):
         raise ValueError(f"kind must be 'reference' (one voice's units) or a tokenizer kind ('ssl', 'norm', 'mel'), "
                          f"got {kind!r}")
+    config = TWIST_CONFIG if config is None else config
+    if not isinstance(config, UlmConfig):
+        raise TypeError(f"config must be a UlmConfig (or None for the recipe's), got {type(config).__name__}")
     if corpus is None:
         from slm_course.corpus import load_corpus
 
@@ -706,7 +715,7 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig = TWIST_CON
     return cached(name, build, rebuild=rebuild)
 
 
-def benchmark_twist() -> dict:
+def bench_twist() -> dict:
     """TWIST (notebook-04 recipe): unit LM validation loss from a text-LM warm start vs a cold start.
 
     The headline keys are on one voice's units (:data:`TWIST_UNITS`); ``*_hubert``: the same on the HuBERT

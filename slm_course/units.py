@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,9 +43,9 @@ from torch import nn
 from slm_course import audio
 from slm_course.corpus import corpus_version
 from slm_course.hubert import HubertConfig, TinyHubert
-from slm_course.runtime import cached, digest, seed_everything
+from slm_course.runtime import artifact_record, cached, digest, seed_everything
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids, deduplicate, expand
-from slm_course.train import History, TrainConfig, train
+from slm_course.train import History, TrainConfig, model_record, restore, train
 
 if TYPE_CHECKING:
     from slm_course.corpus import Corpus, Utterance
@@ -61,7 +61,7 @@ __all__ = [
     "VocoderConfig",
     "abx",
     "abx_items",
-    "benchmark",
+    "bench_units",
     "dtw_distance",
     "evaluate_units",
     "fit_kmeans",
@@ -502,6 +502,7 @@ def log_magnitude(wav: torch.Tensor) -> torch.Tensor:
     return torch.log(spec.abs() + 1e-5).T.contiguous()  # (T, 257)
 
 
+@artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class VocoderConfig:
     """The unit-to-spectrogram model and its training budget (a short run on one CPU thread)."""
@@ -626,7 +627,8 @@ def train_mel_units(
     return MelUnits(norm, fit_kmeans(torch.cat(normed), k, seed))
 
 
-def load_mel_units(k: int = 100, seed: int = 0, rebuild: bool = False, corpus: Corpus | None = None) -> MelUnits:
+def load_mel_units(k: int = 100, seed: int = 0, *, corpus: Corpus | None = None, rebuild: bool = False,
+                   progress: bool = True) -> MelUnits:
     """The course's log-mel units (K=``k``), from the cache or built (k-means, no training run) with the same recipe and seed."""
 
     def build() -> dict:
@@ -670,7 +672,7 @@ def train_hubert(
 
 
 def load_hubert(
-    config: HubertConfig | None = None, rebuild: bool = False, progress: bool = True, corpus: Corpus | None = None
+    config: HubertConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False, progress: bool = True
 ) -> TinyHubert:
     """The tiny HuBERT (:mod:`slm_course.hubert`), from the cache or trained (a short run) on log-mel units."""
 
@@ -682,17 +684,13 @@ def load_hubert(
         data = corpus or load_corpus(progress=False)
         targets = load_mel_units(config.n_targets, config.seed, corpus=corpus)
         model, history = train_hubert(data, targets, config, progress=progress)
-        return {"config": asdict(config), "state_dict": model.state_dict(), "loss": history.loss,
-                "extras": history.extras, "seconds": history.seconds}
+        return model_record(model, config, history)
 
     if not isinstance(config, HubertConfig):
         raise TypeError(f"config must be a HubertConfig, got {type(config).__name__}")
     name = f"hubert-r{RECIPE}-c{corpus_version(corpus)}-{digest(config)}{_corpus_tag(corpus)}"
-    art = cached(name, build, rebuild=rebuild)
-    model = TinyHubert(HubertConfig(**art["config"]))
-    model.load_state_dict(art["state_dict"])
-    model.history = {"loss": art["loss"], **art["extras"], "seconds": art["seconds"]}
-    return model.eval()
+    record = cached(name, build, rebuild=rebuild)
+    return restore(TinyHubert(record["config"]), record)
 
 
 def _ssl_frames(model: TinyHubert, norm: FeatureNorm, wav: torch.Tensor, layer: int) -> torch.Tensor:
@@ -701,8 +699,8 @@ def _ssl_frames(model: TinyHubert, norm: FeatureNorm, wav: torch.Tensor, layer: 
 
 
 def load_ssl_units(
-    layer: int | None = None, k: int = 100, seed: int = 0, rebuild: bool = False, progress: bool = True,
-    corpus: Corpus | None = None,
+    layer: int | None = None, k: int = 100, seed: int = 0, *, corpus: Corpus | None = None, rebuild: bool = False,
+    progress: bool = True,
 ) -> SslUnits:
     """Self-supervised units: k-means (K=``k``) on one layer of :func:`load_hubert` (default: ``unit_layer``); cached."""
 
@@ -727,8 +725,8 @@ def load_ssl_units(
 
 
 def load_unit_vocoder(
-    tokenizer: _KMeansUnits, config: VocoderConfig = VocoderConfig(), rebuild: bool = False, progress: bool = True,
-    corpus: Corpus | None = None,
+    tokenizer: _KMeansUnits, config: VocoderConfig | None = None, *, corpus: Corpus | None = None,
+    rebuild: bool = False, progress: bool = True,
 ) -> UnitVocoder:
     """A :class:`UnitVocoder` for ``tokenizer`` 's units, from the cache or trained (a short run).
 
@@ -736,6 +734,9 @@ def load_unit_vocoder(
     """
     if not isinstance(tokenizer, _KMeansUnits):
         raise TypeError(f"tokenizer must be MelUnits or SslUnits, got {type(tokenizer).__name__}")
+    config = VocoderConfig() if config is None else config
+    if not isinstance(config, VocoderConfig):
+        raise TypeError(f"config must be a VocoderConfig (or None for the recipe's), got {type(config).__name__}")
 
     def build() -> dict:
         from slm_course.corpus import load_corpus
@@ -743,16 +744,12 @@ def load_unit_vocoder(
         data = corpus or load_corpus(progress=False)
         wavs = [data.wav(u) for u in data.split("train")]
         model, history = train_unit_vocoder(tokenizer, wavs, config, progress=progress)
-        return {"config": asdict(config), "state_dict": model.state_dict(), "loss": history.loss,
-                "seconds": history.seconds}
+        return model_record(model, config, history)
 
     units_key = digest(tokenizer.centroids.numpy().round(4))
     name = f"vocoder-r{RECIPE}-{tokenizer.name}-{units_key}-{digest(config)}{_corpus_tag(corpus)}"
-    art = cached(name, build, rebuild=rebuild)
-    model = UnitVocoder(tokenizer.vocab_size, VocoderConfig(**art["config"]))
-    model.load_state_dict(art["state_dict"])
-    model.history = {"loss": art["loss"], "seconds": art["seconds"]}
-    return model.eval()
+    record = cached(name, build, rebuild=rebuild)
+    return restore(UnitVocoder(tokenizer.vocab_size, record["config"]), record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -803,7 +800,7 @@ def resynthesis_cer(tokenizer: _KMeansUnits, vocoder: UnitVocoder, utterances: S
     return cer(refs, asr.transcribe(resynth)), cer(refs, asr.transcribe(list(wavs)))
 
 
-def benchmark(n_test: int = 120) -> dict:
+def bench_units(n_test: int = 120) -> dict:
     """Log-mel and self-supervised units (K=100) on 120 utterances of the held-out speakers (as notebook 02).
 
     ``abx_*`` are on the units (each frame as its unit's centroid); ``abx_across_onehot_*`` and

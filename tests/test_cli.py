@@ -25,7 +25,19 @@ def test_bench_prints_json_last(monkeypatch, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert result["accuracy"] == 0.5 and result["benchmark"] == "toy" and "seconds" in result
+    env = result["environment"]  # what the numbers depend on beyond the recipe
+    assert env["torch"].startswith("2.") and env["torch_cpu_capability"] and isinstance(env["cpu_features"], list)
+    assert env["lock_mismatches"] == []
     assert len(lines) == 1
+
+
+def test_every_benchmark_names_a_bench_function_that_exists():
+    import importlib
+
+    for name, (target, about) in bench.BENCHMARKS.items():
+        module, fn = target.split(":")
+        assert fn == "bench_" + name.replace("-", "_"), f"{name}: one naming scheme, bench_<name>"
+        assert callable(getattr(importlib.import_module(module), fn)) and about
 
 
 def test_corpus_build_prints_summary_json(tmp_path, capsys):

@@ -167,7 +167,7 @@ def test_codec_errors_say_what_to_do(tiny_codec):
         tiny_codec.decode(ids + 16)
     with pytest.raises(ValueError, match=r"fewer levels"):
         tiny_codec.decode(torch.cat([ids, ids]))
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(TypeError, match="integer token ids"):
         tiny_codec.decode(ids.float())
     with pytest.raises(ValueError, match="1..4"):
         tiny_codec.resynthesize(_tone(1000), 5)

@@ -120,7 +120,7 @@ def test_cached_rebuilds_corrupted_artifact(cache: Path, capsys: pytest.CaptureF
     out = cached("model", build)
     assert calls == [1] and torch.equal(out, torch.full((100,), 2.0))
     message = capsys.readouterr().out
-    assert f"cache: {path} is corrupted" in message and "rebuilding it" in message
+    assert f"cache: {path} cannot be used" in message and "rebuilding it" in message
     assert torch.equal(load_artifact(path), out)  # the rebuilt artifact is valid
 
 

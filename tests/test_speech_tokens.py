@@ -56,7 +56,7 @@ def test_tokenizer_validates_audio_and_ids():
         tok.encode(np.zeros((2, 3200), dtype=np.float32))
     with pytest.raises(ValueError, match=r"0\.\.3"):
         tok.check_ids(torch.tensor([0, 4]))
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(TypeError, match="integer token ids"):
         tok.check_ids(torch.tensor([0.5]))
     with pytest.raises(NotImplementedError, match="cannot turn tokens back"):
         tok.decode(tokens)

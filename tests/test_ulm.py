@@ -176,7 +176,7 @@ def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
     assert calls == [1]  # the text LM is asked for only when training
     assert first.metrics["warm_start"] and first.metrics["val_loss"] == again.metrics["val_loss"]
     assert first.score(seqs[:3])[0].allclose(again.score(seqs[:3])[0])
-    assert len(again.loss_curve) == cfg.steps
+    assert len(again.history["loss"]) == cfg.steps
 
 
 def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monkeypatch):
