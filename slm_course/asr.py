@@ -45,7 +45,7 @@ from torch import nn
 
 from slm_course import audio
 from slm_course.metrics import cer, normalize_text, wer
-from slm_course.runtime import artifact_record, cached, digest, seed_everything
+from slm_course.runtime import artifact_record, cached, digest, recipe_config, seed_everything
 from slm_course.train import History, TrainConfig, model_record, restore, train
 
 if TYPE_CHECKING:
@@ -566,9 +566,7 @@ def load_asr(
     >>> asr = load_asr(); sorted(asr.metrics)             # doctest: +SKIP
     ['cer', 'utterances', 'wer']
     """
-    config = AsrConfig() if config is None else config
-    if not isinstance(config, AsrConfig):
-        raise TypeError(f"config must be an AsrConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, AsrConfig())
 
     def build() -> dict[str, Any]:
         from slm_course.corpus import load_corpus
@@ -633,7 +631,7 @@ def load_fsdd_asr(
     The cache name holds the config and the recordings it trains on, so a different FSDD copy gets its own model.
     Raises :class:`slm_course.fsdd.FsddMissing` (saying how to get FSDD) when no copy is found.
     """
-    config = FSDD_CONFIG if config is None else config
+    config = recipe_config(config, FSDD_CONFIG)
     if fsdd is None:
         from slm_course.fsdd import load_fsdd
 

@@ -66,7 +66,7 @@ import torch
 from slm_course import audio
 from slm_course.corpus import corpus_version
 from slm_course.lm import IGNORE, LM, LMConfig, sample_next
-from slm_course.runtime import artifact_record, digest
+from slm_course.runtime import artifact_record, digest, recipe_config
 from slm_course.speech_tokens import check_ids, deduplicate, expand, tokenizer_key
 from slm_course.train import model_record, restore
 from slm_course.ulm import BOS, N_SPECIAL, PAD, UlmConfig, UnitLM
@@ -736,9 +736,7 @@ def load_stages(config: AudioLMConfig | None = None, *, corpus: Corpus | None = 
     from slm_course.runtime import cached
     from slm_course.ulm import load_tokenizer
 
-    config = AudioLMConfig() if config is None else config
-    if not isinstance(config, AudioLMConfig):
-        raise TypeError(f"config must be an AudioLMConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, AudioLMConfig())
     if corpus is None:
         from slm_course.corpus import load_corpus
 

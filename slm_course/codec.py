@@ -50,7 +50,7 @@ from torch import nn
 
 from slm_course import audio
 from slm_course.metrics import MEL_FLOOR, mel_distance, si_snr  # noqa: F401 (re-exported: codec.si_snr)
-from slm_course.runtime import artifact_record, cached, digest, seed_everything
+from slm_course.runtime import artifact_record, cached, digest, recipe_config, seed_everything
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids
 from slm_course.train import History, TrainConfig, model_record, restore, train
 
@@ -434,9 +434,7 @@ def load_codec(config: CodecConfig | None = None, *, corpus: Corpus | None = Non
 
     >>> codec = load_codec()                             # doctest: +SKIP
     """
-    config = CodecConfig() if config is None else config
-    if not isinstance(config, CodecConfig):
-        raise TypeError(f"config must be a CodecConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, CodecConfig())
 
     def build() -> dict[str, Any]:
         from slm_course.corpus import load_corpus

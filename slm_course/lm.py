@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slm_course.runtime import artifact_record
+from slm_course.runtime import artifact_record, recipe_config
 from slm_course.speech_tokens import check_ids
 
 IGNORE = -100  # target id that the loss skips (padding, prompts)
@@ -380,9 +380,7 @@ def train_text_lm(config: TextLMConfig = TextLMConfig(), progress: bool = True) 
 
 def load_text_lm(config: TextLMConfig | None = None, *, rebuild: bool = False, progress: bool = True) -> TextLM:
     """The notebook-01 text LM from the cache, or trained now with the same recipe and seed (on grammar text, not the corpus)."""
-    config = TextLMConfig() if config is None else config
-    if not isinstance(config, TextLMConfig):
-        raise TypeError(f"config must be a TextLMConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, TextLMConfig())
     from slm_course.corpus import corpus_version  # the grammar's sentences change with the corpus version
     from slm_course.runtime import cached, digest
     from slm_course.text import CharTokenizer

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm_course.corpus import corpus_version
-from slm_course.runtime import artifact_record, digest
+from slm_course.runtime import artifact_record, digest, recipe_config
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 from slm_course.train import model_record, restore
 
@@ -258,9 +258,7 @@ def load_normalized_units(config: NormalizerConfig | None = None, *, corpus: Cor
     from slm_course.runtime import cached
     from slm_course.units import load_ssl_units
 
-    config = NormalizerConfig() if config is None else config
-    if not isinstance(config, NormalizerConfig):
-        raise TypeError(f"config must be a NormalizerConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, NormalizerConfig())
     if corpus is None:
         from slm_course.corpus import load_corpus
 

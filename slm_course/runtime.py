@@ -53,6 +53,7 @@ __all__ = [
     "artifact_record",
     "cache_dir",
     "cached",
+    "recipe_config",
     "digest",
     "file_sha256",
     "load_artifact",
@@ -164,6 +165,26 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def recipe_config(config: Any, recipe: T) -> T:
+    """What a loader trains with: ``recipe`` (the course's config) when ``config`` is None, else ``config``,
+    which must be of the recipe's class.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Cfg:
+    ...     steps: int = 10
+    >>> recipe_config(None, Cfg()).steps, recipe_config(Cfg(steps=3), Cfg()).steps
+    (10, 3)
+    """
+    if config is None:
+        return recipe
+    if not isinstance(config, type(recipe)):
+        name = type(recipe).__name__
+        raise TypeError(f"config must be a {name} (or None for the course's recipe), got {type(config).__name__}; "
+                        f"e.g. {name}(steps=100)")
+    return config
 
 
 def _digest_bytes(part: Any) -> bytes:

@@ -27,7 +27,7 @@ import torch
 
 from slm_course.corpus import corpus_version
 from slm_course.lm import LM, LMConfig, TextLMConfig
-from slm_course.runtime import digest
+from slm_course.runtime import digest, recipe_config
 from slm_course.speech_tokens import check_ids, tokenizer_key
 from slm_course.train import model_record, restore
 
@@ -611,9 +611,7 @@ def load_fsdd_unit_lm(
 
     ``config``: default ``None``, :data:`FSDD_ULM_CONFIG` (short windows: FSDD takes are single words).
     """
-    config = FSDD_ULM_CONFIG if config is None else config
-    if not isinstance(config, UlmConfig):
-        raise TypeError(f"config must be a UlmConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, FSDD_ULM_CONFIG)
     tokenizer = load_tokenizer(kind)
     data = fsdd_unit_data(tokenizer, fsdd, progress)
     name = f"fsdd-unit-lm-r{RECIPE}-{kind}-{tokenizer_key(tokenizer)}-{digest(config)}-{len(data['train'])}"
@@ -695,9 +693,7 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig | None = No
     if kind not in ("reference", "ssl", "norm", "mel"):
         raise ValueError(f"kind must be 'reference' (one voice's units) or a tokenizer kind ('ssl', 'norm', 'mel'), "
                          f"got {kind!r}")
-    config = TWIST_CONFIG if config is None else config
-    if not isinstance(config, UlmConfig):
-        raise TypeError(f"config must be a UlmConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, TWIST_CONFIG)
     if corpus is None:
         from slm_course.corpus import load_corpus
 

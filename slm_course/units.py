@@ -43,7 +43,7 @@ from torch import nn
 from slm_course import audio
 from slm_course.corpus import corpus_version
 from slm_course.hubert import HubertConfig, TinyHubert
-from slm_course.runtime import artifact_record, cached, digest, seed_everything
+from slm_course.runtime import artifact_record, cached, digest, recipe_config, seed_everything
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens, check_ids, deduplicate, expand
 from slm_course.train import History, TrainConfig, model_record, restore, train
 
@@ -645,7 +645,7 @@ def train_hubert(
     corpus: Corpus, targets: MelUnits, config: HubertConfig | None = None, progress: bool = True
 ) -> tuple[TinyHubert, History]:
     """Train a :class:`TinyHubert` on the corpus' training split to predict ``targets`` ' units (default config: the recipe's)."""
-    config = HubertConfig() if config is None else config
+    config = recipe_config(config, HubertConfig())
     if targets.vocab_size != config.n_targets:
         raise ValueError(f"config.n_targets={config.n_targets} but the target units have K={targets.vocab_size}")
     M = config.n_mels
@@ -675,8 +675,7 @@ def load_hubert(
     config: HubertConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False, progress: bool = True
 ) -> TinyHubert:
     """The tiny HuBERT (:mod:`slm_course.hubert`), from the cache or trained (a short run) on log-mel units."""
-
-    config = config or HubertConfig()
+    config = recipe_config(config, HubertConfig())
 
     def build() -> dict:
         from slm_course.corpus import load_corpus
@@ -686,8 +685,6 @@ def load_hubert(
         model, history = train_hubert(data, targets, config, progress=progress)
         return model_record(model, config, history)
 
-    if not isinstance(config, HubertConfig):
-        raise TypeError(f"config must be a HubertConfig, got {type(config).__name__}")
     name = f"hubert-r{RECIPE}-c{corpus_version(corpus)}-{digest(config)}{_corpus_tag(corpus)}"
     record = cached(name, build, rebuild=rebuild)
     return restore(TinyHubert(record["config"]), record)
@@ -734,9 +731,7 @@ def load_unit_vocoder(
     """
     if not isinstance(tokenizer, _KMeansUnits):
         raise TypeError(f"tokenizer must be MelUnits or SslUnits, got {type(tokenizer).__name__}")
-    config = VocoderConfig() if config is None else config
-    if not isinstance(config, VocoderConfig):
-        raise TypeError(f"config must be a VocoderConfig (or None for the recipe's), got {type(config).__name__}")
+    config = recipe_config(config, VocoderConfig())
 
     def build() -> dict:
         from slm_course.corpus import load_corpus
