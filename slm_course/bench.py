@@ -24,7 +24,7 @@ BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
     "asr": ("slm_course.asr:bench_asr", "the cached CTC ASR (notebook 01): CER/WER on held-out speakers"),
     "fsdd-asr": ("slm_course.asr:bench_fsdd_asr",
                  "the cached FSDD recogniser (notebook 01), then trains one per left-out speaker: digit accuracy"),
-    "textlm": ("slm_course.lm:bench_textlm",
+    "textlm": ("slm_course.textlm:bench_textlm",
                "the cached text LM (notebook 01); trains an untrained copy and transformers' Llama for throughput"),
     "cascade": ("slm_course.cascade:bench_cascade",
                 "ASR -> text LM -> TTS (notebook 01): what its text keeps and loses, and its latency"),

@@ -137,7 +137,7 @@ def bench_cascade() -> dict:
     """The cascade of notebook 01: text-vs-audio probes on held-out speakers, and latency."""
     from slm_course.asr import load_asr
     from slm_course.corpus import load_corpus
-    from slm_course.lm import load_text_lm
+    from slm_course.textlm import load_text_lm
 
     corpus = load_corpus(progress=False)
     asr, lm = load_asr(progress=False), load_text_lm(progress=False)

@@ -69,7 +69,7 @@ STEPS: tuple[Step, ...] = (
 
 
 def _build(name: str) -> None:
-    from slm_course import asr, audiolm, codec, lm, ulm, units
+    from slm_course import asr, audiolm, codec, textlm, ulm, units
     from slm_course.corpus import load_corpus
     from slm_course.fsdd import load_fsdd
 
@@ -103,7 +103,7 @@ def _build(name: str) -> None:
     elif name == "codec":
         codec.load_codec(progress=False)
     elif name == "text-lm":
-        lm.load_text_lm(progress=False)
+        textlm.load_text_lm(progress=False)
     elif name == "twist-reference":
         ulm.load_twist_comparison("reference", progress=False)
     elif name == "audiolm":

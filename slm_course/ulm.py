@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from slm_course.corpus import corpus_version
-from slm_course.lm import LM, LMConfig, TextLMConfig
+from slm_course.lm import LM, LMConfig
 from slm_course.runtime import digest, recipe_config
 from slm_course.speech_tokens import check_ids, tokenizer_key
+from slm_course.textlm import TextLMConfig
 from slm_course.train import model_record, restore
 
 __all__ = [
@@ -450,7 +451,7 @@ def load_unit_lm(
     data = unit_data(corpus, tokenizer, progress)
 
     def text_body():
-        from slm_course.lm import load_text_lm
+        from slm_course.textlm import load_text_lm
 
         return load_text_lm(progress=progress).model
 
@@ -514,8 +515,8 @@ def bench_ulm() -> dict:
     """
     from slm_course.asr import load_asr
     from slm_course.corpus import load_corpus
-    from slm_course.lm import load_text_lm
     from slm_course.normalizer import speaker_probe
+    from slm_course.textlm import load_text_lm
 
     corpus = load_corpus(progress=False)
     text = text_topline(corpus, load_asr(progress=False), load_text_lm(progress=False))
@@ -683,12 +684,12 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig | None = No
 
     ``kind``: ``"reference"`` (default), one voice's units (:func:`reference_unit_data`), or the units
     of a tokenizer over all the voices (``"ssl"``, ``"norm"``, ``"mel"``: :func:`load_tokenizer`).
-    The text LM is :func:`slm_course.lm.load_text_lm` with ``text_config`` (default ``None``: notebook
+    The text LM is :func:`slm_course.textlm.load_text_lm` with ``text_config`` (default ``None``: notebook
     01's LM, whose 128-character window is the unit LM's). Six short trainings (cold and warm, three
     seeds): a few minutes the first time, then instant.
     """
-    from slm_course.lm import load_text_lm
     from slm_course.runtime import cached
+    from slm_course.textlm import load_text_lm
 
     if kind not in ("reference", "ssl", "norm", "mel"):
         raise ValueError(f"kind must be 'reference' (one voice's units) or a tokenizer kind ('ssl', 'norm', 'mel'), "

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slm_course.cascade import Cascade, text_probe_accuracy, what_text_loses
-from slm_course.lm import TextLMConfig, train_text_lm
+from slm_course.textlm import TextLMConfig, train_text_lm
 
 
 class OracleAsr:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slm_course.lm import IGNORE, LM, LMConfig, TextLMConfig, load_text_lm, train_text_lm
+from slm_course.lm import IGNORE, LM, LMConfig
+from slm_course.textlm import TextLMConfig, load_text_lm, train_text_lm
 from slm_course.train import TrainConfig, train
 
 
@@ -143,7 +144,7 @@ def test_text_lm_trains_and_caches(tmp_path, monkeypatch):
     assert hist.final_loss(10) < 0.75 * hist.loss[0]
     assert lm.metrics["val_ppl"] < lm.tokenizer.vocab_size  # better than uniform over characters
     calls = []
-    import slm_course.lm as lm_module
+    import slm_course.textlm as lm_module
 
     real = lm_module.train_text_lm
     monkeypatch.setattr(lm_module, "train_text_lm", lambda *a, **k: calls.append(1) or real(*a, **k))
