@@ -634,7 +634,7 @@ def load_mel_units(k: int = 100, seed: int = 0, *, corpus: Corpus | None = None,
     def build() -> dict:
         from slm_course.corpus import load_corpus
 
-        units = train_mel_units(corpus or load_corpus(progress=False), k, seed)
+        units = train_mel_units(corpus or load_corpus(progress=progress), k, seed)
         return {"mean": units.norm.mean, "std": units.norm.std, "centroids": units.centroids}
 
     art = cached(f"units-mel-r{RECIPE}-c{corpus_version(corpus)}-k{k}-s{seed}{_corpus_tag(corpus)}", build, rebuild=rebuild)
