@@ -242,3 +242,24 @@ def test_config_records_load_only_when_allow_listed(tmp_path: Path) -> None:
         load_artifact(other)
     with pytest.raises(TypeError, match="dataclass"):
         runtime.artifact_record(int)
+
+
+def test_an_artifact_of_another_layout_is_stale_and_rebuilt(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = cache / "model.pt"
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": torch.zeros(2)}, old)  # written by an older version: no layout version
+    old.with_name("model.pt.sha256").write_text(f"{runtime.file_sha256(old)} {old.stat().st_size}\n")
+    with pytest.raises(runtime.StaleArtifact, match=f"reads layout {runtime.ARTIFACT_FORMAT}"):
+        load_artifact(old)
+    assert cached("model", lambda: {"state_dict": torch.ones(2)})["state_dict"].sum() == 2
+    assert "cannot be used" in capsys.readouterr().out
+    assert load_artifact(old)["state_dict"].sum() == 2  # rebuilt in the current layout
+
+
+def test_recipe_config_defaults_and_checks() -> None:
+    from slm_course.asr import AsrConfig
+
+    assert runtime.recipe_config(None, AsrConfig()) == AsrConfig()
+    assert runtime.recipe_config(AsrConfig(steps=5), AsrConfig()).steps == 5
+    with pytest.raises(TypeError, match=r"config must be a AsrConfig \(or None for the course's recipe\)"):
+        runtime.recipe_config({"steps": 5}, AsrConfig())
