@@ -135,7 +135,7 @@ def what_text_loses(corpus, asr, n_train: int = 1200, seed: int = 0, progress: b
 
 def bench_cascade() -> dict:
     """The cascade of notebook 01: text-vs-audio probes on held-out speakers, and latency."""
-    from slm_course.asr import load_asr
+    from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
     from slm_course.textlm import load_text_lm
 

@@ -5,7 +5,7 @@ cluster (unit) that an earlier model assigned to it. Its first iteration's targe
 clusters of MFCCs; the second iteration re-clusters a layer of the first model and trains again.
 Here, in miniature: the targets are the log-mel units of :mod:`slm_course.units`, and k-means on
 one of this model's layers gives the self-supervised units (:class:`slm_course.units.SslUnits`).
-This file is the model alone; :func:`slm_course.units.train_hubert` is the course's recipe for it.
+This file is the model alone; :func:`slm_course.units_recipe.train_hubert` is the course's recipe for it.
 
 What is new over the log-mel units is *context* and *invariance*: to guess a hidden frame's unit
 the model must use its neighbours (up to seconds away), and because its input is randomly

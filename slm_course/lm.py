@@ -23,7 +23,7 @@ sequence's summed log-likelihood (the zero-shot metrics of notebook 04 compare s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -202,12 +202,23 @@ class LM(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None, stop_token: int | None = None,
-                 banned: Sequence[int] | None = None) -> torch.Tensor:
+                 banned: Sequence[int] | None = None, *, extra: dict | None = None,
+                 forced: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 choices: Callable[[int], tuple[int, int]] | None = None) -> torch.Tensor:
         """Continue `prompt` (T,) or (B, T) by sampling; returns prompt + new tokens (single stream).
 
         Uses a key/value cache: each step runs the model on one new token only. temperature=0 is greedy.
         `banned`: token ids that are never sampled (their logits are set to -inf), e.g. `<eos>` to
         make a continuation run its full length.
+
+        Three hooks make this the course's one decoding loop, for conditioned and structured
+        sequences too (AudioLM's acoustic stages use all three; positions count from 0, the prompt's
+        first token):
+
+        - `extra`: {name: (B, T + max_new_tokens) ids}, an extra embedding for every position;
+        - `forced`: `(tokens, mask)`, both (B, T + max_new_tokens): where `mask` is True the token is
+          taken from `tokens` instead of sampled (rows whose prompt is longer than the others');
+        - `choices(pos) -> (lo, hi)`: the token at position `pos` is drawn among ids lo..hi-1 only.
         """
         if self.cfg.n_streams != 1:
             raise ValueError("generate() samples one stream; multi-stream models need their own decoding loop.")
@@ -225,19 +236,35 @@ class LM(nn.Module):
             if int(ban.min()) < 0 or int(ban.max()) >= self.cfg.vocab_size or len(ban.unique()) >= self.cfg.vocab_size:
                 raise ValueError(f"banned must be ids in 0..{self.cfg.vocab_size - 1}, leaving at least one to sample; "
                                  f"got {sorted(set(ban.tolist()))}")
-        if tokens.shape[1] + max_new_tokens > self.cfg.max_len:
-            raise ValueError(f"prompt ({tokens.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
+        B, T = tokens.shape
+        L = T + max_new_tokens
+        if L > self.cfg.max_len:
+            raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds "
                              f"max_len={self.cfg.max_len}; generate fewer tokens or crop the prompt.")
+        for name, ids in (extra or {}).items():
+            if tuple(ids.shape) != (B, L):
+                raise ValueError(f"extra[{name!r}] must be (B, prompt + max_new_tokens) = {(B, L)}, got {tuple(ids.shape)}")
+        if forced is not None and not (tuple(forced[0].shape) == tuple(forced[1].shape) == (B, L)):
+            raise ValueError(f"forced must be (tokens, mask), both (B, prompt + max_new_tokens) = {(B, L)}")
         was_training = self.training
         self.eval()
         caches: list[dict] = [{} for _ in self.blocks]
-        logits = self.heads[0](self.hidden(tokens, caches=caches))[:, -1]  # (B, V)
+        window = {k: v[:, :T] for k, v in extra.items()} if extra else None
+        logits = self.heads[0](self.hidden(tokens, window, caches))[:, -1]  # (B, V)
         out = [tokens]
-        done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
         for i in range(max_new_tokens):
+            pos = T + i
+            lo, hi = choices(pos) if choices is not None else (0, self.cfg.vocab_size)
             if ban is not None:
                 logits = logits.index_fill(-1, ban.to(logits.device), float("-inf"))
-            nxt = sample_next(logits, temperature, top_k, generator)[:, None]  # (B, 1)
+            if choices is not None:
+                nxt = sample_next(logits[:, lo:hi], temperature, top_k, generator) + lo  # among lo..hi-1 only
+            else:
+                nxt = sample_next(logits, temperature, top_k, generator)  # (B,)
+            if forced is not None:
+                nxt = torch.where(forced[1][:, pos], forced[0][:, pos], nxt)
+            nxt = nxt[:, None]  # (B, 1)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done[:, None], stop_token)
                 done |= nxt[:, 0] == stop_token
@@ -245,8 +272,8 @@ class LM(nn.Module):
             if stop_token is not None and bool(done.all()):
                 break
             if i + 1 < max_new_tokens:
-                pos = tokens.shape[1] + i
-                logits = self.heads[0](self.hidden(nxt, caches=caches, start=pos))[:, -1]
+                window = {k: v[:, pos : pos + 1] for k, v in extra.items()} if extra else None
+                logits = self.heads[0](self.hidden(nxt, window, caches, start=pos))[:, -1]
         self.train(was_training)
         result = torch.cat(out, dim=1)
         return result[0] if squeeze else result

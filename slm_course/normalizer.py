@@ -256,7 +256,7 @@ def load_normalized_units(config: NormalizerConfig | None = None, *, corpus: Cor
                           rebuild: bool = False, progress: bool = True) -> NormalizedUnits:
     """The notebook-04 speaker-normalised units, from the cache or trained now (a few minutes; same recipe and seed)."""
     from slm_course.runtime import cached
-    from slm_course.units import load_ssl_units
+    from slm_course.units_recipe import load_ssl_units
 
     config = recipe_config(config, NormalizerConfig())
     if corpus is None:

@@ -69,7 +69,7 @@ STEPS: tuple[Step, ...] = (
 
 
 def _build(name: str) -> None:
-    from slm_course import asr, audiolm, codec, textlm, ulm, units
+    from slm_course import asr_recipe, audiolm_recipe, codec_recipe, textlm, twist, ulm_recipe, units_recipe
     from slm_course.corpus import load_corpus
     from slm_course.fsdd import load_fsdd
 
@@ -77,45 +77,45 @@ def _build(name: str) -> None:
         load_corpus(progress=False)
     elif name == "mel-units":
         for k in (50, 100, 200):
-            units.load_mel_units(k=k)
+            units_recipe.load_mel_units(k=k)
     elif name == "hubert":
-        units.load_hubert(progress=False)
+        units_recipe.load_hubert(progress=False)
     elif name == "ssl-units":
         from slm_course.hubert import HubertConfig
 
         for layer in range(HubertConfig().n_layers + 1):
-            units.load_ssl_units(layer=layer, progress=False)
+            units_recipe.load_ssl_units(layer=layer, progress=False)
         for k in (50, 200):
-            units.load_ssl_units(k=k, progress=False)
+            units_recipe.load_ssl_units(k=k, progress=False)
     elif name == "unit-data":
-        ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer(ulm.UNITS))
+        ulm_recipe.unit_data(load_corpus(progress=False), ulm_recipe.load_tokenizer(ulm_recipe.UNITS))
     elif name == "unit-lm":
-        ulm.load_unit_lm(ulm.UNITS, progress=False)
+        ulm_recipe.load_unit_lm(ulm_recipe.UNITS, progress=False)
     elif name == "normalizer":
-        ulm.load_tokenizer("norm")
+        ulm_recipe.load_tokenizer("norm")
     elif name == "extra-corpus":
-        load_corpus(n_utterances=ulm.NORM_CONFIG.extra_speech, seed=ulm.EXTRA_SEED, pairs_per_set=1, progress=False)
+        load_corpus(n_utterances=ulm_recipe.NORM_CONFIG.extra_speech, seed=ulm_recipe.EXTRA_SEED, pairs_per_set=1, progress=False)
     elif name == "norm-unit-lm":
-        ulm.unit_data(load_corpus(progress=False), ulm.load_tokenizer("norm"))
-        ulm.load_unit_lm("norm", progress=False)
+        ulm_recipe.unit_data(load_corpus(progress=False), ulm_recipe.load_tokenizer("norm"))
+        ulm_recipe.load_unit_lm("norm", progress=False)
     elif name == "asr":
-        asr.load_asr(progress=False)
+        asr_recipe.load_asr(progress=False)
     elif name == "codec":
-        codec.load_codec(progress=False)
+        codec_recipe.load_codec(progress=False)
     elif name == "text-lm":
         textlm.load_text_lm(progress=False)
     elif name == "twist-reference":
-        ulm.load_twist_comparison("reference", progress=False)
+        twist.load_twist_comparison("reference", progress=False)
     elif name == "audiolm":
-        audiolm.load_stages(progress=False)  # the acoustic stages; the semantic LM is norm-unit-lm
+        audiolm_recipe.load_stages(progress=False)  # the acoustic stages; the semantic LM is norm-unit-lm
     elif name == "vocoder":
-        units.load_unit_vocoder(ulm.load_tokenizer(ulm.UNITS), progress=False)
+        units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":
-        asr.load_fsdd_asr(fsdd=load_fsdd(), progress=False)
+        asr_recipe.load_fsdd_asr(fsdd=load_fsdd(), progress=False)
     elif name == "fsdd-unit-lm":
         fsdd = load_fsdd()
-        ulm.fsdd_unit_data(ulm.load_tokenizer(ulm.UNITS), fsdd)
-        ulm.load_fsdd_unit_lm(ulm.UNITS, fsdd=fsdd, progress=False)
+        ulm_recipe.fsdd_unit_data(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), fsdd)
+        ulm_recipe.load_fsdd_unit_lm(ulm_recipe.UNITS, fsdd=fsdd, progress=False)
     else:
         raise ValueError(f"no step {name!r}; `slm-course prepare --list` shows them")
 

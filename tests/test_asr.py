@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from slm_course import asr
+from slm_course import asr, asr_recipe
 from slm_course.metrics import cer
 
 TINY = asr.AsrConfig(channels=32, hidden=32, layers=1, dropout=0.0, steps=3, frames_per_batch=2000)
@@ -96,7 +96,7 @@ def test_silence_is_transcribed(model):
 
 
 def test_ctc_loss_matches_torch_by_hand(model):
-    batch = asr.make_batches(fake_examples([40, 44, 37, 41]), frames_per_batch=1000)(1)
+    batch = asr_recipe.make_batches(fake_examples([40, 44, 37, 41]), frames_per_batch=1000)(1)
     with torch.no_grad():
         loss = model(batch)["loss"]
         lp, out_lengths = model.log_probs(batch["feats"], batch["feat_lengths"])  # (B, T', V)
@@ -113,7 +113,7 @@ def test_ctc_loss_matches_torch_by_hand(model):
 
 def test_an_utterance_scores_the_same_alone_or_padded_in_a_batch(model):
     feats = [f for f, _ in fake_examples([23, 30, 17])]
-    x, lengths = asr._pad(feats)
+    x, lengths = asr.pad_features(feats)
     with torch.no_grad():
         together, _ = model.log_probs(x, lengths)
         for i, f in enumerate(feats):
@@ -129,7 +129,7 @@ def test_an_utterance_scores_the_same_alone_or_padded_in_a_batch(model):
 def test_batches_group_by_length_and_pad():
     lengths = [5, 50, 7, 48, 6, 49, 20, 21]
     examples = fake_examples(lengths)
-    batches = asr.make_batches(examples, frames_per_batch=150, seed=1)
+    batches = asr_recipe.make_batches(examples, frames_per_batch=150, seed=1)
     # cut from the length-sorted list, each batch as large as fits 150 frames (padding included)
     assert [[lengths[i] for i in g] for g in batches.groups] == [[5, 6, 7, 20, 21], [48, 49, 50]]
     for step in range(1, len(batches) + 1):
@@ -143,20 +143,20 @@ def test_batches_group_by_length_and_pad():
             assert (b["targets"][row, :s] > 0).all() and not b["targets"][row, s:].any()
     epoch = [tuple(batches(s)["feat_lengths"].tolist()) for s in range(1, len(batches) + 1)]
     assert sorted(epoch) == sorted(tuple(sorted(lengths[i] for i in g)) for g in batches.groups)  # each batch once
-    again = asr.make_batches(examples, frames_per_batch=150, seed=1)
+    again = asr_recipe.make_batches(examples, frames_per_batch=150, seed=1)
     assert [again.order(e) for e in range(3)] == [batches.order(e) for e in range(3)]  # the seed fixes the order
     assert len({tuple(batches.order(e)) for e in range(6)}) > 1  # and epochs are shuffled
 
 
 def test_make_batches_rejects_bad_input():
     with pytest.raises(ValueError, match="empty"):
-        asr.make_batches([])
+        asr_recipe.make_batches([])
     with pytest.raises(ValueError, match="frames_per_batch"):
-        asr.make_batches(fake_examples([300]), frames_per_batch=100)
+        asr_recipe.make_batches(fake_examples([300]), frames_per_batch=100)
     with pytest.raises(ValueError, match=r"\(frames, n_mels\)"):
-        asr.make_batches([(torch.randn(80), [1])])
+        asr_recipe.make_batches([(torch.randn(80), [1])])
     with pytest.raises(ValueError, match="step"):
-        asr.make_batches(fake_examples([10]))(0)
+        asr_recipe.make_batches(fake_examples([10]))(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,15 +194,15 @@ def test_config_and_training_inputs_are_checked(small_corpus):
     with pytest.raises(ValueError, match="dropout"):
         asr.AsrConfig(dropout=1.0)
     with pytest.raises(ValueError, match="no training utterances"):
-        asr.train_asr([], TINY, progress=False)
+        asr_recipe.train_asr([], TINY, progress=False)
     with pytest.raises(ValueError, match="vocabulary"):
-        asr.train_asr([(0.1 * torch.randn(16000), "3 cats")], TINY, progress=False)
+        asr_recipe.train_asr([(0.1 * torch.randn(16000), "3 cats")], TINY, progress=False)
     with pytest.raises(ValueError, match="stereo"):
-        asr.train_asr([(0.1 * torch.randn(2, 16000), "cats")], TINY, progress=False)
+        asr_recipe.train_asr([(0.1 * torch.randn(2, 16000), "cats")], TINY, progress=False)
     with pytest.raises(TypeError, match=r"\(wav, text\) pair"):
-        asr.train_asr([0.1 * torch.randn(16000)], TINY, progress=False)
+        asr_recipe.train_asr([0.1 * torch.randn(16000)], TINY, progress=False)
     with pytest.raises(TypeError, match="CtcAsr"):
-        asr.evaluate_asr(nn.Linear(2, 2), small_corpus)
+        asr_recipe.evaluate_asr(nn.Linear(2, 2), small_corpus)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_a_tiny_model_overfits_a_few_utterances(small_corpus):
     utts = sorted(small_corpus.split("train"), key=lambda u: u.duration)[:4]
     pairs = [(small_corpus.wav(u), u.text) for u in utts]
     config = asr.AsrConfig(channels=64, hidden=64, layers=1, dropout=0.0, steps=150, lr=5e-3, warmup_steps=10)
-    model, history = asr.train_asr(pairs, config, progress=False)
+    model, history = asr_recipe.train_asr(pairs, config, progress=False)
     assert history.loss[0] / history.final_loss(10) > 10
     hyps = model.transcribe([w for w, _ in pairs])
     assert cer([t for _, t in pairs], hyps) < 0.3, hyps
@@ -222,8 +222,8 @@ def test_a_tiny_model_overfits_a_few_utterances(small_corpus):
 
 def test_training_is_deterministic(small_corpus):
     pairs = [(small_corpus.wav(u), u.text) for u in small_corpus.split("train")[:6]]
-    a, ha = asr.train_asr(pairs, TINY, progress=False)
-    b, hb = asr.train_asr(pairs, TINY, progress=False)
+    a, ha = asr_recipe.train_asr(pairs, TINY, progress=False)
+    b, hb = asr_recipe.train_asr(pairs, TINY, progress=False)
     assert ha.loss == hb.loss
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not a.training
@@ -232,21 +232,21 @@ def test_training_is_deterministic(small_corpus):
 def test_load_asr_trains_once_then_loads_from_the_cache(small_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
     calls = []
-    real = asr.train_asr
+    real = asr_recipe.train_asr
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(asr, "train_asr", counting)
-    first = asr.load_asr(TINY, progress=False, corpus=small_corpus)
-    second = asr.load_asr(TINY, progress=False, corpus=small_corpus)
+    monkeypatch.setattr(asr_recipe, "train_asr", counting)
+    first = asr_recipe.load_asr(TINY, progress=False, corpus=small_corpus)
+    second = asr_recipe.load_asr(TINY, progress=False, corpus=small_corpus)
     assert len(calls) == 1 and len(list(tmp_path.glob("asr-*.pt"))) == 1
     assert not second.training and next(second.parameters()).device.type == "cpu"
     assert all(torch.equal(x, y) for x, y in zip(first.state_dict().values(), second.state_dict().values()))
     assert set(second.metrics) >= {"cer", "wer"} and second.config == TINY
-    asr.load_asr(TINY, rebuild=True, progress=False, corpus=small_corpus)
-    asr.load_asr(asr.AsrConfig(**{**TINY.__dict__, "seed": 1}), progress=False, corpus=small_corpus)
+    asr_recipe.load_asr(TINY, rebuild=True, progress=False, corpus=small_corpus)
+    asr_recipe.load_asr(asr.AsrConfig(**{**TINY.__dict__, "seed": 1}), progress=False, corpus=small_corpus)
     assert len(calls) == 3  # rebuild=True and another config both train
 
 
@@ -263,12 +263,12 @@ def test_fsdd_digits_are_learned_above_chance(fsdd_root):
     train, test = fsdd.split("train", speakers=speaker), fsdd.split("test", speakers=speaker)
     config = asr.AsrConfig(channels=64, hidden=64, layers=1, dropout=0.0, steps=400, lr=3e-3, warmup_steps=10,
                            frames_per_batch=500)
-    model, _ = asr.train_fsdd_asr(config, recordings=train, progress=False)
-    acc = asr.digit_accuracy(model, test)
+    model, _ = asr_recipe.train_fsdd_asr(config, recordings=train, progress=False)
+    acc = asr_recipe.digit_accuracy(model, test)
     assert acc > 0.3, acc  # chance (always the same digit) is 0.1; this budget gives 0.8-0.9
-    assert asr.digit_accuracy(model, asr.fsdd_examples(test)) == acc
+    assert asr_recipe.digit_accuracy(model, asr_recipe.fsdd_examples(test)) == acc
     with pytest.raises(ValueError, match="non-empty"):
-        asr.digit_accuracy(model, [])
+        asr_recipe.digit_accuracy(model, [])
 
 
 def test_load_fsdd_asr_caches_per_config(fsdd_root, tmp_path, monkeypatch):
@@ -278,14 +278,14 @@ def test_load_fsdd_asr_caches_per_config(fsdd_root, tmp_path, monkeypatch):
 
     monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
     fsdd = Fsdd(fsdd_root)
-    tiny = replace(asr.FSDD_CONFIG, steps=3, channels=16, hidden=16, layers=1)
-    first = asr.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)
+    tiny = replace(asr_recipe.FSDD_CONFIG, steps=3, channels=16, hidden=16, layers=1)
+    first = asr_recipe.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)
     cached_files = sorted(p.name for p in tmp_path.glob("asr-fsdd-*.pt"))
     assert len(cached_files) == 1
-    again = asr.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)  # from the cache: the same weights
+    again = asr_recipe.load_fsdd_asr(tiny, fsdd=fsdd, progress=False)  # from the cache: the same weights
     for a, b in zip(first.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
-    asr.load_fsdd_asr(replace(tiny, seed=1), fsdd=fsdd, progress=False)  # another config: another file
+    asr_recipe.load_fsdd_asr(replace(tiny, seed=1), fsdd=fsdd, progress=False)  # another config: another file
     assert len(list(tmp_path.glob("asr-fsdd-*.pt"))) == 2
 
 

@@ -14,17 +14,15 @@ from slm_course.audiolm import (
     AudioLM,
     AudioLMConfig,
     StageConfig,
-    _continuation_text,
     align_frames,
     duration_counts,
     flatten_levels,
     frame_tokens,
     make_stage,
     n_acoustic_frames,
-    prompt_frames,
-    train_stage,
     unflatten_levels,
 )
+from slm_course.audiolm_recipe import _continuation_text, prompt_frames, train_stage
 from slm_course.ulm import BOS, N_SPECIAL
 
 N = 16  # codes per level of the toy "codec"
@@ -277,7 +275,7 @@ def test_audiolm_inputs_are_validated(tiny_audiolm):
 
 
 def test_perturb_voice_scales_pitch():
-    from slm_course.audiolm import perturb_voice
+    from slm_course.audiolm_recipe import perturb_voice
 
     t = torch.arange(16000) / 16000
     wav = 0.5 * torch.sin(2 * torch.pi * 200 * t)  # 1 s at 200 Hz
@@ -311,8 +309,8 @@ def test_prompt_cut_at_a_word_boundary():
 
 
 def test_load_stages_checks_its_config():
-    from slm_course import audiolm
+    from slm_course import audiolm, audiolm_recipe
 
     with pytest.raises(TypeError, match="AudioLMConfig"):
-        audiolm.load_stages(config="coarse")
+        audiolm_recipe.load_stages(config="coarse")
     assert audiolm.AudioLMConfig().semantic is None  # notebook 04's recipe for the semantic units (ulm.default_config)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from slm_course import codec as C
+from slm_course import codec_recipe
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 
 TINY = C.CodecConfig(n_fft=256, hop=64, channels=16, blocks=1, code_dim=8, n_levels=4, codebook_size=16, steps=3,
@@ -23,7 +24,7 @@ def _tone(n: int = 8000, f: float = 220.0) -> torch.Tensor:
 def tiny_codec() -> C.Codec:
     torch.manual_seed(0)
     wavs = [_tone(6000, f) + 0.01 * torch.randn(6000) for f in (150.0, 200.0, 300.0)]
-    codec, history = C.train_codec(wavs, TINY, progress=False)
+    codec, history = codec_recipe.train_codec(wavs, TINY, progress=False)
     assert len(history.loss) == TINY.steps and all(math.isfinite(v) for v in history.loss)
     return codec
 
@@ -177,17 +178,17 @@ def test_codec_errors_say_what_to_do(tiny_codec):
 
 def test_evaluate_levels_reports_bitrate_and_quality(tiny_codec):
     wavs = [_tone(3000, f) for f in (180.0, 260.0)]
-    rows = C.evaluate_levels(tiny_codec, wavs, levels=[1, 4])
+    rows = codec_recipe.evaluate_levels(tiny_codec, wavs, levels=[1, 4])
     assert [r["n_levels"] for r in rows] == [1, 4]
     assert [r["bitrate_bps"] for r in rows] == [1000.0, 4000.0]
     assert all(math.isfinite(r["si_snr_db"]) and r["mel_distance"] >= 0 for r in rows)
     with pytest.raises(ValueError, match="both"):
-        C.evaluate_levels(tiny_codec, wavs, texts=["a", "b"])
+        codec_recipe.evaluate_levels(tiny_codec, wavs, texts=["a", "b"])
 
 
 def test_crop_batches_are_reproducible():
     wavs = [_tone(3000), _tone(500)]
-    batches = C.CropBatches(wavs, batch_size=4, segment=1024, seed=1)
+    batches = codec_recipe.CropBatches(wavs, batch_size=4, segment=1024, seed=1)
     a, b = batches(7), batches(7)
     assert a.shape == (4, 1024) and torch.equal(a, b)
     assert not torch.equal(batches(7), batches(8))
@@ -207,9 +208,9 @@ def test_load_codec_trains_once_then_loads_from_the_cache(tmp_path, monkeypatch,
 
     monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
     monkeypatch.setattr(slm_course.corpus, "load_corpus", lambda progress=True: small_corpus)
-    first = C.load_codec(TINY, progress=False)
+    first = codec_recipe.load_codec(TINY, progress=False)
     assert list(tmp_path.glob("codec-*.pt"))
-    second = C.load_codec(TINY, progress=False)
+    second = codec_recipe.load_codec(TINY, progress=False)
     wav = small_corpus.wav(small_corpus.split("train")[0])
     assert torch.equal(first.encode(wav).ids, second.encode(wav).ids)
     assert len(second.history["loss"]) == TINY.steps

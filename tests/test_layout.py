@@ -154,6 +154,19 @@ def test_contributing_shows_the_current_layout():
     assert shown == table(), "CONTRIBUTING.md's layout table is stale: run `.venv/bin/python tests/test_layout.py`"
 
 
+MODEL_FILES = {"asr": 400, "codec": 400, "hubert": 400, "lm": 400, "ulm": 400, "units": 400, "audiolm": 600}
+
+
+def test_model_files_stay_readable_in_one_sitting():
+    """A model file holds the model, its config and forward/generate only (CONTRIBUTING.md): a few hundred lines."""
+    for name, limit in MODEL_FILES.items():
+        n = len((PACKAGE / f"{name}.py").read_text().splitlines())
+        assert n <= limit, f"slm_course/{name}.py has {n} lines (limit {limit}): move recipe code to {name}_recipe.py"
+        recipe_words = ("def load_", "def bench_", "cached(")
+        text = (PACKAGE / f"{name}.py").read_text()
+        assert not any(w in text for w in recipe_words), f"slm_course/{name}.py holds recipe code ({recipe_words})"
+
+
 if __name__ == "__main__":
     text = CONTRIBUTING.read_text()
     head, rest = text.split(BEGIN, 1)

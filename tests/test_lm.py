@@ -121,6 +121,36 @@ def test_generate_never_samples_banned_tokens():
     assert again[0] != greedy[0]  # greedy decoding takes the best token that is allowed
 
 
+def test_generate_hooks_condition_force_and_restrict_tokens():
+    """The one decoding loop's hooks (AudioLM's acoustic stages use them): extra ids, forced tokens, choices."""
+    m = small(extra_embeddings=(("cond", 4),))
+    prompt = torch.randint(0, 23, (2, 3))
+    L = 3 + 9
+    cond = torch.randint(0, 4, (2, L))
+    # greedy with extra ids equals a full recompute with the same ids
+    fast = m.generate(prompt, 9, temperature=0, extra={"cond": cond})
+    slow = prompt
+    for _ in range(9):
+        T = slow.shape[1]
+        slow = torch.cat([slow, m.logits(slow, {"cond": cond[:, :T]})[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(fast, slow)
+    # choices: each position draws only among its ids; forced: the given tokens where the mask says so
+    window = lambda pos: (5, 9) if pos % 2 else (10, 12)  # noqa: E731
+    forced_tokens = torch.full((2, L), 20)
+    mask = torch.zeros(2, L, dtype=torch.bool)
+    mask[0, 4] = mask[1, 7] = True
+    out = m.generate(prompt, 9, temperature=2.0, generator=torch.Generator().manual_seed(0), extra={"cond": cond},
+                     forced=(forced_tokens, mask), choices=window)
+    for pos in range(3, L):
+        for row in range(2):
+            lo, hi = window(pos)
+            assert out[row, pos] == 20 if mask[row, pos] else lo <= out[row, pos] < hi
+    with pytest.raises(ValueError, match="extra"):
+        m.generate(prompt, 9, extra={"cond": cond[:, :5]})
+    with pytest.raises(ValueError, match="forced"):
+        m.generate(prompt, 9, forced=(forced_tokens[:, :4], mask[:, :4]))
+
+
 def test_lm_learns_a_pattern():
     m = small().train()
     seq = torch.arange(23).repeat(4)[:48]  # a deterministic cycle: perfectly predictable

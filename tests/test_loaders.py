@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
-MODULES = ["asr", "audiolm", "codec", "normalizer", "textlm", "ulm", "units"]
+PACKAGE = Path(__file__).resolve().parents[1] / "slm_course"
+# every recipe module (<model>_recipe.py), and the modules that are their own recipe
+MODULES = sorted(p.stem for p in PACKAGE.glob("*_recipe.py")) + ["normalizer", "textlm", "twist"]
 LOADERS = [(m, name, fn) for m in MODULES for name, fn in vars(importlib.import_module(f"slm_course.{m}")).items()
            if name.startswith("load_") and inspect.isfunction(fn) and fn.__module__ == f"slm_course.{m}"
            and name != "load_tokenizer"]  # load_tokenizer picks one of the loaders below by name

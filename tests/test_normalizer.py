@@ -7,6 +7,7 @@ import torch
 
 from slm_course import normalizer as N
 from slm_course import units as U
+from slm_course import units_recipe
 from slm_course.hubert import HubertConfig, TinyHubert
 
 TINY = HubertConfig(d_model=32, n_layers=1, n_heads=2, ff=64, n_targets=8, dropout=0.0, warp=0.0, gain=0.0,
@@ -60,11 +61,11 @@ def test_config_names_a_training_speaker():
 
 
 def test_reference_units_and_a_trained_normaliser_on_a_small_corpus(small_corpus):
-    mel = U.train_mel_units(small_corpus, k=8, seed=0)
+    mel = units_recipe.train_mel_units(small_corpus, k=8, seed=0)
     norm = U.FeatureNorm(mel.norm.mean[40:80], mel.norm.std[40:80])
     hub = TinyHubert(TINY).eval()
     utts = small_corpus.split("train")
-    feats = torch.cat([U._ssl_frames(hub, norm, small_corpus.wav(u), 1) for u in utts[:10]])
+    feats = torch.cat([U.ssl_frames(hub, norm, small_corpus.wav(u), 1) for u in utts[:10]])
     ssl = U.SslUnits(hub, norm, 1, U.fit_kmeans(feats, 8, seed=0))
 
     targets = N.reference_units(small_corpus, ssl, utts[:3], "m00", workers=1)

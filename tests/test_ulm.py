@@ -13,10 +13,9 @@ from slm_course.ulm import (
     NgramLM,
     UlmConfig,
     pack,
-    pair_accuracy,
-    train_unit_lm,
     warm_start,
 )
+from slm_course.ulm_recipe import pair_accuracy, train_unit_lm
 
 SMALL = UlmConfig(d_model=32, n_layers=1, n_heads=2, context=24, batch_size=16, steps=150, lr=1e-2, dropout=0.0,
                   max_len=64, warmup_steps=10)
@@ -131,7 +130,7 @@ def test_fsdd_unit_data_encodes_takes_and_their_reversal(fsdd_root, tmp_path, mo
 
     from slm_course.fsdd import Fsdd
     from slm_course.runtime import CACHE_ENV
-    from slm_course.ulm import fsdd_unit_data
+    from slm_course.ulm_recipe import fsdd_unit_data
     from slm_course.units import FeatureNorm, MelUnits, mel_features
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
@@ -158,7 +157,7 @@ def test_fsdd_unit_data_encodes_takes_and_their_reversal(fsdd_root, tmp_path, mo
 
 def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
     from slm_course.runtime import CACHE_ENV
-    from slm_course.ulm import _cached_unit_lm
+    from slm_course.ulm_recipe import cached_unit_lm
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     seqs = _toy_language(60)
@@ -171,8 +170,8 @@ def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
         calls.append(1)
         return text
 
-    first = _cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
-    again = _cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
+    first = cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
+    again = cached_unit_lm("toy-ulm", seqs, seqs[:10], 10, cfg, init, rebuild=False, progress=False)
     assert calls == [1]  # the text LM is asked for only when training
     assert first.metrics["warm_start"] and first.metrics["val_loss"] == again.metrics["val_loss"]
     assert first.score(seqs[:3])[0].allclose(again.score(seqs[:3])[0])
@@ -182,14 +181,14 @@ def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
 def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from slm_course import normalizer, ulm
+    from slm_course import normalizer, twist, ulm_recipe
     from slm_course.runtime import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     splits = {"train": ["a", "b", "c"], "valid": ["d"]}
     corpus = SimpleNamespace(manifest={"version": 7}, split=lambda name: splits[name])
     ssl = SimpleNamespace(centroids=torch.zeros(4, 2), vocab_size=4)
-    monkeypatch.setattr(ulm, "load_tokenizer", lambda kind: ssl)
+    monkeypatch.setattr(ulm_recipe, "load_tokenizer", lambda kind: ssl)
     calls = []
 
     def fake_reference_units(corpus_, tokenizer, utts, reference="m00", workers=2, progress=False, match_speed=True):
@@ -197,56 +196,56 @@ def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monk
         return [torch.tensor([1, 2, 3], dtype=torch.int16) for _ in utts]
 
     monkeypatch.setattr(normalizer, "reference_units", fake_reference_units)
-    data = ulm.reference_unit_data(corpus)
+    data = twist.reference_unit_data(corpus)
     assert calls == [(("a", "b", "c"), False), (("d",), False)]  # the train and valid texts, at the voice's own speed
     assert [len(data[s]) for s in ("train", "valid")] == [3, 1] and data["train"][0].dtype == torch.long
-    again = ulm.reference_unit_data(corpus)
+    again = twist.reference_unit_data(corpus)
     assert len(calls) == 2 and torch.equal(again["valid"][0], data["valid"][0])  # from the cache
 
 
 def test_load_twist_comparison_names_the_units_it_knows():
-    from slm_course.ulm import load_twist_comparison
+    from slm_course.twist import load_twist_comparison
 
     with pytest.raises(ValueError, match="'reference'"):
         load_twist_comparison("hubert")
 
 
 def test_training_windows_start_at_an_utterance():
-    from slm_course.ulm import _crops
+    from slm_course.ulm_recipe import crops
 
     seqs = _toy_language(40)
     stream = pack(seqs)
-    batch = _crops(stream, 16, 8, seed=0)
+    batch = crops(stream, 16, 8, seed=0)
     for step in (1, 2, 3):
         tokens = batch(step)["tokens"]
         assert tokens.shape == (8, 16) and bool((tokens[:, 0] == BOS).all())
         assert torch.equal(tokens, batch(step)["tokens"])  # reproducible per step
     assert not torch.equal(batch(1)["tokens"], batch(2)["tokens"])
     with pytest.raises(ValueError, match="longer than the context"):
-        _crops(stream, len(stream), 8, seed=0)
-    one = _crops(pack([torch.arange(50) % 10]), 20, 4, seed=0)(1)["tokens"]  # one long utterance: its start only
+        crops(stream, len(stream), 8, seed=0)
+    one = crops(pack([torch.arange(50) % 10]), 20, 4, seed=0)(1)["tokens"]  # one long utterance: its start only
     assert bool((one == one[0]).all())
 
 
 def test_norm_unit_lm_recipe_and_extra_speech_checks():
-    from slm_course import ulm
+    from slm_course import ulm_recipe
 
-    assert ulm.default_config("norm") == ulm.NORM_CONFIG and ulm.NORM_CONFIG.extra_speech > 0
-    assert ulm.default_config("ssl") == UlmConfig() and UlmConfig().extra_speech == 0
+    assert ulm_recipe.default_config("norm") == ulm_recipe.NORM_CONFIG and ulm_recipe.NORM_CONFIG.extra_speech > 0
+    assert ulm_recipe.default_config("ssl") == UlmConfig() and UlmConfig().extra_speech == 0
     for bad in (-1, True, 1.5):
         with pytest.raises(ValueError, match="extra_speech"):
             UlmConfig(extra_speech=bad)
     with pytest.raises(TypeError, match="UlmConfig"):
-        ulm.load_unit_lm("norm", config={"steps": 10})
+        ulm_recipe.load_unit_lm("norm", config={"steps": 10})
     with pytest.raises(ValueError, match="n_utterances"):
-        ulm.extra_unit_data(None, 10)
+        ulm_recipe.extra_unit_data(None, 10)
 
 
 def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     import slm_course.corpus as corpus_pkg
-    from slm_course import ulm
+    from slm_course import ulm_recipe
     from slm_course.runtime import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
@@ -262,8 +261,8 @@ def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path
     encoded = []
     tok = SimpleNamespace(name="toy", cache_key="k", n_levels=1,
                           encode=lambda wav: encoded.append(wav) or SimpleNamespace(ids=torch.tensor([ord(wav) % 7])))
-    seqs = ulm.extra_unit_data(tok, 900)
-    assert asked == [(900, ulm.EXTRA_SEED, 1)] and ulm.EXTRA_SEED != 0  # another draw than the course corpus (seed 0)
+    seqs = ulm_recipe.extra_unit_data(tok, 900)
+    assert asked == [(900, ulm_recipe.EXTRA_SEED, 1)] and ulm_recipe.EXTRA_SEED != 0  # another draw than the course corpus (seed 0)
     assert encoded == ["a", "b"] and [s.tolist() for s in seqs] == [[ord("a") % 7], [ord("b") % 7]]  # train only
-    again = ulm.extra_unit_data(tok, 900)
+    again = ulm_recipe.extra_unit_data(tok, 900)
     assert encoded == ["a", "b"] and torch.equal(again[1], seqs[1])  # from the cache

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from slm_course import unit_metrics, units_recipe
 from slm_course import units as U
 from slm_course.hubert import HubertConfig, TinyHubert, span_mask, warp_bands
 from slm_course.speech_tokens import SpeechTokens, expand
@@ -82,14 +83,14 @@ def test_fit_kmeans_finds_well_separated_clusters_and_is_seeded():
 
 
 def test_unit_quality_known_values():
-    assert U.unit_quality(["a", "a", "b", "b"], [0, 0, 1, 1]) == pytest.approx(
+    assert unit_metrics.unit_quality(["a", "a", "b", "b"], [0, 0, 1, 1]) == pytest.approx(
         {"pnmi": 1.0, "phone_purity": 1.0, "cluster_purity": 1.0})
     # units independent of phones: no information
-    q = U.unit_quality(["a", "b", "a", "b"], [0, 0, 1, 1])
+    q = unit_metrics.unit_quality(["a", "b", "a", "b"], [0, 0, 1, 1])
     assert q["pnmi"] == pytest.approx(0.0, abs=1e-12)
     assert q["phone_purity"] == pytest.approx(0.5) and q["cluster_purity"] == pytest.approx(0.5)
     # one phone split over two units: phones still determined, purity of clusters halves
-    q = U.unit_quality(["a", "a", "b", "b"], [0, 1, 2, 2])
+    q = unit_metrics.unit_quality(["a", "a", "b", "b"], [0, 1, 2, 2])
     assert q["pnmi"] == pytest.approx(1.0) and q["cluster_purity"] == pytest.approx(0.75)
 
 
@@ -102,9 +103,9 @@ def test_pnmi_matches_scikit_learn_mutual_information():
              for p in phones]
     counts = np.unique(phones, return_counts=True)[1] / len(phones)
     h_phone = float(-(counts * np.log(counts)).sum())
-    got = U.unit_quality(phones, units)
+    got = unit_metrics.unit_quality(phones, units)
     assert got["pnmi"] == pytest.approx(mutual_info_score(phones, units) / h_phone, rel=1e-9)
-    joint, _ = U.phone_unit_counts(phones, units)
+    joint, _ = unit_metrics.phone_unit_counts(phones, units)
     assert got["phone_purity"] == pytest.approx(joint.max(axis=0).sum() / len(phones))
 
 
@@ -112,7 +113,7 @@ def test_frame_phones_labels_frame_centres():
     class Utt:
         phone_spans = (Span("k", 0.0, 0.05), Span("æ", 0.05, 0.13))
 
-    assert U.frame_phones(Utt(), 9) == ["k", "k", "k", "æ", "æ", "æ", "æ", U.SILENCE, U.SILENCE]
+    assert unit_metrics.frame_phones(Utt(), 9) == ["k", "k", "k", "æ", "æ", "æ", "æ", U.SILENCE, U.SILENCE]
 
 
 # -- DTW and ABX -----------------------------------------------------------------------------
@@ -139,9 +140,9 @@ def _brute_dtw(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_dtw_distance_known_values():
     a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    assert U.dtw_distance(a, a) == pytest.approx(0.0)
-    assert U.dtw_distance(a, torch.tensor([[0.0, 1.0]])) == pytest.approx(0.5)  # orthogonal: 90 degrees
-    assert U.dtw_distance(a, -a) == pytest.approx(1.0)
+    assert unit_metrics.dtw_distance(a, a) == pytest.approx(0.0)
+    assert unit_metrics.dtw_distance(a, torch.tensor([[0.0, 1.0]])) == pytest.approx(0.5)  # orthogonal: 90 degrees
+    assert unit_metrics.dtw_distance(a, -a) == pytest.approx(1.0)
 
 
 def test_dtw_distance_is_the_best_path_mean():
@@ -150,8 +151,8 @@ def test_dtw_distance_is_the_best_path_mean():
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         a, b = torch.randn(4, 3, generator=g), torch.randn(3, 3, generator=g)
-        assert U.dtw_distance(a, b) >= _brute_dtw(a, b) - 1e-9
-        assert U.dtw_distance(a, b) <= _brute_dtw(a, b) * 1.35 + 1e-9
+        assert unit_metrics.dtw_distance(a, b) >= _brute_dtw(a, b) - 1e-9
+        assert unit_metrics.dtw_distance(a, b) <= _brute_dtw(a, b) * 1.35 + 1e-9
 
 
 def _abx_toy(separable: bool):
@@ -167,23 +168,23 @@ def _abx_toy(separable: bool):
                     if separable:
                         x[:, axis] += 1.0
                     frames[uid] = x
-                    items.append(U.AbxItem(uid, phone, ctx, spk, 0, 5))
+                    items.append(unit_metrics.AbxItem(uid, phone, ctx, spk, 0, 5))
     return items, frames
 
 
 def test_abx_is_zero_on_separable_frames_and_near_chance_on_noise():
     items, frames = _abx_toy(True)
-    assert U.abx(items, frames) == 0.0 and U.abx(items, frames, across=True) == 0.0
+    assert unit_metrics.abx(items, frames) == 0.0 and unit_metrics.abx(items, frames, across=True) == 0.0
     items, frames = _abx_toy(False)
-    assert 0.25 < U.abx(items, frames, across=True) < 0.75
+    assert 0.25 < unit_metrics.abx(items, frames, across=True) < 0.75
     # one-hot units: identical units score a tie against identical units (0.5), never below
     onehot = {k: F.one_hot(torch.zeros(5, dtype=torch.long), 3).float() for k in frames}
-    assert U.abx(items, onehot) == pytest.approx(0.5)
+    assert unit_metrics.abx(items, onehot) == pytest.approx(0.5)
 
 
 def test_abx_items_are_phones_in_context(small_corpus):
     utts = small_corpus.split("train")[:5]
-    items = U.abx_items(utts)
+    items = unit_metrics.abx_items(utts)
     assert items and all(it.last - it.first >= 2 for it in items)
     u = utts[0]
     first = next(it for it in items if it.utt == u.id)
@@ -286,12 +287,12 @@ def test_tiny_hubert_learns_and_exposes_layers():
 
 
 def test_recipes_run_end_to_end_on_a_small_corpus(small_corpus):
-    from slm_course.units import train_hubert
+    from slm_course.units_recipe import train_hubert
 
-    mel = U.train_mel_units(small_corpus, k=8, seed=0)
+    mel = units_recipe.train_mel_units(small_corpus, k=8, seed=0)
     utts = [u for split in ("train", "valid", "test") for u in small_corpus.split(split)]  # ABX needs minimal pairs
     wavs = [small_corpus.wav(u) for u in utts]
-    result = U.evaluate_units(mel, utts, wavs)
+    result = units_recipe.evaluate_units(mel, utts, wavs)
     assert 0 < result["pnmi"] <= 1 and 0 <= result["abx_within"] <= 1 and 0 <= result["abx_across_onehot"] <= 1
     assert 0 < result["bitrate_bps"] <= mel.bitrate()  # de-duplication only removes tokens
     cfg = HubertConfig(d_model=32, n_layers=1, n_heads=2, ff=64, n_targets=8, steps=3, crop=40, batch_size=2,
@@ -299,7 +300,7 @@ def test_recipes_run_end_to_end_on_a_small_corpus(small_corpus):
     model, history = train_hubert(small_corpus, mel, cfg, progress=False)
     assert len(history.loss) == 3 and all(math.isfinite(v) for v in history.loss)
     norm = U.FeatureNorm(mel.norm.mean[40:80], mel.norm.std[40:80])
-    feats = torch.cat([U._ssl_frames(model, norm, w, 1) for w in wavs])
+    feats = torch.cat([U.ssl_frames(model, norm, w, 1) for w in wavs])
     ssl = U.SslUnits(model, norm, 1, U.fit_kmeans(feats, 8, seed=0))
     tokens = ssl.encode(wavs[0])
     assert tokens.n_frames == len(U.mel_frames(wavs[0])) and int(tokens.ids.max()) < 8

@@ -117,7 +117,7 @@ def check_deduplicate(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Ten
 
 def check_pnmi(fn: Callable[[list[str], list[int]], float]) -> None:
     """``fn(phones, units) -> float``: I(phone; unit) / H(phone) from the frames' joint counts."""
-    from slm_course.units import unit_quality
+    from slm_course.unit_metrics import unit_quality
 
     rng = np.random.default_rng(0)
     phones = rng.choice(list("abcde"), size=600).tolist()
