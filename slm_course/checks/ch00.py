@@ -10,6 +10,8 @@ import torch
 
 from ._common import _as_float, _as_tensor, _fail, _ok
 
+__all__ = ["check_aliased_frequency", "check_autocorrelation_f0", "check_frames", "check_hz_to_mel", "check_mel_filterbank", "check_power_spectrum"]
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: aliasing
 # ---------------------------------------------------------------------------------------------

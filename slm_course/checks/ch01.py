@@ -9,6 +9,8 @@ import torch
 
 from ._common import _as_float, _fail, _ok
 
+__all__ = ["check_ctc_greedy_decode", "check_question_classifier", "check_sample_with_temperature", "check_wer", "question_cases"]
+
 # ---------------------------------------------------------------------------------------------
 # Notebook 01 (solutions/01_cascade_exercises.ipynb): CTC decoding, WER, question intonation, sampling
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Checks for notebook 05's exercises (solutions/05_audiolm_exercises.ipynb)."""
+"""Checks for notebook 05's exercises (solutions/06_audiolm_exercises.ipynb)."""
 
 from __future__ import annotations
 

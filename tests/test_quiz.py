@@ -1,0 +1,59 @@
+"""Quizzes: questions are well formed, right answers pass, wrong or missing ones are named with a hint."""
+
+import pytest
+
+from slm_course.checks import quiz
+from slm_course.checks.quiz import Question, check_quiz
+
+TOY = (
+    Question("Which family models p(speech)?", answer="a", choices=("a) pure speech LMs", "b) speech-aware text LMs"),
+             hint="the map in notebook 00"),
+    Question("How many frames per second at a 20 ms hop?", answer=50, tolerance=0.5, hint="the frame rate"),
+)
+
+
+@pytest.fixture
+def toy_chapter(monkeypatch):
+    monkeypatch.setattr(quiz, "_quiz_of", lambda chapter: TOY)
+
+
+def test_right_answers_pass(toy_chapter, capsys):
+    check_quiz("99", {1: "a", 2: 50.2})
+    assert "✓ all 2 answers are right" in capsys.readouterr().out
+    check_quiz("99", {1: "A)", 2: 50})  # a letter in any case, with its parenthesis
+
+
+def test_wrong_and_missing_answers_are_named_with_where_to_look(toy_chapter):
+    with pytest.raises(AssertionError, match=r"1 of 2 right:\n1: not b; look again at the map in notebook 00\n2: right"):
+        check_quiz("99", {1: "b", 2: 50})
+    with pytest.raises(AssertionError, match="2: not answered yet"):
+        check_quiz("99", {1: "a"})
+    with pytest.raises(AssertionError, match="not a number"):
+        check_quiz("99", {1: "a", 2: "fifty"})
+    with pytest.raises(AssertionError, match="no question 3"):
+        check_quiz("99", {3: "a"})
+    with pytest.raises(AssertionError, match="must be a dict"):
+        check_quiz("99", ["a", 50])
+
+
+def test_questions_are_checked_when_written():
+    with pytest.raises(ValueError, match="one of the choices"):
+        Question("?", answer="c", choices=("a) x", "b) y"))
+    with pytest.raises(ValueError, match="finite number"):
+        Question("?", answer="a")
+
+
+def test_every_chapter_quiz_is_well_formed_and_its_key_passes():
+    import importlib
+
+    for n in range(10):
+        try:
+            module = importlib.import_module(f"slm_course.checks.ch{n:02d}")
+        except ModuleNotFoundError:
+            continue
+        for q in getattr(module, "QUIZ", ()):
+            assert isinstance(q, Question) and q.text.strip() and q.hint.strip()
+        if getattr(module, "QUIZ", ()):
+            check_quiz(f"{n:02d}", {i: q.answer for i, q in enumerate(module.QUIZ, start=1)})
+    with pytest.raises(ValueError, match="no chapter"):
+        check_quiz("77", {})
