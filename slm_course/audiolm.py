@@ -1,11 +1,11 @@
-"""AudioLM (notebook 05): semantic tokens first, then acoustic tokens conditioned on them.
+"""AudioLM (notebook 06): semantic tokens first, then acoustic tokens conditioned on them.
 
-A unit LM (notebook 04) continues *what* is said, over units that should ignore *who* says it. A
+A unit LM (notebooks 04-05) continues *what* is said, over units that should ignore *who* says it. A
 codec (notebook 03) keeps the voice, but an LM over its tokens alone spends its capacity on acoustic
 detail and babbles. AudioLM (Borsos et al., 2023) chains the two, each stage a decoder-only
 Transformer (here each is the course's one core, :class:`slm_course.lm.LM`):
 
-1. **semantic stage** ``p(semantic)``: notebook 04's unit LM over de-duplicated speaker-normalised
+1. **semantic stage** ``p(semantic)``: notebook 05's unit LM over de-duplicated speaker-normalised
    units (50 Hz; :mod:`slm_course.normalizer`); it continues the prompt's content. Each generated
    unit gets a duration drawn from that unit's durations in the training data (:func:`duration_counts`);
 2. **coarse acoustic stage** ``p(coarse | semantic)``: the first ``Q'`` RVQ levels of the codec
@@ -38,7 +38,7 @@ Two things differ from the paper, both because of the CPU budget:
   speaker nearly every time, :func:`slm_course.normalizer.speaker_probe`), where AudioLM's w2v-BERT
   tokens say little of the voice. With them as semantic tokens (``AudioLMConfig(semantic_units="ssl")``)
   the acoustic stage reads the voice from the semantic tokens, and the acoustic prompt hardly matters.
-  The semantic tokens are therefore notebook 04's speaker-normalised units, which say much less of
+  The semantic tokens are therefore notebook 05's speaker-normalised units, which say much less of
   the voice: the voice of the continuation then comes from the acoustic prompt, the AudioLM pattern.
   The speaker test asks "which held-out speaker?" (:func:`~slm_course.audiolm_recipe.speaker_continuation`); ``slm-course bench
   audiolm`` and ``slm-course bench audiolm-ssl`` report it for both kinds of semantic tokens.
@@ -393,13 +393,13 @@ def duration_counts(semantic: Sequence[torch.Tensor], vocab_size: int) -> torch.
 
 @dataclass(frozen=True)
 class AudioLMConfig:
-    """The notebook-05 recipe: which codec levels each stage models, and each stage's budget."""
+    """The notebook-06 recipe: which codec levels each stage models, and each stage's budget."""
 
     coarse_levels: int = 2  # Q': codec levels of the coarse stage (AudioLM: 4 of 12)
     fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see bench_audiolm)
     voice_copies: int = 0  # extra training copies with perturbed voices (off: they do not raise speaker accuracy)
-    semantic_units: str = "norm"  # the semantic tokens: notebook 04's speaker-normalised units ("norm") or SSL units ("ssl")
-    semantic: UlmConfig | None = None  # notebook 04's unit LM over those units (None: its recipe, the same cached model)
+    semantic_units: str = "norm"  # the semantic tokens: notebook 05's speaker-normalised units ("norm") or SSL units ("ssl")
+    semantic: UlmConfig | None = None  # notebook 05's unit LM over those units (None: its recipe, the same cached model)
     coarse: StageConfig = StageConfig()  # p(coarse | semantic)
     fine: StageConfig = StageConfig(n_layers=2, steps=500, lookahead=1)  # p(fine | coarse)
 

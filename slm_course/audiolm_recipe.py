@@ -1,6 +1,6 @@
-"""How the course trains, caches and evaluates AudioLM (notebook 05).
+"""How the course trains, caches and evaluates AudioLM (notebook 06).
 
-The model is :mod:`slm_course.audiolm`: the semantic stage is notebook 04's unit LM
+The model is :mod:`slm_course.audiolm`: the semantic stage is notebook 05's unit LM
 (:func:`slm_course.ulm_recipe.load_unit_lm`), and this file trains the acoustic stages on the corpus'
 semantic units and codec codes (:func:`build_data`, :func:`train_stage`, :func:`load_stages`),
 assembles the whole model (:func:`load_audiolm`), and measures whether a continuation keeps the
@@ -270,9 +270,9 @@ def load_stages(config: AudioLMConfig | None = None, *, corpus: Corpus | None = 
 
 def load_audiolm(config: AudioLMConfig | None = None, *, corpus: Corpus | None = None, rebuild: bool = False,
                  progress: bool = True) -> AudioLM:
-    """The notebook-05 AudioLM, from the cache or trained now with the same recipe and seed.
+    """The notebook-06 AudioLM, from the cache or trained now with the same recipe and seed.
 
-    The semantic stage is notebook 04's unit LM over ``config.semantic_units`` (:func:`slm_course.ulm_recipe.load_unit_lm`);
+    The semantic stage is notebook 05's unit LM over ``config.semantic_units`` (:func:`slm_course.ulm_recipe.load_unit_lm`);
     the coarse and fine stages are trained on the training split (:func:`load_stages`).
     """
     from slm_course.corpus import load_corpus
@@ -458,7 +458,7 @@ def speaker_continuation(
 
 
 def bench_audiolm(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict:
-    """AudioLM (notebook-05 recipe): does the continuation keep a held-out speaker's voice?
+    """AudioLM (notebook-06 recipe): does the continuation keep a held-out speaker's voice?
 
     ``speaker_acc_acoustic_prompt`` / ``speaker_acc_semantic_only``: the whole pipeline (semantic
     continuation by the unit LM, then the acoustic stages) with and without the prompt's codec
@@ -498,5 +498,5 @@ def bench_audiolm(n_per_speaker: int = 15, semantic_units: str = "norm") -> dict
 
 
 def bench_audiolm_ssl() -> dict:
-    """:func:`bench_audiolm` with notebook 02's HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)."""
+    """:func:`bench_audiolm` with notebook 02's HuBERT units as semantic tokens: they carry the voice (notebook 06)."""
     return bench_audiolm(semantic_units="ssl")

@@ -30,12 +30,12 @@ BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
                 "ASR -> text LM -> TTS (notebook 01): what its text keeps and loses, and its latency"),
     "units": ("slm_course.units_recipe:bench_units", "the cached mel and HuBERT units (notebook 02): PNMI, ABX, resynthesis"),
     "codec": ("slm_course.codec_recipe:bench_codec", "the cached neural codec (notebook 03): bitrate vs quality per level"),
-    "ulm": ("slm_course.ulm_recipe:bench_ulm", "the cached unit LMs (notebook 04): zero-shot sWUGGY/sBLIMP/StoryCloze-style"),
-    "twist": ("slm_course.twist:bench_twist", "the cached TWIST comparison (notebook 04): warm vs cold start, 3 seeds"),
+    "ulm": ("slm_course.ulm_recipe:bench_ulm", "the cached unit LMs (notebooks 04-05): zero-shot sWUGGY/sBLIMP/tStoryCloze-style"),
+    "twist": ("slm_course.twist:bench_twist", "the cached TWIST comparison (notebook 05): warm vs cold start, 3 seeds"),
     "audiolm": ("slm_course.audiolm_recipe:bench_audiolm",
-                "the cached AudioLM (notebook 05): speaker of continuations with vs without an acoustic prompt"),
+                "the cached AudioLM (notebook 06): speaker of continuations with vs without an acoustic prompt"),
     "audiolm-ssl": ("slm_course.audiolm_recipe:bench_audiolm_ssl",
-                    "the same with HuBERT units as semantic tokens: they carry the voice (notebook 05, section 5)"),
+                    "the same with HuBERT units as semantic tokens: they carry the voice (notebook 06)"),
 }
 
 

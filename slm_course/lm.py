@@ -1,4 +1,4 @@
-"""The course's one decoder-only language model core (notebook 01; reused by notebooks 04-09).
+"""The course's one decoder-only language model core (notebook 01; reused by every later LM of the course).
 
 A GPT in the nanoGPT mould: token embeddings + learned positions -> pre-norm Transformer blocks
 (causal self-attention through PyTorch's `scaled_dot_product_attention`, a GELU MLP) -> a final

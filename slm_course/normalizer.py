@@ -1,4 +1,4 @@
-"""Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 04, section 3.1).
+"""Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 05).
 
 The SSL units of notebook 02 say who is speaking as well as what: a bag of units names which of the 4
 held-out voices spoke nearly every time (:func:`speaker_probe`; chance 0.25). So a unit LM must learn each
@@ -53,7 +53,7 @@ RECIPE = 2  # bump when the recipe changes in a way the config does not show: ca
 @artifact_record  # stored in the cached model's record
 @dataclass(frozen=True)
 class NormalizerConfig:
-    """The reference voice and the CTC training budget (the notebook-04 recipe)."""
+    """The reference voice and the CTC training budget (the notebook-05 recipe)."""
 
     reference: str = "m00"  # the corpus speaker whose units every voice is mapped to (a training voice)
     steps: int = 1500  # optimiser updates (a few minutes on one CPU thread; `slm-course prepare` prints the time)
@@ -101,7 +101,7 @@ def reference_units(corpus: Corpus, ssl: SslUnits, utterances: Sequence, referen
     eSpeak speaks them (fresh processes, as the corpus builder does), with the corpus' processing
     (16 kHz, the same faint noise floor); utterances of several parts (the acoustic set) are refused.
     ``match_speed`` (default): at each utterance's speed, so that target and input last about as long;
-    ``False``: at the reference voice's own, neutral speed (one voice, one speed: TWIST's units in notebook 04).
+    ``False``: at the reference voice's own, neutral speed (one voice, one speed: TWIST's units in notebook 05).
     """
     from tqdm.auto import tqdm
 
@@ -254,7 +254,7 @@ def train_normalizer(corpus: Corpus, ssl: SslUnits, config: NormalizerConfig = N
 
 def load_normalized_units(config: NormalizerConfig | None = None, *, corpus: Corpus | None = None,
                           rebuild: bool = False, progress: bool = True) -> NormalizedUnits:
-    """The notebook-04 speaker-normalised units, from the cache or trained now (a few minutes; same recipe and seed)."""
+    """The notebook-05 speaker-normalised units, from the cache or trained now (a few minutes; same recipe and seed)."""
     from slm_course.runtime import cached
     from slm_course.units_recipe import load_ssl_units
 

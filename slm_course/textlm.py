@@ -4,7 +4,7 @@ The model is the course's LM core (:mod:`slm_course.lm`); this module is its rec
 text (:func:`text_corpus`: sentences sampled from the grammar, written as the ASR writes them), the
 config the course trains with (:class:`TextLMConfig`), :func:`train_text_lm` on the one training
 loop, the cached :func:`load_text_lm`, and :class:`TextLM`, which turns the model and its character
-tokenizer into ``complete(prompt)``. TWIST (notebook 04) warm-starts a unit LM from this model.
+tokenizer into ``complete(prompt)``. TWIST (notebook 05) warm-starts a unit LM from this model.
 
 >>> lm = load_text_lm()                                  # doctest: +SKIP
 >>> lm.complete("the cook")                             # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""TWIST (Hassid et al., 2023) at toy scale (notebook 04): a unit LM warm-started from the text LM vs a cold start.
+"""TWIST (Hassid et al., 2023) at toy scale (notebook 05): a unit LM warm-started from the text LM vs a cold start.
 
 The mechanism is :func:`slm_course.ulm.warm_start` (copy the text LM's Transformer body into a unit
 LM, optionally "shrink and perturb"). This file is the experiment: the same unit LM recipe, short
@@ -38,7 +38,7 @@ TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budg
 TWIST_SEEDS = (0, 1, 2)
 TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices (see warm_start)
 # At this budget a half-shrunk copy reaches a lower validation loss than a plain copy, a stronger or a weaker
-# shrink, or a cold start; notebook 04 compares them.
+# shrink, or a cold start; notebook 05 compares them.
 # TWIST copies notebook 01's text LM. It reads 128-character windows, the unit LM's window, so every position
 # embedding the unit LM uses was trained: a text LM with 64-character windows leaves positions 64-127 untrained,
 # and its warm start helps less.
@@ -127,7 +127,7 @@ def load_twist_comparison(kind: str = TWIST_UNITS, config: UlmConfig | None = No
 
 
 def bench_twist() -> dict:
-    """TWIST (notebook-04 recipe): unit LM validation loss from a text-LM warm start vs a cold start.
+    """TWIST (notebook-05 recipe): unit LM validation loss from a text-LM warm start vs a cold start.
 
     The headline keys are on one voice's units (:data:`TWIST_UNITS`); ``*_hubert``: the same on the HuBERT
     units of all the voices, the units of the notebook's unit LM.

@@ -1,4 +1,4 @@
-"""How the course trains and evaluates its unit LMs (notebook 04): data, the cached models, zero-shot tests, FSDD.
+"""How the course trains and evaluates its unit LMs (notebooks 04 and 05): data, the cached models, zero-shot tests, FSDD.
 
 The model is :mod:`slm_course.ulm` (the LM core over units). This file holds the data (the corpus'
 utterances as de-duplicated units, cached per tokenizer; :func:`extra_unit_data` for more speech),
@@ -7,7 +7,7 @@ loop), the loaders (:func:`load_unit_lm`, :func:`load_fsdd_unit_lm`), the zero-s
 (:func:`pair_accuracy`, :func:`zero_shot`, the cascade's :func:`text_topline`) and ``slm-course bench
 ulm``. Zero-shot evaluation asks whether the model gives the good member of a pair (a real word, a
 grammatical sentence, a fitting story ending) a higher log-likelihood than the bad one, summed or
-divided by the number of tokens ("token-normalised"), as sWUGGY, sBLIMP and StoryCloze do::
+divided by the number of tokens ("token-normalised"), as sWUGGY, sBLIMP and tStoryCloze do::
 
     tokenizer = load_tokenizer("mel")                        # any SpeechTokenizer with one stream
     seqs = encode_utterances(tokenizer, corpus, corpus.split("train"))
@@ -156,7 +156,7 @@ def pair_accuracy(
 # Data, cache and the zero-shot tests
 # ---------------------------------------------------------------------------------------------
 
-ZERO_SHOT_SETS = ("lexical", "syntactic", "story")  # sWUGGY-, sBLIMP- and StoryCloze-style pairs
+ZERO_SHOT_SETS = ("lexical", "syntactic", "story")  # sWUGGY-, sBLIMP- and tStoryCloze-like pairs
 RECIPE = 2  # bump when the recipe changes in a way UlmConfig does not show: cached models are rebuilt
 
 
@@ -170,13 +170,13 @@ EXTRA_SEED = 1  # the second corpus draw's seed (the course corpus is seed 0)
 
 
 def default_config(kind: str) -> UlmConfig:
-    """Notebook 04's recipe for a unit LM over ``kind`` units: :data:`NORM_CONFIG` for ``"norm"``, else ``UlmConfig()``."""
+    """The course's recipe for a unit LM over ``kind`` units: :data:`NORM_CONFIG` for ``"norm"``, else ``UlmConfig()``."""
     return NORM_CONFIG if kind == "norm" else UlmConfig()
 
 
 def load_tokenizer(kind: str = UNITS):
     """The units a unit LM reads: ``"ssl"`` (tiny HuBERT, K=100) or ``"mel"`` (log-mel k-means, K=100) of notebook
-    02, or ``"norm"``: the SSL units mapped to one reference voice by the speech normaliser (notebook 04, section 3.1)."""
+    02, or ``"norm"``: the SSL units mapped to one reference voice by the speech normaliser (notebook 05)."""
     from slm_course import units_recipe
 
     if kind == "mel":
@@ -232,7 +232,7 @@ def load_unit_lm(
     kind: str = UNITS, config: UlmConfig | None = None, *, warm: bool = False, corpus=None, rebuild: bool = False,
     progress: bool = True,
 ) -> UnitLM:
-    """The notebook-04 unit LM over ``kind`` units, from the cache or trained now (same recipe and seed).
+    """The unit LM of notebooks 04 and 05 over ``kind`` units, from the cache or trained now (same recipe and seed).
 
     ``config``: default ``None``, the notebook's recipe for those units (:func:`default_config`).
     ``warm=True`` starts from the notebook-01 text LM's body (TWIST).
@@ -305,7 +305,7 @@ def text_topline(corpus, asr, text_lm, sets: Sequence[str] = ZERO_SHOT_SETS) -> 
 
 
 def bench_ulm() -> dict:
-    """GSLM on the corpus (notebook-04 recipes): zero-shot pair accuracies beside bigram and text baselines.
+    """GSLM on the corpus (the recipes of notebooks 04 and 05): zero-shot pair accuracies beside bigram and text baselines.
 
     The headline keys are the unit LM on speaker-normalised units (section 3.1, :data:`NORM_CONFIG`);
     ``*_hubert``: the GSLM unit LM on the HuBERT units of all the voices (sections 1-3), with its own

@@ -9,7 +9,7 @@ second, each frame is assigned to the nearest of K centroids, and runs of one un
   log-mel baseline);
 - **self-supervised units** (:class:`SslUnits`): one layer of a tiny HuBERT-style Transformer
   (:mod:`slm_course.hubert`) that learned to predict the log-mel units of masked frames (HuBERT's
-  second iteration, in miniature).
+  first iteration, in miniature: k-means of spectral frames makes its targets).
 
 Both are :class:`slm_course.speech_tokens.SpeechTokenizer` s (``encode(wav) -> SpeechTokens`` with
 durations, ``vocab_size``, ``frame_rate``, ``bitrate()``); a :class:`UnitVocoder` (units -> log

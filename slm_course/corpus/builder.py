@@ -94,7 +94,7 @@ def plan(n_utterances: int = DEFAULT_UTTERANCES, seed: int = 0, pairs_per_set: i
                 bad = " ".join([*w[:2], w[3], w[2], *w[4:]]) + "."
         pair("syntactic", k, good, bad, "statement", topic, rng.choice(test_spk), rng.choice(STYLES), variant)
 
-    # Story ending (StoryCloze-style): the same first sentence, an ending on or off its topic.
+    # Story ending (tStoryCloze-like): the same first sentence, an ending on or off its topic.
     for k in range(pairs_per_set):
         topic = rng.choice(g.topics)
         other = rng.choice([t for t in g.topics if t != topic])

@@ -177,13 +177,14 @@ class Grammar:
         return self.clause(rng, topic) + "."
 
     def story_endings(self, rng: random.Random, topic: str, other: str, first: str) -> tuple[str, str]:
-        """A fitting and an unfitting ending of the story that starts with `first` (on `topic`): a StoryCloze pair.
+        """A fitting and an unfitting ending of the story that starts with `first` (on `topic`): a tStoryCloze-like pair.
 
-        The unfitting ending is the fitting one told of the `other` topic: the same random draws, so the
-        same form and nearly the same length ("the crab is wet." / "the cake is hot.", "the sailors pull
-        the net." / "the cooks fill the pot."). Only its fit to the first sentence tells them apart, as in
-        sStoryCloze, where both endings were written for the story: an ending of another form or length
-        would let a scorer choose by length alone (as onset-swapped non-words stop it on the lexical set).
+        As in tStoryCloze (Hassid et al., 2023), the unfitting ending is off the story's topic. Here it is
+        the fitting one told of the `other` topic: the same random draws, so the same form and nearly the
+        same length ("the crab is wet." / "the cake is hot.", "the sailors pull the net." / "the cooks fill
+        the pot."). Only its fit to the first sentence tells them apart: an ending of another form or
+        length would let a scorer choose by length alone (as onset-swapped non-words stop it on the
+        lexical set).
         """
         if topic == other:
             raise ValueError(f"the unfitting ending needs another topic than {topic!r}")
