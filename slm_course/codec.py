@@ -12,7 +12,8 @@ instead of on raw samples:
 - STFT log-magnitude frames, 62.5 per second (hop 256 at 16 kHz), are the encoder's input;
 - the encoder and the decoder are a few ConvNeXt-style blocks over time (:class:`ConvNeXtBlock`);
 - the quantiser is the ``encodec`` package's ``ResidualVectorQuantizer`` (8 levels x 256 codes,
-  k-means initialised, EMA codebooks, dead codes restarted), trained with *quantiser dropout*:
+  k-means initialised, EMA codebooks; its dead-code restart is undone by the EMA step that follows
+  it, so the k-means start is what keeps the codes in use), trained with *quantiser dropout*:
   each batch uses a random number of levels, so one model decodes at every bitrate;
 - the decoder predicts log-magnitude **and** phase, and an inverse STFT makes the waveform;
 - the losses are an L1 on the log-magnitude and a multi-resolution log-mel L1 on the output

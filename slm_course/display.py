@@ -1,5 +1,8 @@
 """Seeing and hearing speech: players and plots with time in seconds (notebook 00 onward).
 
+Also the course's map of the field, :func:`plot_taxonomy` (notebook 00 and the README's
+``docs/taxonomy.png``).
+
 Every plot takes an optional matplotlib ``ax`` (a new figure is made when it is None), puts time in
 seconds on the x-axis, and returns the ``Axes`` so that plots can be stacked: a spectrogram, then
 the F0 contour or the word boundaries over it, then the speech tokens of a tokenizer.
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from IPython.display import Audio
     from matplotlib.axes import Axes
 
-__all__ = ["play", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_tokens", "plot_waveform"]
+__all__ = ["play", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_taxonomy", "plot_tokens", "plot_waveform"]
 
 _KINDS = ("log_mel", "spectrogram", "mfcc")
 
@@ -236,4 +239,89 @@ def plot_tokens(
     xlim = ax.get_xlim()
     plot_spans(runs, ax, fontsize=7, y=0.85)
     ax.set_xlim(xlim)
+    return ax
+
+
+# The map of the field (Arora et al. 2025, arXiv:2504.08528): each family is the distribution its model
+# learns; the notebooks that build it; "(to come)" marks notebooks not written yet.
+_FAMILIES = (
+    ("pure speech LMs", r"$p(\mathrm{speech})$", "GSLM, AudioLM, TWIST", "notebooks 04-06", "C0"),
+    ("speech+text LMs", r"$p(\mathrm{text},\ \mathrm{speech})$", "SpiRit-LM, Moshi", "notebooks 07-08 (to come)", "C2"),
+    (
+        "speech-aware text LMs",
+        r"$p(\mathrm{text} \mid \mathrm{speech},\ \mathrm{text})$",
+        "SALMONN, Qwen-Audio",
+        "notebook 09 (to come)",
+        "C4",
+    ),
+)
+_UNIVERSAL = (
+    "a universal SLM: (1) speech in and out, (2) any spoken-language task,\n"
+    "(3) instructions in natural language  -  notebook 10, the capstone (to come)"
+)
+
+
+def plot_taxonomy(ax: Axes | None = None) -> Axes:
+    """The course's map of spoken language models: three families, the cascade baseline, the universal SLM.
+
+    Each family box gives the distribution it models, example systems and the notebooks that build it;
+    the foundations (notebooks 00, 02, 03) run along the bottom. Returns the ``Axes`` (axis off).
+    """
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import FancyBboxPatch
+
+    ax = _axes(ax, figsize=(11, 4.6))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 46)
+    ax.axis("off")
+
+    def box(x: float, y: float, w: float, h: float, color: str, dashed: bool = False) -> None:
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y),
+                w,
+                h,
+                boxstyle="round,pad=0.4,rounding_size=1.2",
+                fc=to_rgba(color, 0.12),
+                ec=to_rgba(color, 0.8),
+                lw=1.5,
+                ls="--" if dashed else "-",
+            )
+        )
+
+    # The cascade, on the left: a pipeline of text-only parts, the baseline every SLM must beat.
+    box(1, 15, 20, 26, "0.4", dashed=True)
+    ax.text(11, 38, "the cascade", ha="center", va="center", fontsize=11, weight="bold")
+    ax.text(11, 33.5, "ASR $\\to$ text LM $\\to$ TTS", ha="center", va="center", fontsize=10)
+    ax.text(11, 27, "a strong baseline;\nloses voice, style\nand intonation", ha="center", va="center", fontsize=9)
+    ax.text(11, 18.5, "notebook 01", ha="center", va="center", fontsize=9.5, style="italic")
+    # The three families: one box each.
+    for k, (name, formula, examples, where, color) in enumerate(_FAMILIES):
+        x = 25 + 25 * k
+        box(x, 15, 23, 26, color)
+        ax.text(x + 11.5, 38, name, ha="center", va="center", fontsize=11, weight="bold", color=color)
+        ax.text(x + 11.5, 32.5, formula, ha="center", va="center", fontsize=12)
+        ax.text(x + 11.5, 26, examples, ha="center", va="center", fontsize=9.5)
+        ax.text(x + 11.5, 18.5, where, ha="center", va="center", fontsize=9.5, style="italic")
+    # What they all aim at, and what they all stand on.
+    box(25, 5.5, 73, 6, "C3")
+    ax.text(61.5, 8.5, _UNIVERSAL, ha="center", va="center", fontsize=9.5)
+    ax.annotate("", xy=(61.5, 12.3), xytext=(61.5, 14.4), arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.5})
+    ax.text(
+        50,
+        1,
+        "foundations: 00 audio and the corpus  $\\cdot$  02 speech units  $\\cdot$  03 neural codec",
+        ha="center",
+        va="center",
+        fontsize=9.5,
+        color="0.3",
+    )
+    ax.text(
+        50,
+        45,
+        "Spoken language models: what each family models, and where this course builds it",
+        ha="center",
+        va="center",
+        fontsize=12,
+    )
     return ax

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -12,38 +13,117 @@ from slm_course.asr import BLANK
 from slm_course.metrics import edit_distance
 
 
-def _greedy(lp: torch.Tensor) -> list[int]:
-    best = lp.argmax(dim=-1).tolist()
-    merged = [s for t, s in enumerate(best) if t == 0 or s != best[t - 1]]
-    return [s for s in merged if s != BLANK]
+def _align(lp: torch.Tensor, target: list[int], skip_equal: bool = False, lse: bool = False) -> list[int]:
+    """Viterbi over CTC's extended label; ``skip_equal``: wrongly skip blanks between equal symbols too."""
+    ext = [BLANK]
+    for c in target:
+        ext += [c, BLANK]
+    T, S = len(lp), len(ext)
+    score = torch.full((T, S), -math.inf)
+    back = torch.zeros((T, S), dtype=torch.long)
+    score[0, :2] = lp[0, ext[:2]]
+    for t in range(1, T):
+        for s in range(S):
+            cands = [s] + ([s - 1] if s >= 1 else [])
+            if s >= 2 and ext[s] != BLANK and (skip_equal or ext[s] != ext[s - 2]):
+                cands.append(s - 2)
+            best = max(cands, key=lambda r: float(score[t - 1, r]))
+            back[t, s] = best
+            total = torch.logsumexp(score[t - 1, cands], 0) if lse else score[t - 1, best]
+            score[t, s] = total + lp[t, ext[s]]
+    s = S - 1 if score[-1, -1] >= score[-1, -2] else S - 2
+    path = []
+    for t in range(T - 1, -1, -1):
+        path.append(ext[s])
+        s = int(back[t, s])
+    return path[::-1]
 
 
-def test_ctc_check_accepts_a_correct_decoder(capsys):
-    checks.check_ctc_greedy_decode(_greedy)
+def test_align_check_accepts_a_correct_aligner(capsys):
+    checks.check_ctc_force_align(_align)
     assert capsys.readouterr().out.startswith("✓")
+
+
+def _first_frames(lp: torch.Tensor, target: list[int]) -> list[int]:
+    """A valid path that is rarely the best: the symbols (blank-separated where doubled) first, then blanks."""
+    path = []
+    for i, c in enumerate(target):
+        if i and c == target[i - 1]:
+            path.append(BLANK)
+        path.append(c)
+    return path + [BLANK] * (len(lp) - len(path))
 
 
 @pytest.mark.parametrize(
     "wrong, words",
     [
-        (lambda lp: [s for s in lp.argmax(-1).tolist() if s != BLANK], "merge repeated"),  # no merging
-        (lambda lp: [s for t, s in enumerate(lp.argmax(-1).tolist()) if t == 0 or s != lp.argmax(-1)[t - 1]],
-         "drop blanks"),  # blanks kept
-        (lambda lp: _greedy(lp)[:1], "argmax symbol per frame"),
+        (lambda lp, tg: list(tg), "one symbol per frame"),
+        (lambda lp, tg: lp.argmax(-1).tolist(), "not the target"),
+        (lambda lp, tg: _align(lp, tg, skip_equal=True), "between two \\*different\\* symbols"),
+        (_first_frames, "log-probability"),
+        (lambda lp, tg: "a b", "list of ints"),
     ],
 )
-def test_ctc_check_explains_mistakes(wrong, words):
+def test_align_check_explains_mistakes(wrong, words):
     with pytest.raises(AssertionError, match=words):
-        checks.check_ctc_greedy_decode(wrong)
+        checks.check_ctc_force_align(wrong)
 
 
-def test_ctc_check_explains_dropping_blanks_before_merging():
-    def blanks_first(lp):
-        kept = [s for s in lp.argmax(-1).tolist() if s != BLANK]
-        return [s for t, s in enumerate(kept) if t == 0 or s != kept[t - 1]]
+def test_best_path_score_matches_brute_force():
+    from itertools import product
 
-    with pytest.raises(AssertionError, match=r"\*before\* dropping blanks"):
-        checks.check_ctc_greedy_decode(blanks_first)
+    from slm_course.checks.ch01 import _best_path_score, _collapse
+
+    lp = torch.randn(5, 3, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    for target in ([1], [1, 1], [1, 2], [2, 1, 2]):
+        scores = [float(lp[torch.arange(5), torch.tensor(p)].sum()) for p in product(range(3), repeat=5)
+                  if _collapse(list(p)) == target]
+        assert abs(_best_path_score(lp, target) - max(scores)) < 1e-6
+
+
+def _cached_attention(attn, x_t, cache, scale=True, proj=True, own=True, use_cache=True):
+    B, _, C = x_t.shape
+    H = attn.n_heads
+    q, k, v = attn.qkv(x_t).split(C, dim=2)
+    q, k, v = (t.view(B, 1, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, 1, Dh)
+    if not use_cache:
+        keys, values = k, v
+    else:
+        past_k, past_v = cache.get("k"), cache.get("v")
+        keys = k if past_k is None else torch.cat([past_k, k], dim=2)
+        values = v if past_v is None else torch.cat([past_v, v], dim=2)
+        cache["k"], cache["v"] = keys, values
+        if not own:
+            if past_k is None:
+                return torch.zeros(B, 1, C) + (attn.proj.bias if proj else 0)
+            keys, values = past_k, past_v
+    w = (q @ keys.transpose(-2, -1) / (math.sqrt(C // H) if scale else 1)).softmax(-1)
+    y = (w @ values).transpose(1, 2).reshape(B, 1, C)
+    return attn.proj(y) if proj else y
+
+
+def test_kv_cache_check_accepts_a_correct_step(capsys):
+    checks.check_kv_cache_attention(_cached_attention)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"scale": False}, "sqrt\\(d_head\\)"),
+        ({"proj": False}, "attn.proj"),
+        ({"use_cache": False}, "every cached key"),
+        ({"own": False}, "\\*before\\* attending"),
+    ],
+)
+def test_kv_cache_check_explains_mistakes(kwargs, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_kv_cache_attention(lambda a, x, c: _cached_attention(a, x, c, **kwargs))
+
+
+def test_kv_cache_check_refuses_the_whole_sequence():
+    with pytest.raises(AssertionError, match="new position's output only"):
+        checks.check_kv_cache_attention(lambda a, x, c: torch.zeros(x.shape[0], 2, x.shape[2]))
 
 
 def _wer(ref: str, hyp: str) -> float:
@@ -126,3 +206,25 @@ def test_sampling_check_accepts_a_correct_sampler(capsys):
 def test_sampling_check_explains_mistakes(wrong, words):
     with pytest.raises(AssertionError, match=words):
         checks.check_sample_with_temperature(wrong)
+
+
+def test_quiz_answers_are_consistent():
+    from slm_course.checks.ch01 import QUIZ
+
+    assert 3 <= len(QUIZ) <= 5
+    checks.check_quiz("01", {1: "b", 2: 5, 3: "a", 4: "b", 5: 1.54})
+
+
+def test_lr_experiment_check(capsys):
+    results = {3e-4: 16.4, 3e-3: 6.9, 3e-2: 5.9, 3.0: float("nan")}
+    words = "a long enough explanation " * 8
+    checks.check_lr_experiment(results, 3e-2, words)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(AssertionError, match="lowest of your runs"):
+        checks.check_lr_experiment(results, 3e-3, words)
+    with pytest.raises(AssertionError, match="not one of the learning rates"):
+        checks.check_lr_experiment(results, 0.1, words)
+    with pytest.raises(AssertionError, match="few sentences"):
+        checks.check_lr_experiment(results, 3e-2, "too short")
+    with pytest.raises(AssertionError, match="run the experiment"):
+        checks.check_lr_experiment({}, 3e-2, words)

@@ -2,100 +2,108 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from slm_course import checks
+from slm_course.checks import ch02
+from slm_course.hubert import span_mask, warp_bands
+from slm_course.unit_metrics import dtw_distance
 
 
-def _assign(x, c):
-    return torch.cdist(x, c).argmin(dim=1)
+def _hide_spans(starts, span):
+    T = starts.shape[1]
+    mask = torch.zeros_like(starts)
+    for k in range(span):
+        mask[:, k:] |= starts[:, : T - k]
+    return mask
 
 
-def _update(x, assign, c):
-    new = c.clone()
-    for k in range(len(c)):
-        if (assign == k).any():
-            new[k] = x[assign == k].mean(dim=0)
-    return new
+def _warp(frames, factor):
+    B, T, M = frames.shape
+    pos = (torch.arange(M, dtype=frames.dtype)[None, :] * factor[:, None]).clamp(max=M - 1)  # (B, M)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=M - 1)
+    w = (pos - lo)[:, None, :]
+    return frames.gather(2, lo[:, None].expand(B, T, M)) * (1 - w) + frames.gather(2, hi[:, None].expand(B, T, M)) * w
 
 
-def _dedup(ids):
-    units, durations = [], []
-    for i in ids.tolist():
-        if units and units[-1] == i:
-            durations[-1] += 1
-        else:
-            units.append(i)
-            durations.append(1)
-    return torch.tensor(units), torch.tensor(durations)
-
-
-def _mi_and_entropies(phones, units):
-    names = sorted(set(phones))
-    joint = np.zeros((len(names), max(units) + 1))
-    for p, u in zip(phones, units):
-        joint[names.index(p), u] += 1
-    joint /= joint.sum()
-    pp, pu = joint.sum(1), joint.sum(0)
-    nz = joint > 0
-    mi = float((joint[nz] * np.log(joint[nz] / np.outer(pp, pu)[nz])).sum())
-    h = lambda p: float(-(p[p > 0] * np.log(p[p > 0])).sum())  # noqa: E731
-    return mi, h(pp), h(pu)
-
-
-def _pnmi(phones, units):
-    mi, h_phone, _ = _mi_and_entropies(phones, units)
-    return mi / h_phone if h_phone else 0.0
+def _abx(a_tokens, b_tokens, x_tokens, tie=0.5, skip=True):
+    right, n = 0.0, 0
+    for A in a_tokens:
+        for X in x_tokens:
+            if skip and A is X:
+                continue
+            for B in b_tokens:
+                dax, dbx = dtw_distance(A, X), dtw_distance(B, X)
+                right += 1.0 if dax < dbx else (tie if dax == dbx else 0.0)
+                n += 1
+    return 1 - right / n
 
 
 @pytest.mark.parametrize(
     "check, fn",
-    [(checks.check_kmeans_assign, _assign), (checks.check_kmeans_update, _update),
-     (checks.check_deduplicate, _dedup), (checks.check_pnmi, _pnmi)],
+    [(checks.check_hide_spans, _hide_spans), (checks.check_warp_bands, _warp), (checks.check_abx_error, _abx)],
 )
 def test_checks_accept_correct_solutions(check, fn, capsys):
     check(fn)
     assert capsys.readouterr().out.startswith("✓")
 
 
-@pytest.mark.parametrize(
-    "wrong, words",
-    [
-        (lambda x, c: torch.cdist(x, c).argmax(dim=1), "argmin of the distances"),
-        (lambda x, c: (x @ c.T).argmax(dim=1), r"\|c\|\^2"),
-        (lambda x, c: torch.cdist(x, c).argmin(dim=1).float(), "integer ids"),
-    ],
-)
-def test_assign_check_explains_mistakes(wrong, words):
-    with pytest.raises(AssertionError, match=words):
-        checks.check_kmeans_assign(wrong)
-
-
-def test_update_check_explains_empty_clusters():
-    def nan_for_empty(x, assign, c):
-        return torch.stack([x[assign == k].mean(dim=0) for k in range(len(c))])
-
-    with pytest.raises(AssertionError, match="keep its old value"):
-        checks.check_kmeans_update(nan_for_empty)
+def test_reference_span_mask_is_the_packages():
+    """The package's ``span_mask`` is the check's ``hide_spans`` applied to its random starts."""
+    g, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    mask = span_mask(4, 60, 0.08, 5, generator=g)
+    starts = torch.rand(4, 60, generator=g2) < 0.08
+    starts[torch.arange(4), torch.randint(60, (4,), generator=g2)] = True
+    assert torch.equal(mask, ch02._reference_hide_spans(starts, 5))
 
 
 @pytest.mark.parametrize(
     "wrong, words",
     [
-        (lambda ids: (torch.unique(ids), torch.ones(len(torch.unique(ids)), dtype=torch.long)), "consecutive"),
-        (lambda ids: (_dedup(ids)[0], torch.ones_like(_dedup(ids)[0])), "add up to"),
-        (lambda ids: _dedup(ids)[0], "two things"),
+        (lambda s, span: _hide_spans(s, span + 1), "off by one"),
+        (lambda s, span: sum(torch.roll(s, k, dims=1) for k in range(span)).bool(), "wrap around"),
+        (lambda s, span: ch02._reference_hide_spans(s, span, offset=-(span // 2)), "not centred"),
+        (lambda s, span: s, "returned the starts|off by one"),
+        (lambda s, span: sum(torch.roll(s.long(), k, dims=1) for k in range(span)), "or-ing|wrap around"),
+        (lambda s, span: _hide_spans(s, span)[:, :-1], "shape"),
     ],
 )
-def test_deduplicate_check_explains_mistakes(wrong, words):
+def test_hide_spans_check_explains_mistakes(wrong, words):
     with pytest.raises(AssertionError, match=words):
-        checks.check_deduplicate(wrong)
+        checks.check_hide_spans(wrong)
 
 
-def test_pnmi_check_explains_mistakes():
-    with pytest.raises(AssertionError, match="H\\(unit\\)"):
-        checks.check_pnmi(lambda p, u: (lambda m, hp, hu: m / hu if hu else 0.0)(*_mi_and_entropies(p, u)))
-    with pytest.raises(AssertionError, match="mutual information itself"):
-        checks.check_pnmi(lambda p, u: _mi_and_entropies(p, u)[0])
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (lambda f, factor: warp_bands(f, 1 / factor), "not i / factor"),
+        (lambda f, factor: f.gather(2, (torch.arange(f.shape[2])[None] * factor[:, None]).clamp(max=f.shape[2] - 1)
+                                    .round().long()[:, None].expand(f.shape)), "interpolate linearly"),
+        (lambda f, factor: f.transpose(1, 2), "shape"),
+        (lambda f, factor: f * torch.nan, "NaN"),
+    ],
+)
+def test_warp_check_explains_mistakes(wrong, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_warp_bands(wrong)
+
+
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (lambda a, b, x: 1 - _abx(a, b, x), "right"),
+        (lambda a, b, x: _abx(a, b, x, skip=False), "same token"),
+        (lambda a, b, x: _abx(a, b, x, tie=1.0), "tie"),
+        (lambda a, b, x: torch.tensor([0.1, 0.2]), "one number"),
+    ],
+)
+def test_abx_check_explains_mistakes(wrong, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_abx_error(wrong)
+
+
+def test_quiz_key_passes_and_hubert_share_is_the_formula():
+    checks.check_quiz("02", {i: q.answer for i, q in enumerate(ch02.QUIZ, start=1)})
+    assert abs(ch02.QUIZ[0].answer - (1 - 0.92**10)) < 1e-3

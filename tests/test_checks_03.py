@@ -6,76 +6,187 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+import torchaudio
 
 from slm_course import checks
-from slm_course.codec import rvq_encode, si_snr
+from slm_course.checks.ch03 import _ema_reference
+from slm_course.codec import CodecConfig, CodecModel, codebook_usage
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 1a: the EMA update
+# ---------------------------------------------------------------------------------------------
 
 
-def test_rvq_check_accepts_the_package_loop(capsys):
-    checks.check_rvq_encode(rvq_encode)
+def _ema(x, codes, size, sums, decay, eps=1e-5, smooth=True, swap=False, mean_not_sum=False):
+    K = len(size)
+    onehot = F.one_hot(codes, K).to(x.dtype)
+    a, b = (1 - decay, decay) if swap else (decay, 1 - decay)
+    size = a * size + b * onehot.sum(0)
+    batch = onehot.T @ x
+    if mean_not_sum:
+        batch = batch / onehot.sum(0).clamp_min(1)[:, None]
+    sums = a * sums + b * batch
+    if smooth:
+        total = size.sum()
+        size_s = (size + eps) / (total + K * eps) * total
+    else:
+        size_s = size
+    return size, sums, sums / size_s[:, None]
+
+
+def test_ema_reference_is_the_formula():
+    g = torch.Generator().manual_seed(0)
+    x, embed = torch.randn(30, 3, generator=g), torch.randn(5, 3, generator=g)
+    size = torch.tensor([2.0, 0.0, 1.0, 3.0, 0.5])
+    codes = torch.cdist(x, embed).argmin(dim=1)
+    for got, want in zip(_ema_reference(x, embed, size, embed * size[:, None], 0.9),
+                         _ema(x, codes, size, embed * size[:, None], 0.9)):
+        torch.testing.assert_close(got, want)
+
+
+def test_ema_check_accepts_the_formula(capsys):
+    checks.check_ema_update(_ema)
     assert capsys.readouterr().out.startswith("✓")
-
-
-def _no_residual(x, books):
-    codes = torch.stack([torch.cdist(x, b).argmin(dim=1) for b in books])
-    return codes, sum(b[c] for b, c in zip(books, codes))
-
-
-def _farthest(x, books):
-    residual, quantized, codes = x, torch.zeros_like(x), []
-    for b in books:
-        idx = torch.cdist(residual, b).argmax(dim=1)
-        quantized, residual = quantized + b[idx], residual - b[idx]
-        codes.append(idx)
-    return torch.stack(codes), quantized
 
 
 @pytest.mark.parametrize(
     "wrong, words",
     [
-        (_no_residual, "residual"),
-        (_farthest, "farthest"),
-        (lambda x, b: (rvq_encode(x, b)[0].T, rvq_encode(x, b)[1]), r"\(L, T\)"),
-        (lambda x, b: (rvq_encode(x, b)[0], x - rvq_encode(x, b)[1]), "of the chosen codewords"),
-        (lambda x, b: rvq_encode(x, b)[0], "pair"),
+        (lambda *a: _ema(*a, swap=True), "swapped"),
+        (lambda *a: _ema(*a, mean_not_sum=True), r"\*sum\*"),
+        (lambda *a: _ema(*a, smooth=False), "divides by zero"),
+        (lambda x, c, s, e, d: (*_ema(x, c, s, e, d)[:2], e / s[:, None]), "did not change"),
+        (lambda x, c, s, e, d: _ema(x, c, s, e, d)[:2], "tuple of 3"),
     ],
 )
-def test_rvq_check_explains_mistakes(wrong, words):
+def test_ema_check_explains_mistakes(wrong, words):
     with pytest.raises(AssertionError, match=words):
-        checks.check_rvq_encode(wrong)
+        checks.check_ema_update(wrong)
 
 
-def test_bitrate_check(capsys):
-    checks.check_bitrate(lambda r, n, k: r * n * math.log2(k))
+# ---------------------------------------------------------------------------------------------
+# Exercise 1b: dead-code restart
+# ---------------------------------------------------------------------------------------------
+
+
+def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True, one_sample=False):
+    dead = size < threshold if strict else size <= threshold
+    n = int(dead.sum())
+    picks = samples[torch.randint(len(samples), (1 if one_sample else n,), generator=gen)].expand(n, -1)
+    embed, size, sums = embed.clone(), size.clone(), sums.clone()
+    embed[dead] = picks
+    if reset:
+        size[dead] = threshold
+        sums[dead] = threshold * picks
+    return embed, size, sums
+
+
+def test_restart_check_accepts_a_right_restart(capsys):
+    checks.check_restart_dead_codes(_restart)
     assert capsys.readouterr().out.startswith("✓")
-    for wrong, words in [
-        (lambda r, n, k: r * n * k, "log2"),
-        (lambda r, n, k: r * math.log2(k), "number of levels"),
-        (lambda r, n, k: r * n * math.log2(k) / 1000, "kbit/s"),
-        (lambda r, n, k: r * n * math.ceil(math.log2(k)), "exact log2"),
-    ]:
-        with pytest.raises(AssertionError, match=words):
-            checks.check_bitrate(wrong)
 
 
-def _plain_snr(est, ref):
-    est, ref = est - est.mean(), ref - ref.mean()
-    return float(10 * torch.log10((ref @ ref) / ((est - ref) @ (est - ref))))
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (lambda *a: _restart(*a, reset=False), "will not stick"),
+        (lambda *a: _restart(*a, strict=False), "strictly"),
+        (lambda *a: _restart(*a, one_sample=True), "same sample"),
+        (lambda e, s, m, x, t, g: (e, s, m), "kept their codewords"),
+        (lambda e, s, m, x, t, g: (e + 0 * s[:, None] + (s < t)[:, None] * 1.0, s, m), "rows of samples"),
+    ],
+)
+def test_restart_check_explains_mistakes(wrong, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_restart_dead_codes(wrong)
 
 
-def _no_mean(est, ref):
-    est, ref = est.double(), ref.double()
-    proj = (est @ ref) / (ref @ ref) * ref
-    return float(10 * torch.log10((proj @ proj) / ((est - proj) @ (est - proj))))
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: the multi-resolution mel loss
+# ---------------------------------------------------------------------------------------------
 
 
-def test_si_snr_check(capsys):
-    checks.check_si_snr(si_snr)
+def _mel(wav_hat, wav, power=1.0, log=torch.log10, floor=1e-5, resolutions=((512, 40), (1024, 80), (2048, 128)),
+         total=False):
+    losses = []
+    for n, m in resolutions:
+        mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, hop_length=n // 4, n_mels=m, power=power)
+        losses.append((log(mel(wav_hat) + floor) - log(mel(wav) + floor)).abs().mean())
+    return torch.stack(losses).sum() if total else torch.stack(losses).mean()
+
+
+def test_mel_check_accepts_the_codec_loss(capsys):
+    model = CodecModel(CodecConfig())
+    checks.check_multires_mel_loss(model.mel_loss)
+    checks.check_multires_mel_loss(_mel)
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (lambda a, b: _mel(a, b, power=2.0), "power=1.0"),
+        (lambda a, b: _mel(a, b, log=torch.log), "log10"),
+        (lambda a, b: _mel(a, b, total=True), "average the three"),
+        (lambda a, b: _mel(a, b, resolutions=((512, 40),)), "all three resolutions"),
+        (lambda a, b: _mel(a, b, floor=0.0), "floor"),
+        (lambda a, b: _mel(a, b, floor=0.0) * float("inf"), "floor 1e-5"),
+    ],
+)
+def test_mel_check_explains_mistakes(wrong, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_multires_mel_loss(wrong)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: entropy-coded bitrate
+# ---------------------------------------------------------------------------------------------
+
+
+def _entropy_bitrate(ids, vocab, rate, log=torch.log2, per_frame=False, pooled=False):
+    rows = [ids.flatten()] * len(ids) if pooled else list(ids)
+    bits = 0.0
+    for row in rows:
+        p = torch.bincount(row, minlength=vocab).double() / len(row)
+        p = p[p > 0]
+        bits += float(-(p * log(p)).sum())
+    return bits if per_frame else rate * bits
+
+
+def test_entropy_check_accepts_the_formula(capsys):
+    checks.check_entropy_bitrate(_entropy_bitrate)
+    checks.check_entropy_bitrate(lambda ids, v, r: r * float(torch.log2(codebook_usage(ids, v)[1]).sum()))
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong, words",
+    [
+        (lambda i, v, r: _entropy_bitrate(i, v, r, log=torch.log), "nats"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, per_frame=True), "frame rate"),
+        (lambda i, v, r: r * len(i) * math.log2(v), "fixed rate"),
+        (lambda i, v, r: r * sum(math.log2(len(row.unique())) for row in i), "codes used"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, pooled=True), "one histogram per level"),
+    ],
+)
+def test_entropy_check_explains_mistakes(wrong, words):
+    with pytest.raises(AssertionError, match=words):
+        checks.check_entropy_bitrate(wrong)
+
+
+# ---------------------------------------------------------------------------------------------
+# The quiz and the exports
+# ---------------------------------------------------------------------------------------------
+
+
+def test_quiz_answers(capsys):
+    checks.check_quiz("03", {1: 80, 2: "b", 3: "b", 4: 312.5, 5: "b"})
     assert capsys.readouterr().out.startswith("✓")
-    for wrong, words in [(_plain_snr, "plain SNR"), (_no_mean, "mean"), (lambda e, r: 10 ** (si_snr(e, r) / 10), "decibels")]:
-        with pytest.raises(AssertionError, match=words):
-            checks.check_si_snr(wrong)
+    with pytest.raises(AssertionError, match="4: not 500"):
+        checks.check_quiz("03", {1: 80, 2: "b", 3: "b", 4: 500, 5: "b"})
 
 
 def test_checks_are_exported():
-    assert {"check_rvq_encode", "check_bitrate", "check_si_snr"} <= set(checks.__all__)
+    names = {"check_ema_update", "check_restart_dead_codes", "check_multires_mel_loss", "check_entropy_bitrate"}
+    assert names <= set(checks.__all__)

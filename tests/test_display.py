@@ -101,3 +101,20 @@ def test_plot_tokens_merges_repeats(wav: torch.Tensor) -> None:
     assert [t.get_position()[0] for t in ax.texts] == pytest.approx([0.1, 0.25, 0.9])
     with pytest.raises(ValueError, match="1-D"):
         display.plot_tokens(torch.zeros(2, 3, dtype=torch.long), wav)
+
+
+def test_plot_taxonomy_names_each_family_its_factorisation_and_notebooks() -> None:
+    ax = display.plot_taxonomy()
+    text = " ".join(t.get_text() for t in ax.texts)
+    for family, formula, where in [
+        ("pure speech LMs", r"p(\mathrm{speech})", "notebooks 04-06"),
+        ("speech+text LMs", r"p(\mathrm{text},\ \mathrm{speech})", "notebooks 07-08 (to come)"),
+        ("speech-aware text LMs", r"p(\mathrm{text} \mid \mathrm{speech},\ \mathrm{text})", "notebook 09 (to come)"),
+    ]:
+        assert family in text and formula in text and where in text
+    assert "the cascade" in text and "notebook 01" in text and "notebook 10" in text
+    assert len(ax.patches) == 5  # the cascade, three families, the universal SLM
+    import matplotlib.pyplot as plt
+
+    fig, given = plt.subplots()
+    assert display.plot_taxonomy(given) is given  # draws into the Axes it is given

@@ -1,4 +1,10 @@
-"""Checks for notebook 00's exercises (solutions/00_audio_exercises.ipynb)."""
+"""Checks for notebook 00's exercises (solutions/00_audio_exercises.ipynb), and the chapter's quiz.
+
+The exercises in the notebook: mu-law ids (exercise 1), an anti-aliasing filter and downsampling
+(exercise 2), sub-sample pitch (exercise 3), the frame length that resolves harmonics (exercise 4). The checks of the chapter's own derivations (aliasing,
+the mel scale, frames, the power spectrum, integer-lag pitch) stay for learners who redo them.
+``QUIZ`` holds the chapter's quiz (:func:`slm_course.checks.show_quiz`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,23 @@ from typing import Any
 import torch
 
 from ._common import _as_float, _as_tensor, _fail, _ok
+from .quiz import Question
 
-__all__ = ["check_aliased_frequency", "check_autocorrelation_f0", "check_frames", "check_hz_to_mel", "check_mel_filterbank", "check_power_spectrum"]
+__all__ = [
+    "check_aliased_frequency",
+    "check_autocorrelation_f0",
+    "check_downsample",
+    "check_fine_f0",
+    "check_frame_length",
+    "check_frames",
+    "check_hz_to_mel",
+    "check_lowpass_fir",
+    "check_mel_filterbank",
+    "check_mu_law_decode",
+    "check_mu_law_encode",
+    "check_parabolic_peak",
+    "check_power_spectrum",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: aliasing
@@ -360,3 +381,420 @@ def _corpus_f0_cases(fn: Callable[..., float], corpus: Any) -> list[tuple[str, f
             _fail(f"{call} returned {got:.1f} Hz; audio.pitch finds {f0:.1f} Hz there{_f0_hint(got, f0, sr)}")
         out.append((gender, f0, got))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 1: mu-law, the first audio tokenizer
+# ---------------------------------------------------------------------------------------------
+
+
+def _mu_law_reference(x: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """Mu-law ids as ``torchaudio.functional.mu_law_encoding`` computes them (round to the nearest level)."""
+    import torchaudio
+
+    return torchaudio.functional.mu_law_encoding(x.to(torch.float64), n_levels)
+
+
+def _test_signal(n: int = 2000) -> torch.Tensor:
+    """Samples spread over [-1, 1], most of them small, as in speech; -1, 0 and 1 included."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, generator=gen, dtype=torch.float64) * 0.1
+    x = x.clamp(-1, 1)
+    x[:3] = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    return x
+
+
+def check_mu_law_encode(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """``fn(wav, n_levels)``: integer ids 0..n_levels-1 of mu-law companded samples (as torchaudio's)."""
+    x = _test_signal()
+    for n_levels in (256, 16):
+        mu = n_levels - 1
+        call = f"mu_law_encode(wav, n_levels={n_levels})"
+        got = fn(x.clone(), n_levels)
+        if not isinstance(got, torch.Tensor):
+            _fail(f"{call} returned {type(got).__name__}; return a torch.Tensor of integer ids")
+        if tuple(got.shape) != tuple(x.shape):
+            _fail(f"{call} returned shape {tuple(got.shape)}; expected one id per sample, {tuple(x.shape)}")
+        if got.is_floating_point() or got.is_complex():
+            _fail(
+                f"{call} returned a {got.dtype} tensor; ids are integers: round, then .long() "
+                "(a language model looks ids up in an embedding table)"
+            )
+        expected = _mu_law_reference(x, n_levels)
+        got = got.long()
+        if int(got.min()) < 0 or int(got.max()) > mu:
+            _fail(
+                f"{call} returned ids from {int(got.min())} to {int(got.max())}; they must lie in 0..{mu}: map the "
+                f"companded value y in [-1, 1] to (y + 1) / 2 * {mu}, then round"
+            )
+        wrong = (got - expected).abs()
+        if int(wrong.max()) <= 1 and float((wrong > 0).double().mean()) <= 0.01:
+            continue
+        linear = ((x + 1) / 2 * mu + 0.5).long()
+        if float((got - linear).abs().double().mean()) < 0.02:
+            _fail(
+                f"{call} quantised the samples linearly (equal steps in amplitude); mu-law first compands them: "
+                f"y = sign(x) * log(1 + mu |x|) / log(1 + mu) with mu = {mu}, so that small samples, the "
+                "commonest in speech, get finer steps"
+            )
+        if float((got == expected - 1).double().mean()) > 0.2 and int((got - expected).max()) <= 0:
+            _fail(
+                f"{call} is often 1 below the expected id: you truncated (floor) instead of rounding to the "
+                "nearest level; add 0.5 before taking the integer part, or use torch.round"
+            )
+        i = int(wrong.argmax())
+        _fail(
+            f"{call}: sample {float(x[i]):+.4f} got id {int(got[i])}, expected {int(expected[i])} "
+            f"(= round((y + 1) / 2 * {mu}) with y = sign(x) * log(1 + {mu} |x|) / log(1 + {mu}))"
+        )
+    _ok(
+        "mu_law_encode matches torchaudio's mu_law_encoding: 0.0 -> id "
+        f"{int(_mu_law_reference(torch.zeros(1), 256))}, 0.01 -> {int(_mu_law_reference(torch.tensor([0.01]), 256))}, "
+        f"0.5 -> {int(_mu_law_reference(torch.tensor([0.5]), 256))} of 0..255"
+    )
+
+
+def check_mu_law_decode(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """``fn(ids, n_levels)``: samples in [-1, 1] from mu-law ids, the inverse of the companding (as torchaudio's)."""
+    import torchaudio
+
+    for n_levels in (256, 16):
+        ids = torch.arange(n_levels)
+        call = f"mu_law_decode(ids 0..{n_levels - 1}, n_levels={n_levels})"
+        got = _as_tensor(fn(ids.clone(), n_levels), call, (n_levels,))
+        expected = torchaudio.functional.mu_law_decoding(ids, n_levels).to(torch.float64)
+        if torch.allclose(got, expected, atol=1e-4):
+            continue
+        mu = n_levels - 1
+        y = 2 * ids.double() / mu - 1  # the companded values
+        if torch.allclose(got, y, atol=1e-4):
+            _fail(
+                f"{call} returned the companded values y = 2 id / {mu} - 1 without expanding them; invert the "
+                f"log too: x = sign(y) * ((1 + {mu}) ** |y| - 1) / {mu}"
+            )
+        if float(got.abs().max()) > 1.5:
+            _fail(
+                f"{call} returned values up to {float(got.abs().max()):.3g}; samples lie in [-1, 1]: first map "
+                f"the id back to y = 2 id / {mu} - 1 in [-1, 1], then expand x = sign(y) ((1 + mu) ** |y| - 1) / mu"
+            )
+        k = int((got - expected).abs().argmax())
+        _fail(
+            f"{call}: id {k} gave {float(got[k]):+.5f}, expected {float(expected[k]):+.5f} "
+            f"(y = 2 id / {mu} - 1, then x = sign(y) ((1 + {mu}) ** |y| - 1) / {mu})"
+        )
+    steps = torch.diff(torchaudio.functional.mu_law_decoding(torch.arange(256), 256))
+    _ok(
+        "mu_law_decode matches torchaudio's mu_law_decoding: the 256 levels are "
+        f"{float(steps.min()):.5f} apart near 0 and {float(steps.max()):.4f} apart near +-1"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: an anti-aliasing filter, and downsampling with it
+# ---------------------------------------------------------------------------------------------
+
+
+def _firwin(n_taps: int, cutoff: float, sr: float, window: str = "hann") -> torch.Tensor:
+    """The windowed-sinc low-pass of ``scipy.signal.firwin`` (unit gain at 0 Hz)."""
+    from scipy.signal import firwin
+
+    return torch.from_numpy(firwin(n_taps, cutoff, window=window, fs=sr)).to(torch.float64)
+
+
+def _gain_at(h: torch.Tensor, f: float, sr: float) -> float:
+    """``|H(f)|`` of the FIR filter ``h``."""
+    n = torch.arange(len(h), dtype=torch.float64)
+    return float((h.double() * torch.exp(-2j * math.pi * f / sr * n)).sum().abs())
+
+
+def check_lowpass_fir(fn: Callable[[float, int, int], torch.Tensor]) -> None:
+    """``fn(cutoff, sr, n_taps)``: a Hann-windowed sinc low-pass, unit gain at 0 Hz, as ``scipy.signal.firwin``."""
+    for n_taps, cutoff, sr in [(101, 4000.0, 16000), (63, 1000.0, 8000), (31, 2500.0, 16000)]:
+        call = f"lowpass_fir(cutoff={cutoff:g}, sr={sr}, n_taps={n_taps})"
+        got = _as_tensor(fn(cutoff, sr, n_taps), call, (n_taps,))
+        expected = _firwin(n_taps, cutoff, sr)
+        if torch.allclose(got, expected, atol=1e-6):
+            continue
+        dc = float(got.sum())
+        if abs(dc - 1) > 1e-6 and torch.allclose(got / dc, expected, atol=1e-6):
+            _fail(
+                f"{call}: the right shape, but its taps sum to {dc:.6g}, so a constant signal comes out "
+                f"{dc:.6g} times as loud; divide by h.sum() to make the gain at 0 Hz exactly 1"
+            )
+        if torch.allclose(got, _firwin(n_taps, cutoff, sr, window="boxcar"), atol=1e-6):
+            _fail(
+                f"{call} is a plain (unwindowed) sinc; multiply it by a symmetric Hann window, "
+                "torch.hann_window(n_taps, periodic=False), before normalising: cutting the sinc off abruptly "
+                "leaves ripples and lets about 5% of the stop band through"
+            )
+        n = torch.arange(n_taps, dtype=torch.float64) - (n_taps - 1) / 2
+        periodic = torch.sinc(2 * cutoff / sr * n) * torch.hann_window(n_taps, periodic=True, dtype=torch.float64)
+        if torch.allclose(got, periodic / periodic.sum(), atol=1e-6):
+            _fail(
+                f"{call} used the periodic Hann window; a filter wants the symmetric one, "
+                "torch.hann_window(n_taps, periodic=False), which is 0 at both ends and keeps the filter symmetric"
+            )
+        if got.flip(0).sub(got).abs().max() > 1e-6:
+            _fail(
+                f"{call} is not symmetric about its middle tap; centre the sinc on (n_taps - 1) / 2: "
+                "n = torch.arange(n_taps) - (n_taps - 1) / 2"
+            )
+        f_half = next((f for f in torch.linspace(0, sr / 2, 401).tolist() if _gain_at(got, f, sr) < 0.5), sr / 2)
+        if f_half > 1.5 * cutoff:
+            hint = (
+                f"its gain falls to 0.5 only at {f_half:.0f} Hz, not at the cutoff {cutoff:g} Hz: the cutoff is too "
+                "high (twice too high with sin(t) / t instead of torch.sinc). torch.sinc(t) = sin(pi t) / (pi t), "
+                "so the sinc of a cutoff fc at rate sr is torch.sinc(2 * fc / sr * n)"
+            )
+        elif f_half < 0.7 * cutoff:
+            hint = (
+                f"its gain falls to 0.5 already at {f_half:.0f} Hz, not at the cutoff {cutoff:g} Hz: the cutoff is "
+                "too low; torch.sinc(t) = sin(pi t) / (pi t), so use torch.sinc(2 * fc / sr * n)"
+            )
+        else:
+            hint = "h[n] = sinc(2 fc / sr * n) * hann[n] for n centred on the middle tap, then h / h.sum()"
+        k = int((got - expected).abs().argmax())
+        _fail(f"{call}: tap {k} is {float(got[k]):.5f}, expected {float(expected[k]):.5f}; {hint}")
+    h = _firwin(101, 4000.0, 16000)
+    _ok(
+        "lowpass_fir matches scipy.signal.firwin: with 101 taps at 16 kHz and a 4 kHz cutoff it passes "
+        f"{_gain_at(h, 1000, 16000):.3f} of a 1 kHz tone and {_gain_at(h, 6000, 16000):.1e} of a 6 kHz one"
+    )
+
+
+def _downsample_reference(wav: torch.Tensor, sr: int, factor: int, n_taps: int) -> torch.Tensor:
+    h = _firwin(n_taps, sr / (2 * factor), sr)
+    y = torch.nn.functional.conv1d(wav.double()[None, None], h.flip(0)[None, None], padding=n_taps // 2)[0, 0]
+    return y[::factor]
+
+
+def check_downsample(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(wav, sr, factor, n_taps=101)``: low-pass at the new Nyquist frequency, then keep every factor-th sample."""
+    gen = torch.Generator().manual_seed(1)
+    wav = torch.randn(1601, generator=gen, dtype=torch.float64) * 0.1  # white noise: every frequency at once
+    for sr, factor, n_taps in [(16000, 2, 101), (16000, 3, 61), (8000, 2, 31)]:
+        n_out = -(-len(wav) // factor)  # ceil(T / factor): samples 0, factor, 2 factor, ...
+        call = f"downsample(white noise of {len(wav)} samples, sr={sr}, factor={factor}, n_taps={n_taps})"
+        got = fn(wav.clone(), sr, factor, n_taps)
+        if isinstance(got, torch.Tensor) and got.ndim == 1 and len(got) != n_out:
+            _fail(
+                f"{call} returned {len(got)} samples; expected {n_out}, samples 0, {factor}, {2 * factor}, ... of "
+                f"the filtered signal, which has as many samples as the input (convolve with padding n_taps // 2)"
+            )
+        got = _as_tensor(got, call, (n_out,))
+        expected = _downsample_reference(wav, sr, factor, n_taps)
+        if torch.allclose(got, expected, atol=1e-5):
+            continue
+        if torch.allclose(got, wav[::factor], atol=1e-6):
+            _fail(
+                f"{call} kept samples 0, {factor}, {2 * factor}, ... without filtering: everything between {sr // (2 * factor)} "
+                f"and {sr // 2} Hz folds back onto the lower band (aliasing); low-pass at sr / (2 factor) first"
+            )
+        filtered = torch.nn.functional.conv1d(
+            wav.double()[None, None], _firwin(n_taps, sr / (2 * factor), sr)[None, None]
+        )[0, 0]  # no padding: delayed by (n_taps - 1) / 2 samples
+        if len(filtered) >= 1 and torch.allclose(got[: len(filtered[::factor])], filtered[::factor], atol=1e-5):
+            _fail(
+                f"{call} is delayed by {(n_taps - 1) // 2} samples: a convolution without padding starts "
+                "(n_taps - 1) / 2 samples late; pad n_taps // 2 samples on each side so output sample i lines "
+                "up with input sample i"
+            )
+        for cutoff, why in [(sr / 2 / factor / 2, "half the new Nyquist frequency"), (sr / factor, "twice it")]:
+            if torch.allclose(got, _downsample_reference_cut(wav, sr, factor, n_taps, cutoff), atol=1e-5):
+                _fail(
+                    f"{call} filtered at {cutoff:g} Hz, {why}; cut at the new Nyquist frequency, "
+                    f"sr / (2 factor) = {sr / (2 * factor):g} Hz"
+                )
+        k = int((got - expected).abs().argmax())
+        _fail(
+            f"{call}: output sample {k} is {float(got[k]):+.5f}, expected {float(expected[k]):+.5f}; filter with "
+            f"lowpass_fir(sr / (2 factor), sr, n_taps), centred (padding n_taps // 2), then keep [::factor]"
+        )
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    quiet = float(_downsample_reference(torch.sin(2 * math.pi * 7000 * t), 16000, 2, 101)[200:-200].abs().max())
+    _ok(
+        "downsample matches a centred windowed-sinc filter then [::factor]: a 7 kHz tone taken from 16 to 8 kHz "
+        f"comes out at {20 * math.log10(quiet):.0f} dB instead of folding to 1 kHz at full loudness"
+    )
+
+
+def _downsample_reference_cut(wav: torch.Tensor, sr: int, factor: int, n_taps: int, cutoff: float) -> torch.Tensor:
+    if cutoff >= sr / 2:
+        return torch.full((-(-len(wav) // factor),), float("nan"), dtype=torch.float64)
+    h = _firwin(n_taps, cutoff, sr)
+    return torch.nn.functional.conv1d(wav.double()[None, None], h[None, None], padding=n_taps // 2)[0, 0][::factor]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: pitch to a fraction of a sample
+# ---------------------------------------------------------------------------------------------
+
+
+def check_parabolic_peak(fn: Callable[[torch.Tensor, int], float]) -> None:
+    """``fn(y, k)``: the position of the vertex of the parabola through ``(k - 1, y[k - 1]), (k, y[k]), (k + 1, y[k + 1])``."""
+    cases = [(10.3, 2.0, 10), (10.0, 1.0, 10), (5.45, 0.5, 5), (20.8, 3.0, 21), (7.0 - 0.3, 1.0, 7)]
+    for vertex, curvature, k in cases:
+        i = torch.arange(30, dtype=torch.float64)
+        y = 5.0 - curvature * (i - vertex) ** 2  # a downward parabola with its top at `vertex`
+        call = f"parabolic_peak(y, k={k}) for samples of a parabola whose top is at {vertex:g}"
+        got = _as_float(fn(y.clone(), k), call)
+        if abs(got - vertex) <= 1e-6:
+            continue
+        if abs(got - k) <= 1e-9:
+            _fail(f"{call} returned k = {k} itself; return k plus the fractional offset of the parabola's top")
+        if abs(got - (2 * k - vertex)) <= 1e-6:
+            _fail(
+                f"{call} returned {got:g}, the mirror image of {vertex:g} about k: the offset has the wrong sign; "
+                "delta = 0.5 (y[k-1] - y[k+1]) / (y[k-1] - 2 y[k] + y[k+1])"
+            )
+        if abs(got - (vertex - k)) <= 1e-6:
+            _fail(f"{call} returned {got:g}, only the offset from k; return k + offset = {vertex:g}")
+        _fail(
+            f"{call} returned {got:g}, expected {vertex:g}; fit a + b d + c d^2 through d = -1, 0, 1: "
+            "the top is at d = 0.5 (y[k-1] - y[k+1]) / (y[k-1] - 2 y[k] + y[k+1])"
+        )
+    _ok("parabolic_peak finds the top of a parabola from three samples around it, to a fraction of a sample")
+
+
+_FINE_F0_CASES = (
+    (390.0, 8000, 4),
+    (345.0, 8000, 6),
+    (265.0, 8000, 8),
+    (310.0, 16000, 8),
+    (370.0, 16000, 3),
+    (142.0, 8000, 12),
+    (100.0, 16000, 12),
+)
+
+
+def check_fine_f0(fn: Callable[..., float]) -> None:
+    """``fn(frame, sr)``: F0 of a voiced frame from its autocorrelation peak, refined with a parabola; within 0.4%."""
+    worst_integer = 0.0
+    for f0, sr, n_harmonics in _FINE_F0_CASES:
+        frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))  # 40 ms
+        call = f"estimate_f0_fine(voiced frame at {f0:g} Hz with {n_harmonics} harmonics, sr={sr})"
+        got = _as_float(fn(frame.clone(), sr), call)
+        lag = sr / f0
+        integer = [sr / math.floor(lag), sr / math.ceil(lag)]
+        worst_integer = max(worst_integer, min(abs(g - f0) / f0 for g in integer))
+        if abs(got - f0) <= 0.004 * f0:
+            continue
+        if any(abs(got - g) <= 1e-6 * g for g in integer):
+            _fail(
+                f"{call} returned {got:.2f} Hz = sr / {round(sr / got)}, a whole-sample lag; the true period "
+                f"is {lag:.2f} samples: refine the peak's lag with parabolic_peak(r, lag) before sr / lag"
+            )
+        _fail(
+            f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)} "
+            "(refine the autocorrelation peak with parabolic_peak, then F0 = sr / refined lag)"
+        )
+    _ok(
+        "estimate_f0_fine is within 0.4% on voiced frames from 100 to 390 Hz at 8 and 16 kHz, where whole-sample "
+        f"lags are up to {100 * worst_integer:.1f}% off"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The quiz
+# ---------------------------------------------------------------------------------------------
+
+QUIZ = (
+    Question(
+        "A system feeds a speech encoder's output into a text LLM and answers spoken questions in text. "
+        "Which distribution does it model?",
+        choices=("a) p(speech)", "b) p(text, speech)", "c) p(text | speech, text)", "d) p(speech | text)"),
+        answer="c",
+        hint="the map at the top of notebook 00: what each family generates, and what it is given",
+    ),
+    Question(
+        "AudioLM continues a spoken prompt with more speech. Which criterion of a universal SLM does it meet?",
+        choices=(
+            "a) speech in and speech out",
+            "b) any spoken-language task",
+            "c) it follows instructions in natural language",
+            "d) none of them",
+        ),
+        answer="a",
+        hint="the three criteria under the map in notebook 00",
+    ),
+    Question(
+        "A 6000 Hz tone is sampled at 8000 Hz with no anti-aliasing filter. At what frequency (Hz) is it heard?",
+        answer=2000,
+        tolerance=1,
+        hint="notebook 00, section 1: a tone folds back to |f - k sr| for the nearest integer k",
+    ),
+    Question(
+        "The MFCC cell keeps 13 of the 40 DCT coefficients of a log-mel frame. If it kept all 40, what would the "
+        "inverse DCT of them give back?",
+        choices=(
+            "a) the same smoothed envelope",
+            "b) exactly the 40-band log-mel frame",
+            "c) the waveform of the frame",
+            "d) the pitch contour",
+        ),
+        answer="b",
+        hint="notebook 00, section 3: the DCT basis is orthonormal (40 x 40 it is a rotation)",
+    ),
+    Question(
+        "Subtracting each speaker's mean feature vector made the gender probe worse and the style probe better. Why?",
+        choices=(
+            "a) gender is the same in every utterance of a speaker, so the speaker's mean holds all of it; "
+            "style changes within a speaker, and the voice no longer hides it",
+            "b) centring removes the pitch features from the vector",
+            "c) the held-out speakers have other styles than the training ones",
+            "d) centring halves the number of features",
+        ),
+        answer="a",
+        hint="notebook 00, section 6: the probe with and without centring per speaker",
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 4: how long a frame must be to resolve the harmonics
+# ---------------------------------------------------------------------------------------------
+
+
+def check_frame_length(shortest_ms: dict[str, float], f0: dict[str, float]) -> None:
+    """``shortest_ms[voice]``: the shortest STFT frame (ms) that still separates that voice's harmonics.
+
+    A Hann window of ``L`` seconds smears each harmonic over about ``+-2 / L`` Hz (its main lobe), and
+    the harmonics are ``F0`` apart, so they separate once ``L >= 2 / F0``: about two pitch periods.
+    Answers between 1.5 and 4 periods pass: they are read off a plot.
+    """
+    if not isinstance(shortest_ms, dict) or set(shortest_ms) != set(f0):
+        _fail(f"give one frame length (ms) per voice as a dict with the keys {sorted(f0)}; got {shortest_ms!r}")
+    said = []
+    for voice, pitch_hz in f0.items():
+        got = _as_float(shortest_ms[voice], f"shortest_frame_ms[{voice!r}]")
+        period_ms = 1000 / pitch_hz
+        if got < 1:
+            _fail(
+                f"shortest_frame_ms[{voice!r}] = {got:g}: that looks like seconds; answer in milliseconds "
+                f"(the frames in the plots are 4, 25 and 64 ms)"
+            )
+        periods = got / period_ms
+        if periods < 1.5:
+            _fail(
+                f"{voice}: {got:g} ms is {periods:.1f} pitch periods ({period_ms:.1f} ms each at {pitch_hz:.0f} Hz); "
+                "that is too short to separate harmonics that lie F0 apart: a Hann window of L seconds smears "
+                "each one over about +-2 / L Hz, so the frame needs about two periods. Look again at the plots "
+                "with a few lengths between 5 and 40 ms"
+            )
+        if periods > 4:
+            _fail(
+                f"{voice}: {got:g} ms is {periods:.1f} pitch periods; the harmonics separate well before that "
+                f"(about 2 periods, {2 * period_ms:.0f} ms). Try shorter frames: the shortest that still shows "
+                "the stripes is the answer"
+            )
+        said.append(f"{voice} {pitch_hz:.0f} Hz: {got:g} ms = {periods:.1f} periods")
+    low, high = min(f0, key=f0.get), max(f0, key=f0.get)
+    if float(shortest_ms[low]) < float(shortest_ms[high]):
+        _fail(
+            f"the {low} voice ({f0[low]:.0f} Hz) got a shorter frame than the {high} one ({f0[high]:.0f} Hz); a lower "
+            "voice has its harmonics closer together, so it needs the longer frame"
+        )
+    _ok(
+        "; ".join(said) + ". Harmonics F0 apart separate once the window's main lobe (+-2 / L Hz) is narrower: "
+        "L >= 2 / F0, two pitch periods; 25 ms serves most voices and stays shorter than a phone"
+    )

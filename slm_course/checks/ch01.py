@@ -2,70 +2,194 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from ._common import _as_float, _fail, _ok
+from .quiz import Question
 
-__all__ = ["check_ctc_greedy_decode", "check_question_classifier", "check_sample_with_temperature", "check_wer", "question_cases"]
+__all__ = [
+    "QUIZ",
+    "check_ctc_force_align",
+    "check_kv_cache_attention",
+    "check_lr_experiment",
+    "check_question_classifier",
+    "check_sample_with_temperature",
+    "check_wer",
+    "question_cases",
+]
 
 # ---------------------------------------------------------------------------------------------
-# Notebook 01 (solutions/01_cascade_exercises.ipynb): CTC decoding, WER, question intonation, sampling
+# Notebook 01 (solutions/01_cascade_exercises.ipynb): CTC alignment, KV cache, WER, intonation, sampling
 # ---------------------------------------------------------------------------------------------
 
 
-def _ctc_cases() -> list[tuple[str, torch.Tensor]]:
-    """(description, (T, V) log-probs) cases for greedy CTC decoding, 6 symbols with blank = 0."""
+def _ctc_extended(target: list[int], blank: int = 0) -> list[int]:
+    ext = [blank]
+    for c in target:
+        ext += [c, blank]
+    return ext
 
-    def path(ids: list[int], V: int = 6) -> torch.Tensor:
-        lp = torch.full((len(ids), V), -4.0)
-        lp[torch.arange(len(ids)), torch.tensor(ids)] = 0.0
-        return lp.log_softmax(dim=-1)
 
-    g = torch.Generator().manual_seed(1)
+def _collapse(path: list[int], blank: int = 0) -> list[int]:
+    """CTC's read-out rule: merge repeated symbols, then drop blanks."""
+    merged = [s for t, s in enumerate(path) if t == 0 or s != path[t - 1]]
+    return [s for s in merged if s != blank]
+
+
+def _best_path_score(log_probs: torch.Tensor, target: list[int], blank: int = 0) -> float:
+    """The log-probability of the best CTC path that reads out ``target`` (Viterbi over the extended label)."""
+    ext = _ctc_extended(target, blank)
+    S = len(ext)
+    score = torch.full((S,), -math.inf, dtype=torch.float64)
+    lp = log_probs.double()
+    score[: min(2, S)] = lp[0, ext[: min(2, S)]]
+    for t in range(1, len(lp)):
+        prev = score.clone()
+        for s in range(S):
+            best = prev[s]
+            if s >= 1:
+                best = torch.maximum(best, prev[s - 1])
+            if s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]:
+                best = torch.maximum(best, prev[s - 2])
+            score[s] = best + lp[t, ext[s]]
+    return float(score[-2:].max()) if S > 1 else float(score[-1])
+
+
+def _align_cases() -> list[tuple[str, torch.Tensor, list[int]]]:
+    """(description, (T, V) log-probs, target ids) cases for CTC forced alignment; 6 symbols, blank = 0."""
+    g = torch.Generator().manual_seed(3)
+
+    def rand(T: int) -> torch.Tensor:
+        return torch.randn(T, 6, generator=g).mul(2).log_softmax(dim=-1)
+
+    peaked = torch.full((7, 6), -6.0)
+    peaked[torch.arange(7), torch.tensor([0, 1, 1, 0, 2, 2, 0])] = 0.0  # frames '_ a a _ b b _'
+    doubled = torch.full((3, 6), -6.0)
+    doubled[:, 3] = 0.0  # frames that say 'c c c': the only path to 'c c' in 3 frames is 'c _ c'
     return [
-        ("frames 'a a _ a b b'", path([1, 1, 0, 1, 2, 2])),
-        ("frames '_ c c _ _ d'", path([0, 3, 3, 0, 0, 4])),
-        ("frames 'b _ b _ b'", path([2, 0, 2, 0, 2])),
-        ("frames 'e e e e'", path([5, 5, 5, 5])),
-        ("all-blank frames", path([0, 0, 0])),
-        ("random log-probs (40 frames)", torch.randn(40, 6, generator=g).log_softmax(dim=-1)),
+        ("frames that clearly say '_ a a _ b b _', target 'a b'", peaked.log_softmax(dim=-1), [1, 2]),
+        ("3 frames that say 'c c c', target 'c c'", doubled.log_softmax(dim=-1), [3, 3]),
+        ("random log-probs, 8 frames, target 'a b c'", rand(8), [1, 2, 3]),
+        ("random log-probs, 6 frames, target 'c c' (a doubled symbol needs a blank between)", rand(6), [3, 3]),
+        ("random log-probs, 5 frames, target 'a b a b c' (as many symbols as frames)", rand(5), [1, 2, 1, 2, 3]),
+        ("random log-probs, 12 frames, target 'd a a d'", rand(12), [4, 1, 1, 4]),
+        ("random log-probs, 30 frames, target 'b e e c a'", rand(30), [2, 5, 5, 3, 1]),
     ]
 
 
-def check_ctc_greedy_decode(fn: Callable[[torch.Tensor], list[int]]) -> None:
-    """``fn(log_probs)``: greedy CTC decoding of one ``(T, V)`` log-prob matrix (blank = 0) -> list of ids."""
-    from slm_course.asr import greedy_decode
-
-    for name, lp in _ctc_cases():
-        got = fn(lp.clone())
+def check_ctc_force_align(fn: Callable[[torch.Tensor, list[int]], list[int]]) -> None:
+    """``fn(log_probs, target)``: the most likely CTC path (one symbol id per frame) that reads out ``target``."""
+    for name, lp, target in _align_cases():
+        got = fn(lp.clone(), list(target))
         if isinstance(got, torch.Tensor):
             got = got.tolist()
         if not isinstance(got, (list, tuple)) or not all(isinstance(i, int) for i in got):
-            _fail(f"for {name} you returned {got!r}; return a list of ints (symbol ids), e.g. [1, 1, 2]")
+            _fail(f"for {name} you returned {got!r}; return a list of ints, one symbol id per frame")
         got = list(got)
-        expected = greedy_decode(lp)[0]
-        if got == expected:
-            continue
-        best = lp.argmax(dim=-1).tolist()
-        said = f"for {name} (argmax per frame {best}) you returned {got}, expected {expected}"
-        merged = [s for t, s in enumerate(best) if t == 0 or s != best[t - 1]]
-        no_blank_first = [s for s in best if s != 0]
-        no_blank_first = [s for t, s in enumerate(no_blank_first) if t == 0 or s != no_blank_first[t - 1]]
-        if 0 in got:
-            _fail(f"{said}: the blank (id 0) means 'no character here'; drop blanks from the output")
-        if got == [s for s in best if s != 0]:
-            _fail(f"{said}: merge repeated symbols first (a a -> a), then drop the blanks")
-        if got == no_blank_first:
+        said = f"for {name} you returned the path {got}"
+        if len(got) != len(lp):
             _fail(
-                f"{said}: merge repeats *before* dropping blanks, so that 'a _ a' stays 'a a' (a blank separates them)"
+                f"{said} ({len(got)} ids) for {len(lp)} frames: return one symbol per frame (blanks included), "
+                "not the collapsed text; backtrack from the last frame to the first"
             )
-        if got == merged:
-            _fail(f"{said}: after merging repeats, drop the blanks (id 0)")
-        _fail(f"{said}: take the argmax symbol per frame (dim=-1), merge repeats, then drop blanks")
-    _ok("greedy CTC decoding is correct: e.g. frames 'a a _ a b b' -> 'a a b', and 'b _ b _ b' -> 'b b b'")
+        read = _collapse(got)
+        if read != list(target):
+            hint = "backtrack through the pointers you stored, from the last frame to frame 0"
+            if len(read) < len(target) and any(a == b for a, b in zip(target, target[1:])):
+                hint = ("a path may skip the blank between two *different* symbols only; between equal ones "
+                        "(here a doubled symbol) the blank must stay, or the two merge into one")
+            elif len(read) < len(target):
+                hint = ("the path must end on the last symbol or the last blank of the extended label, and start on "
+                        "its first blank or first symbol")
+            _fail(f"{said}, which reads out {read} (merge repeats, drop blanks), not the target {list(target)}: {hint}")
+        score = float(lp.double()[torch.arange(len(lp)), torch.tensor(got)].sum())
+        best = _best_path_score(lp, list(target))
+        if score < best - 1e-6:
+            _fail(
+                f"{said}: it reads out the target, but its log-probability is {score:.3f} and the best path's is "
+                f"{best:.3f}. Keep, for every frame t and position s of the extended label, the *max* (not the "
+                "logsumexp) over the allowed predecessors (stay, step, skip a blank between different symbols), "
+                "remember which one won, and end on the better of the last symbol and the last blank"
+            )
+    _ok("forced alignment is correct: each path reads out its target and is the most likely such path")
+
+
+def _attention_variants(attn: Any, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs of one causal attention layer under typical KV-cache mistakes, for the check's diagnosis."""
+    B, T, C = x.shape
+    H = attn.n_heads
+    Dh = C // H
+    q, k, v = attn.qkv(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, H, Dh).transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
+    scores = q @ k.transpose(-2, -1)  # (B, H, T, T)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    past_only = torch.ones(T, T, dtype=torch.bool).triu(0)  # the cache read before the new key is added
+
+    def out(w: torch.Tensor, proj: bool = True) -> torch.Tensor:
+        y = (w @ v).transpose(1, 2).reshape(B, T, C)
+        return attn.proj(y) if proj else y
+
+    eye = torch.eye(T).expand(B, H, T, T)
+    variants = {
+        "no scaling": out(scores.masked_fill(future, -math.inf).softmax(-1)),
+        "no proj": out((scores / math.sqrt(Dh)).masked_fill(future, -math.inf).softmax(-1), proj=False),
+        "only itself": out(eye),
+    }
+    before = (scores / math.sqrt(Dh)).masked_fill(past_only, -math.inf).softmax(-1).nan_to_num(0.0)
+    variants["before append"] = out(before)
+    return variants
+
+
+def check_kv_cache_attention(fn: Callable[[Any, torch.Tensor, dict], torch.Tensor]) -> None:
+    """``fn(attn, x_t, cache)``: one step of causal attention with a key/value cache, equal to the full recompute."""
+    from slm_course.lm import Attention, LMConfig
+
+    torch.manual_seed(0)
+    for B, T, C, H in ((1, 6, 16, 2), (2, 9, 24, 4), (3, 1, 8, 1)):
+        attn = Attention(LMConfig(vocab_size=2, d_model=C, n_heads=H)).eval()
+        with torch.no_grad():
+            for p in attn.parameters():
+                p.normal_(0, 0.5)  # random weights and biases, so that every mistake shows
+            x = torch.randn(B, T, C)
+            expected = attn(x)  # (B, T, C): all positions at once, causally masked
+            layer = SimpleNamespace(qkv=attn.qkv, proj=attn.proj, n_heads=H)  # the weights, not the package's forward
+            cache: dict = {}
+            steps = []
+            for t in range(T):
+                y = fn(layer, x[:, t : t + 1].clone(), cache)
+                if not isinstance(y, torch.Tensor) or tuple(y.shape) != (B, 1, C):
+                    shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                    _fail(f"at step {t} (x_t of shape {(B, 1, C)}) you returned {shape}; return (B, 1, C), "
+                          "the new position's output only")
+                steps.append(y)
+            got = torch.cat(steps, dim=1)
+        said = f"with B={B}, T={T}, d_model={C}, {H} heads, your outputs differ from the full causal attention"
+        if torch.allclose(got, expected, atol=1e-5):
+            continue
+        first = int(((got - expected).abs().amax(dim=(0, 2)) > 1e-5).nonzero()[0])
+        said += f" from step {first} on (largest difference {float((got - expected).abs().max()):.2g})"
+        for name, variant in _attention_variants(attn, x).items():
+            if torch.allclose(got, variant, atol=1e-5):
+                reason = {
+                    "no scaling": "divide the scores q . k by sqrt(d_head) before the softmax",
+                    "no proj": "pass the heads' concatenated output through attn.proj at the end",
+                    "only itself": "the new query must attend to every cached key, not only its own: append the "
+                                   "new k and v to the cache and attend over all of them",
+                    "before append": "append the new key and value to the cache *before* attending: a position "
+                                     "attends to itself too",
+                }[name]
+                _fail(f"{said}: {reason}")
+        _fail(
+            f"{said}: split qkv(x_t) into q, k, v, reshape each to (B, heads, 1, d_head), append k and v to the "
+            "cache along the time axis (dim 2), then softmax(q k^T / sqrt(d_head)) v over all cached positions, "
+            "heads back side by side, and attn.proj"
+        )
+    _ok("your cached attention gives the full recompute's outputs, one new position at a time")
 
 
 def check_wer(fn: Callable[[str, str], float]) -> None:
@@ -192,3 +316,77 @@ def check_sample_with_temperature(fn: Callable[..., int]) -> None:
             f"{said}: sample one id from softmax(logits / temperature) with torch.multinomial(probs, 1, generator=...)"
         )
     _ok("temperature sampling is correct: greedy at 0, softmax(logits / T) otherwise (flatter above 1, sharper below)")
+
+
+
+def check_lr_experiment(results: dict[float, float], best_lr: float, explanation: str) -> None:
+    """The learning-rate experiment: ``best_lr`` is the run with the lowest validation perplexity, explained in words."""
+    if not isinstance(results, dict) or len(results) < 3:
+        _fail(f"results should map at least 3 learning rates to their validation perplexity, got {results!r}; "
+              "run the experiment cell first")
+    ppl = {float(lr): _as_float(v, f"results[{lr!r}]") if math.isfinite(float(v)) else math.inf
+           for lr, v in results.items()}
+    best = min(ppl, key=ppl.get)
+    given = _as_float(best_lr, "best_lr")
+    if not any(math.isclose(given, lr, rel_tol=1e-9) for lr in ppl):
+        _fail(f"best_lr = {given:g} is not one of the learning rates you ran ({', '.join(f'{lr:g}' for lr in ppl)})")
+    if not math.isclose(given, best, rel_tol=1e-9):
+        _fail(f"best_lr = {given:g} gave perplexity {ppl[given]:.2f}, but lr {best:g} gave {ppl[best]:.2f}, the "
+              "lowest of your runs: pick the run with the lowest validation perplexity")
+    words = len(str(explanation).split()) if isinstance(explanation, str) else 0
+    if words < 25:
+        _fail(f"explanation has {words} words: say in a few sentences what goes wrong below and above the best "
+              "learning rate, and why clipping does not rescue the largest one")
+    _ok(f"best_lr = {given:g} (perplexity {ppl[given]:.2f}) with a {words}-word explanation; compare it with the "
+        "model answer in solutions/01_cascade_exercises.ipynb")
+
+QUIZ = (
+    Question(
+        "Why does CTC need the blank symbol?",
+        choices=(
+            "a) to mark the silence between words, which the transcript has no character for",
+            "b) without it, frames could not say 'no new character here', and a doubled letter ('oo' in 'cook') "
+            "could never be read out, since repeats are merged",
+            "c) it pads the label to the number of frames, so that the loss is a per-frame cross-entropy",
+            "d) it is the symbol the model emits at the end of the utterance",
+        ),
+        answer="b",
+        hint="notebook 01, section 2: the collapse rule (merge repeats, then drop blanks)",
+    ),
+    Question(
+        "At least how many frames does a CTC recogniser need to read out 'cook'?",
+        answer=5,
+        tolerance=0,
+        hint="notebook 01, section 2: the two o's merge unless a blank separates them (c o _ o k)",
+    ),
+    Question(
+        "Generating with a key/value cache, each step feeds only the new token. Why are the cached keys and "
+        "values of earlier positions still right after a token is added?",
+        choices=(
+            "a) the causal mask: an earlier position never attends to later ones, so nothing it computed depends "
+            "on the new token",
+            "b) keys and values are computed from the token embeddings alone, before any block",
+            "c) the cache is recomputed every few steps to stay right",
+            "d) they are not exactly right; the cache trades a small error for speed",
+        ),
+        answer="a",
+        hint="notebook 01, section 4: the causality check and the cached generation",
+    ),
+    Question(
+        "If the recogniser were perfect (CER 0), how well would the cascade's text probe tell the corpus' "
+        "declarative questions from statements?",
+        choices=(
+            "a) perfectly: a perfect transcript holds everything that was said",
+            "b) at about chance: the words of the two are the same, and the transcript has no punctuation or pitch",
+            "c) a little better than now, as the errors of the recogniser would be gone",
+        ),
+        answer="b",
+        hint="notebook 01, section 7: what the question test keeps equal",
+    ),
+    Question(
+        "A character LM's mean validation loss is 0.43 nats per character. What is its perplexity?",
+        answer=1.54,
+        tolerance=0.02,
+        hint="notebook 01, section 4: perplexity is exp of the mean next-token loss",
+    ),
+)

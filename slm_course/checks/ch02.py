@@ -1,158 +1,254 @@
-"""Checks for notebook 02's exercises (solutions/02_units_exercises.ipynb): k-means, de-duplication, PNMI.
+"""Checks for notebook 02's exercises (solutions/02_units_exercises.ipynb): HuBERT's mask and augmentation, ABX.
 
-- :func:`check_kmeans_assign` - the nearest centroid of every frame
-- :func:`check_kmeans_update` - one k-means update: every centroid moves to the mean of its frames
-- :func:`check_deduplicate` - merge runs of a unit and keep their durations
-- :func:`check_pnmi` - phone-normalised mutual information of units and phones
+- :func:`check_hide_spans` - HuBERT's span mask: every start frame hides itself and the next frames
+- :func:`check_warp_bands` - the vocal-tract stretch: band ``i`` reads band ``i * factor``, interpolated
+- :func:`check_abx_error` - the ABX error of one minimal pair, by DTW of the tokens' frames
+
+``QUIZ`` holds the chapter's quiz (:func:`slm_course.checks.show_quiz`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from ._common import _as_float, _fail, _ok
+from .quiz import Question
 
-__all__ = ["check_deduplicate", "check_kmeans_assign", "check_kmeans_update", "check_pnmi"]
-
-
-def _ids(value: Any, call: str) -> list[int]:
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point():
-            _fail(f"{call} returned floats ({value.dtype}); return integer ids (torch.long), e.g. x.argmin(dim=1)")
-        value = value.tolist()
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or not all(isinstance(i, (int, np.integer)) for i in value):
-        _fail(f"{call} returned {type(value).__name__}; return a (T,) tensor or list of integer ids")
-    return [int(i) for i in value]
+__all__ = ["check_abx_error", "check_hide_spans", "check_warp_bands"]
 
 
-def check_kmeans_assign(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """``fn(feats (T, D), centroids (K, D)) -> (T,)``: index of the nearest centroid (Euclidean)."""
-    from slm_course.units import kmeans_assign
+# ---------------------------------------------------------------------------------------------
+# Exercise 1: HuBERT's span mask
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_hide_spans(starts: torch.Tensor, span: int, offset: int = 0) -> torch.Tensor:
+    """Each start ``t`` hides frames ``t + offset .. t + offset + span - 1``, cut at both ends."""
+    B, T = starts.shape
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    for b, t in starts.nonzero().tolist():
+        mask[b, max(t + offset, 0) : max(t + offset + span, 0)] = True
+    return mask
+
+
+def _as_mask(value: Any, shape: tuple[int, int]) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        _fail(f"hide_spans returned {type(value).__name__}; return a (B, T) torch.Tensor of booleans")
+    if tuple(value.shape) != shape:
+        _fail(f"hide_spans returned shape {tuple(value.shape)}; expected {shape}, the shape of `starts` "
+              "(spans that run past the end are cut there, not extended)")
+    if value.dtype != torch.bool:
+        if not ((value == 0) | (value == 1)).all():
+            _fail(f"hide_spans returned values other than 0 and 1 ({value.dtype}); return a boolean mask "
+                  "(did you add the shifted starts instead of or-ing them?)")
+        value = value.bool()
+    return value
+
+
+def check_hide_spans(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """``fn(starts (B, T) bool, span) -> (B, T) bool``: each start hides frames ``t .. t + span - 1`` (cut at T)."""
+    g = torch.Generator().manual_seed(0)
+    hand = torch.tensor([[0, 0, 1, 0, 0, 0, 0, 1, 0]], dtype=torch.bool)
+    cases = [
+        ("starts at frames 2 and 7 of 9, span 3", hand, 3),
+        ("the same starts, span 1", hand, 1),
+        ("two overlapping starts (frames 1 and 2), span 4", torch.tensor([[0, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.bool), 4),
+        ("4 rows of 50 random starts, span 5", torch.rand(4, 50, generator=g) < 0.08, 5),
+    ]
+    for name, starts, span in cases:
+        want = _reference_hide_spans(starts, span)
+        got = _as_mask(fn(starts.clone(), span), tuple(starts.shape))
+        if torch.equal(got, want):
+            continue
+        shown = f"you hid frames {got[0].nonzero().flatten().tolist()}, expected {want[0].nonzero().flatten().tolist()}"
+        if torch.equal(got, _reference_hide_spans(starts, span - 1)) or torch.equal(got, _reference_hide_spans(starts, span + 1)):
+            _fail(f"for {name} {shown}: each span is exactly `span` frames long, from the start frame on (off by one)")
+        wrapped = want.clone()
+        for b, t in starts.nonzero().tolist():
+            for k in range(span):
+                wrapped[b, (t + k) % starts.shape[1]] = True
+        if torch.equal(got, wrapped):
+            _fail(f"for {name} {shown}: a span that runs past the last frame is cut there; it must not wrap around to "
+                  "the first frames (torch.roll wraps: shift with slicing instead)")
+        if span > 1 and torch.equal(got, _reference_hide_spans(starts, span, offset=-(span // 2))):
+            _fail(f"for {name} {shown}: the span starts *at* the start frame and runs forward, it is not centred on it")
+        if torch.equal(got, starts):
+            _fail(f"for {name} {shown}: you returned the starts; every start hides `span` frames")
+        _fail(f"for {name} {shown}: frame t is hidden when any of frames t - span + 1 .. t is a start")
+    _ok("hide_spans is correct: starts at frames 2 and 7 of 9 with span 3 hide frames 2, 3, 4, 7 and 8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: the vocal-tract stretch
+# ---------------------------------------------------------------------------------------------
+
+
+def check_warp_bands(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``fn(frames (B, T, M), factor (B,)) -> (B, T, M)``: band ``i`` reads band ``i * factor``, linearly interpolated."""
+    from slm_course.hubert import warp_bands
 
     g = torch.Generator().manual_seed(0)
+    ramp = torch.arange(8, dtype=torch.float32).repeat(1, 2, 1)  # (1, 2, 8): band i holds the value i
     cases = [
-        ("1-D frames [0, 0.9, 2.2] and centroids [0, 2]", torch.tensor([[0.0], [0.9], [2.2]]),
-         torch.tensor([[0.0], [2.0]])),
-        ("20 random 3-D frames, 4 centroids", torch.randn(20, 3, generator=g), torch.randn(4, 3, generator=g)),
-        ("centroids of very different lengths", torch.randn(30, 5, generator=g),
-         torch.randn(6, 5, generator=g) * torch.tensor([[0.1], [5.0], [1.0], [0.5], [3.0], [0.2]])),
+        ("a ramp (band i holds i), factor 1", ramp, torch.tensor([1.0])),
+        ("a ramp, factor 0.5", ramp, torch.tensor([0.5])),
+        ("a ramp, factor 1.25 (the top bands read past the edge)", ramp, torch.tensor([1.25])),
+        ("3 random crops of 5 frames x 40 bands, factors 0.8, 1.0, 1.2", torch.randn(3, 5, 40, generator=g),
+         torch.tensor([0.8, 1.0, 1.2])),
     ]
-    for name, x, c in cases:
-        got = _ids(fn(x.clone(), c.clone()), "kmeans_assign(feats, centroids)")
-        want = kmeans_assign(x, c).tolist()
-        if got == want:
+    for name, frames, factor in cases:
+        want = warp_bands(frames, factor)
+        out = fn(frames.clone(), factor.clone())
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(frames.shape):
+            _fail(f"for {name} warp_bands returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}; "
+                  f"expected a tensor of the input's shape {tuple(frames.shape)}")
+        got = out.detach().float()
+        if torch.isnan(got).any():
+            _fail(f"for {name} you returned NaN: clamp the positions i * factor to the last band before reading")
+        if torch.allclose(got, want, atol=1e-5):
             continue
-        if len(got) == len(c) != len(x):
-            _fail(f"for {name} you returned {len(got)} ids, one per centroid; return one per frame (argmin over dim=1)")
-        if len(got) != len(want):
-            _fail(f"for {name} you returned {len(got)} ids; expected {len(want)}, one per frame")
-        d = torch.cdist(x, c)
-        if got == d.argmax(dim=1).tolist():
-            _fail(f"for {name} you picked the farthest centroid: take the argmin of the distances, not the argmax")
-        if got == (x @ c.T).argmax(dim=1).tolist():
-            _fail(f"for {name} you picked the largest dot product x.c; the distance also needs |c|^2: "
-                  "argmin of |c|^2 - 2 x.c")
-        _fail(f"for {name} you returned {got[:8]}..., expected {want[:8]}...: distance of every frame to every "
-              "centroid, (T, K), then argmin over K")
-    _ok("kmeans_assign is correct: frames [0, 0.9, 2.2] with centroids [0, 2] -> [0, 0, 1]")
+        shown = f"you returned {[round(v, 3) for v in got[0, 0, :8].tolist()]} for the first frame's first bands, " \
+                f"expected {[round(v, 3) for v in want[0, 0, :8].tolist()]}"
+        if torch.allclose(got, warp_bands(frames, 1 / factor), atol=1e-5):
+            _fail(f"for {name} {shown}: band i reads band i * factor, not i / factor (a factor above 1 moves the "
+                  "spectral peaks down, to lower bands)")
+        B, T, M = frames.shape
+        pos = (torch.arange(M, dtype=frames.dtype)[None, :] * factor[:, None]).clamp(0, M - 1)
+        nearest = torch.gather(frames, 2, pos.round().long()[:, None, :].expand(B, T, M))
+        floor = torch.gather(frames, 2, pos.floor().long()[:, None, :].expand(B, T, M))
+        if torch.allclose(got, nearest, atol=1e-5) or torch.allclose(got, floor, atol=1e-5):
+            _fail(f"for {name} {shown}: you read one band; interpolate linearly between the two bands around "
+                  "i * factor: (1 - w) * frames[..., lo] + w * frames[..., lo + 1], with w = i * factor - lo")
+        _fail(f"for {name} {shown}: position p = min(i * factor, M - 1), lo = floor(p), hi = min(lo + 1, M - 1), "
+              "w = p - lo, output = (1 - w) * band lo + w * band hi")
+    _ok("warp_bands is correct: a ramp stretched by 0.5 reads 0, 0.5, 1, 1.5, ... (the spectrum moves up)")
 
 
-def check_kmeans_update(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """``fn(feats (T, D), assignment (T,), centroids (K, D)) -> (K, D)``: each centroid becomes the mean of its frames.
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: the ABX error of one minimal pair
+# ---------------------------------------------------------------------------------------------
 
-    A centroid with no frames keeps its old value.
+
+def _reference_abx(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], x: Sequence[torch.Tensor],
+                   skip_same: bool = True, tie: float = 0.5) -> float:
+    from slm_course.unit_metrics import dtw_distance
+
+    right, n = 0.0, 0
+    for A in a:
+        for X in x:
+            if skip_same and A is X:
+                continue
+            dax = dtw_distance(A, X)
+            for B in b:
+                dbx = dtw_distance(B, X)
+                right += 1.0 if dax < dbx else (tie if dax == dbx else 0.0)
+                n += 1
+    return 1.0 - right / n
+
+
+def _abx_cases() -> list[tuple[str, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]]:
+    g = torch.Generator().manual_seed(0)
+
+    def tokens(direction: list[float], n: int, length: int, noise: float) -> list[torch.Tensor]:
+        d = torch.tensor(direction)
+        return [d + noise * torch.randn(length + k % 2, len(direction), generator=g) for k in range(n)]
+
+    a, b = tokens([1.0, 0.0, 0.0], 3, 4, 0.2), tokens([0.0, 1.0, 0.0], 2, 5, 0.2)
+    c, d = tokens([1.0, 0.3, 0.0], 4, 3, 0.6), tokens([0.3, 1.0, 0.0], 3, 4, 0.6)
+    same = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
+    return [
+        ("well separated tokens, within (x_tokens = a_tokens)", a, b, None),
+        ("overlapping tokens, within", c, d, None),
+        ("overlapping tokens, X from other tokens of a", c[:2], d, c[2:]),
+        ("a token of b identical to the A tokens (every trial a tie)", same + [same[0].clone()], [same[0].clone()], None),
+    ]
+
+
+def check_abx_error(fn: Callable[[list, list, list], float]) -> None:
+    """``fn(a_tokens, b_tokens, x_tokens) -> float``: the share of (A, B, X) trials with ``d(A, X) < d(B, X)`` wrong.
+
+    A runs over ``a_tokens``, B over ``b_tokens``, X over ``x_tokens`` (tokens of the same phone as A,
+    maybe from another speaker); a trial where A is X is skipped; a tie counts half; ``d`` is
+    :func:`slm_course.unit_metrics.dtw_distance`.
     """
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(40, 3, generator=g)
-    c = torch.randn(5, 3, generator=g)
-    assign = torch.randint(0, 4, (40,), generator=g)  # centroid 4 gets no frames
-    got = fn(x.clone(), assign.clone(), c.clone())
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != (5, 3):
-        _fail(f"kmeans_update returned {type(got).__name__} {tuple(getattr(got, 'shape', ()))}; "
-              "return a (K, D) tensor of new centroids")
-    want = c.clone()
-    for k in range(4):
-        want[k] = x[assign == k].mean(dim=0)
-    if torch.isnan(got).any():
-        _fail("kmeans_update returned NaN: a centroid with no frames (here centroid 4) must keep its old value")
-    if not torch.allclose(got[:4], want[:4], atol=1e-5):
-        _fail("the centroids that have frames are wrong: each must be the mean of the frames assigned to it "
-              "(feats[assignment == k].mean(dim=0))")
-    if not torch.allclose(got[4], c[4]):
-        _fail(f"centroid 4 has no frames and should keep its old value {c[4].tolist()}, got {got[4].tolist()}")
-    _ok("kmeans_update is correct: every centroid moved to the mean of its frames, an empty one stayed put")
-
-
-def check_deduplicate(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``fn(ids (T,)) -> (units, durations)``: merge runs of one unit, keep how many frames each run lasted."""
-    from slm_course.speech_tokens import deduplicate
-
-    cases = [[5, 5, 5, 2, 2, 7], [1, 2, 3], [4, 4, 4, 4], [3, 3, 1, 3, 3, 3, 1], [9]]
-    for ids in cases:
-        out = fn(torch.tensor(ids))
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            _fail(f"for {ids} you returned {type(out).__name__}; return two things: (units, durations)")
-        units = _ids(out[0], "the units")
-        durations = _ids(out[1], "the durations")
-        want_u, want_d = (t.tolist() for t in deduplicate(torch.tensor(ids)))
-        if units == want_u and durations == want_d:
+    for name, a, b, x in _abx_cases():
+        x = a if x is None else x
+        want = _reference_abx(a, b, x)
+        got = _as_float(fn(list(a), list(b), list(x)), "abx_error(a_tokens, b_tokens, x_tokens)")
+        if abs(got - want) < 1e-9:
             continue
-        if units == sorted(set(ids)):
-            _fail(f"for {ids} you returned units {units}: that is every distinct unit once; merge only *consecutive* "
-                  f"repeats, so a unit can come back later: expected {want_u}")
-        if units != want_u:
-            _fail(f"for {ids} you returned units {units}, expected {want_u}: keep a unit when it differs from the one before")
-        if sum(durations) != len(ids):
-            _fail(f"for {ids} the durations {durations} add up to {sum(durations)} frames, not {len(ids)}: "
-                  "each duration is the length of one run")
-        _fail(f"for {ids} the durations are {durations}, expected {want_d}")
-    _ok("deduplicate is correct: [5, 5, 5, 2, 2, 7] -> units [5, 2, 7], durations [3, 2, 1]")
+        shown = f"for {name} you returned {got:.4f}, expected {want:.4f}"
+        if abs(got - (1 - want)) < 1e-9:
+            _fail(f"{shown}: that is the share of trials the representation gets *right*; ABX error is 1 minus it")
+        if x is a and abs(got - _reference_abx(a, b, x, skip_same=False)) < 1e-9:
+            _fail(f"{shown}: skip the trials where A and X are the same token (`A is X`): a token is at distance 0 "
+                  "from itself, so those trials are always right and lower the error")
+        for tie in (0.0, 1.0):
+            if abs(got - _reference_abx(a, b, x, tie=tie)) < 1e-9:
+                _fail(f"{shown}: a tie d(A, X) == d(B, X) counts as half a right answer (0.5), not {tie:g}")
+        _fail(f"{shown}: for every A, X (A is not X) and B, the trial is right when dtw_distance(A, X) < "
+              "dtw_distance(B, X); the error is 1 - (right trials, ties counting half) / (number of trials)")
+    _ok("abx_error is correct: 0 for well separated phones, 0.5 when every trial is a tie")
 
 
-def check_pnmi(fn: Callable[[list[str], list[int]], float]) -> None:
-    """``fn(phones, units) -> float``: I(phone; unit) / H(phone) from the frames' joint counts."""
-    from slm_course.unit_metrics import unit_quality
+# ---------------------------------------------------------------------------------------------
+# Quiz
+# ---------------------------------------------------------------------------------------------
 
-    rng = np.random.default_rng(0)
-    phones = rng.choice(list("abcde"), size=600).tolist()
-    noisy = [(ord(p) % 5) * 2 + int(rng.integers(0, 2)) if rng.random() < 0.8 else int(rng.integers(0, 10))
-             for p in phones]
-    cases = [
-        ("units equal to the phones", ["a", "a", "b", "b"], [0, 0, 1, 1], 1.0),
-        ("units independent of the phones", ["a", "b", "a", "b"], [0, 0, 1, 1], 0.0),
-        ("each phone split over two units", ["a", "a", "b", "b"], [0, 1, 2, 3], 1.0),
-        ("600 frames of noisy units", phones, noisy, None),
-    ]
-    for name, ph, un, known in cases:
-        want = unit_quality(ph, un)["pnmi"] if known is None else known
-        got = _as_float(fn(list(ph), list(un)), "pnmi(phones, units)")
-        if abs(got - want) < 1e-6:
-            continue
-        counts = np.zeros((len(set(ph)), max(un) + 1))
-        names = sorted(set(ph))
-        for p, u in zip(ph, un):
-            counts[names.index(p), u] += 1
-        joint = counts / counts.sum()
-        pu = joint.sum(axis=0)
-        h_unit = float(-(pu[pu > 0] * np.log(pu[pu > 0])).sum())
-        if h_unit > 0 and abs(got - want * _h_phone(ph) / h_unit) < 1e-6:
-            _fail(f"for {name} you returned {got:.4f}, expected {want:.4f}: you divided by H(unit); PNMI is "
-                  "*phone*-normalised, divide the mutual information by H(phone)")
-        if abs(got - want * _h_phone(ph)) < 1e-6:
-            _fail(f"for {name} you returned {got:.4f}, expected {want:.4f}: that is the mutual information itself; "
-                  "divide it by the phone entropy H(phone)")
-        _fail(f"for {name} you returned {got:.4f}, expected {want:.4f}: p(phone, unit) = counts / total frames, "
-              "I = sum p log(p / (p(phone) p(unit))), PNMI = I / H(phone)")
-    _ok("pnmi is correct: 1 when units determine the phones, 0 when they are independent of them")
-
-
-def _h_phone(phones: list[str]) -> float:
-    _, counts = np.unique(phones, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+QUIZ = (
+    Question(
+        "HuBERT-Base masks with a start probability of 0.08 and spans of 10 frames (the tiny HuBERT: 0.08 and 5). "
+        "About what share of HuBERT-Base's frames is hidden? (a number between 0 and 1)",
+        answer=0.566, tolerance=0.02,
+        hint="section 8: spans overlap, so a frame is visible only when none of the `span` frames up to it starts a span",
+    ),
+    Question(
+        "The tiny HuBERT's targets are the log-mel k-means units of its input frames. Why does the loss that "
+        "teaches it come from the *hidden* frames?",
+        choices=(
+            "a) hidden frames are rarer, so their loss is larger and the gradients stronger",
+            "b) a visible frame's unit is a function of that frame alone (nearest centroid), so the model could "
+            "predict it without looking at any other frame; a hidden frame's unit can only be guessed from its context",
+            "c) the visible frames' targets are unknown",
+            "d) masking makes the model faster",
+        ),
+        answer="b",
+        hint="section 8, the masked-prediction loss by hand: what the model has to do to hit a hidden frame's unit",
+    ),
+    Question(
+        "Which step of HuBERT's recipe does this notebook build, in miniature?",
+        choices=(
+            "a) the first iteration: targets from k-means of spectral frames (HuBERT: MFCCs), a Transformer trained "
+            "to predict them at masked frames; clustering one of its layers gives the units",
+            "b) the second iteration: targets from k-means of an earlier HuBERT's layer",
+            "c) fine-tuning with CTC on transcripts",
+        ),
+        answer="a",
+        hint="section 8: where the tiny HuBERT's targets come from (units_recipe.load_mel_units(k=50))",
+    ),
+    Question(
+        "Split one unit of a tokenizer into two (K -> K + 1), keeping every other unit as it is. What can "
+        "happen to PNMI on the same frames?",
+        choices=(
+            "a) it stays the same or rises, never falls",
+            "b) it always falls: more units, more confusion",
+            "c) it can rise or fall",
+        ),
+        answer="a",
+        hint="section 5: I(phone; unit) cannot fall when the new unit tells you at least the old one",
+    ),
+    Question(
+        "Across speakers, why is ABX on one-hot units worse than on the units' centroids (section 6)?",
+        choices=(
+            "a) one-hot vectors are longer, so DTW paths are longer",
+            "b) in one-hot, every two different units are equally far apart: a new voice's frame that lands on a "
+            "unit next to the right one counts as far as one on an unrelated unit",
+            "c) one-hot units lose the durations",
+        ),
+        answer="b",
+        hint="section 6: the three views of the same frames (dense, units, one-hot)",
+    ),
+)

@@ -1,0 +1,169 @@
+"""Notebook 00's exercise checks: a right solution passes, typical wrong ones fail with the right message."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from slm_course import checks
+
+
+def _passes(check, fn, capsys) -> None:
+    check(fn)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 1: mu-law
+# ---------------------------------------------------------------------------------------------
+
+
+def _compand(x: torch.Tensor, mu: int) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+
+
+def _encode(x: torch.Tensor, n_levels: int) -> torch.Tensor:
+    mu = n_levels - 1
+    return torch.round((_compand(x, mu) + 1) / 2 * mu).long()
+
+
+def _decode(ids: torch.Tensor, n_levels: int) -> torch.Tensor:
+    mu = n_levels - 1
+    y = 2 * ids.double() / mu - 1
+    return torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu
+
+
+def test_check_mu_law_encode(capsys):
+    _passes(checks.check_mu_law_encode, _encode, capsys)
+    _passes(checks.check_mu_law_encode, lambda x, n: _encode(x.float(), n), capsys)  # float32 rounding is fine
+    with pytest.raises(AssertionError, match="quantised the samples linearly"):
+        checks.check_mu_law_encode(lambda x, n: torch.round((x + 1) / 2 * (n - 1)).long())
+    with pytest.raises(AssertionError, match="truncated"):
+        checks.check_mu_law_encode(lambda x, n: ((_compand(x, n - 1) + 1) / 2 * (n - 1)).long())
+    with pytest.raises(AssertionError, match="ids are integers"):
+        checks.check_mu_law_encode(lambda x, n: _encode(x, n).double())
+    with pytest.raises(AssertionError, match=r"must lie in 0\.\.255"):
+        checks.check_mu_law_encode(lambda x, n: torch.round(_compand(x, n - 1) * (n - 1)).long())
+    with pytest.raises(AssertionError, match="torch.Tensor"):
+        checks.check_mu_law_encode(lambda x, n: _encode(x, n).tolist())
+
+
+def test_check_mu_law_decode(capsys):
+    _passes(checks.check_mu_law_decode, _decode, capsys)
+    with pytest.raises(AssertionError, match="without expanding"):
+        checks.check_mu_law_decode(lambda ids, n: 2 * ids.double() / (n - 1) - 1)
+    with pytest.raises(AssertionError, match="samples lie in"):
+        checks.check_mu_law_decode(lambda ids, n: ((1 + (n - 1)) ** (ids.double() / (n - 1)) - 1) / (n - 1) * 3)
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_mu_law_decode(lambda ids, n: _decode(ids, n) * 0.9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 2: the anti-aliasing filter and downsampling
+# ---------------------------------------------------------------------------------------------
+
+
+def _lowpass(cutoff, sr, n_taps, window=True, periodic=False, normalise=True, scale=2.0):
+    n = torch.arange(n_taps, dtype=torch.float64) - (n_taps - 1) / 2
+    h = torch.sinc(scale * cutoff / sr * n)
+    if window:
+        h = h * torch.hann_window(n_taps, periodic=periodic, dtype=torch.float64)
+    return h / h.sum() if normalise else 2 * cutoff / sr * h
+
+
+def test_check_lowpass_fir(capsys):
+    _passes(checks.check_lowpass_fir, _lowpass, capsys)
+    with pytest.raises(AssertionError, match="sum to"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, normalise=False))  # 2 fc / sr: nearly 1
+    with pytest.raises(AssertionError, match="sum to"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, normalise=False) * sr / (2 * c))  # forgot it
+    with pytest.raises(AssertionError, match="unwindowed"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, window=False))
+    with pytest.raises(AssertionError, match="periodic Hann"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, periodic=True))
+    with pytest.raises(AssertionError, match="the cutoff is too high"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, scale=4.0))
+    with pytest.raises(AssertionError, match="the cutoff is too low"):
+        checks.check_lowpass_fir(lambda c, sr, n: _lowpass(c, sr, n, scale=1.0))
+    with pytest.raises(AssertionError, match="not symmetric"):
+        checks.check_lowpass_fir(lambda c, sr, n: torch.roll(_lowpass(c, sr, n), 1))
+
+
+def _downsample(wav, sr, factor, n_taps=101, filtered=True, pad=True, cutoff=None):
+    if not filtered:
+        return wav[::factor]
+    h = _lowpass(cutoff or sr / (2 * factor), sr, n_taps)
+    y = torch.nn.functional.conv1d(wav[None, None], h[None, None], padding=n_taps // 2 if pad else 0)[0, 0]
+    return y[::factor]
+
+
+def test_check_downsample(capsys):
+    _passes(checks.check_downsample, _downsample, capsys)
+    with pytest.raises(AssertionError, match="without filtering"):
+        checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, filtered=False))
+    with pytest.raises(AssertionError, match="samples; expected"):
+        checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, pad=False))
+    with pytest.raises(AssertionError, match="half the new Nyquist"):
+        checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, cutoff=sr / (4 * f)))
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_downsample(lambda w, sr, f, n=101: 0.5 * _downsample(w, sr, f, n))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: sub-sample pitch
+# ---------------------------------------------------------------------------------------------
+
+
+def _parabolic(y, k, sign=1.0, offset_only=False):
+    delta = 0.5 * float(y[k - 1] - y[k + 1]) / float(y[k - 1] - 2 * y[k] + y[k + 1])
+    return sign * delta if offset_only else k + sign * delta
+
+
+def _f0_fine(frame, sr, fmin=60.0, fmax=400.0, refine=True):
+    x = frame.double() - frame.double().mean()
+    n = len(x)
+    lo, hi = int(sr / fmax), min(int(sr / fmin), n - 2)
+    r = torch.stack([(x[: n - k] * x[k:]).sum() for k in range(n)])
+    k = lo + int(r[lo : hi + 1].argmax())
+    return sr / (_parabolic(r, k) if refine else k)
+
+
+def test_check_parabolic_peak(capsys):
+    _passes(checks.check_parabolic_peak, _parabolic, capsys)
+    with pytest.raises(AssertionError, match="returned k = 10 itself"):
+        checks.check_parabolic_peak(lambda y, k: k)
+    with pytest.raises(AssertionError, match="wrong sign"):
+        checks.check_parabolic_peak(lambda y, k: _parabolic(y, k, sign=-1.0))
+    with pytest.raises(AssertionError, match="only the offset"):
+        checks.check_parabolic_peak(lambda y, k: _parabolic(y, k, offset_only=True))
+
+
+def test_check_fine_f0(capsys):
+    _passes(checks.check_fine_f0, _f0_fine, capsys)
+    with pytest.raises(AssertionError, match="whole-sample lag"):
+        checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr, refine=False))
+    with pytest.raises(AssertionError, match="within 0.4%"):
+        checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr) / 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 4: the frame length that resolves the harmonics
+# ---------------------------------------------------------------------------------------------
+
+
+def test_check_frame_length(capsys):
+    f0 = {"male": 87.0, "female": 233.0}
+    checks.check_frame_length({"male": 25, "female": 10}, f0)  # about 2 periods each
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(AssertionError, match="looks like seconds"):
+        checks.check_frame_length({"male": 0.025, "female": 0.010}, f0)
+    with pytest.raises(AssertionError, match="too short"):
+        checks.check_frame_length({"male": 10, "female": 10}, f0)
+    with pytest.raises(AssertionError, match="well before that"):
+        checks.check_frame_length({"male": 64, "female": 10}, f0)
+    with pytest.raises(AssertionError, match="needs the longer frame"):
+        checks.check_frame_length({"male": 15, "female": 16}, {"male": 100.0, "female": 240.0})
+    with pytest.raises(AssertionError, match="one frame length"):
+        checks.check_frame_length({"male": 25}, f0)
