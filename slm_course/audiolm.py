@@ -16,10 +16,10 @@ Transformer (here each is the course's one core, :class:`slm_course.lm.LM`):
                           [b0, b1, ...]]
 
 3. **fine acoustic stage** ``p(fine | coarse)``: the next levels, flattened the same way, given the
-   coarse codes (optional: ``AudioLMConfig.fine_levels``; on this codec the fine levels are close to
-   unpredictable and add nothing the speaker classifier or the ASR can hear, so the default
-   recipe stops after the coarse stage: the codec's first 2 levels already keep the words legible
-   to the ASR, ``slm-course bench codec``).
+   coarse codes (optional: ``AudioLMConfig.fine_levels``). The default recipe stops after the
+   coarse stage, to fit a CPU's budget: the codec's first 2 levels already keep the words legible to
+   the ASR (``slm-course bench codec``) and tell the speakers apart; the finer levels bring the
+   decoded voice closer to the speaker's (notebook 03 measures both).
 
 The codec decodes the levels back into a waveform. The **acoustic prompt** is the point: the
 acoustic stages continue the codec tokens of the prompt's first second, so the generated voice is

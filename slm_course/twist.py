@@ -68,7 +68,7 @@ def twist_comparison(
 
 
 def reference_unit_data(corpus, progress: bool = False) -> dict[str, list[torch.Tensor]]:
-    """Units of one voice: the reference voice (section 3.1) saying the corpus' ``train`` and ``valid`` texts.
+    """Units of one voice: the reference voice (notebook 05) saying the corpus' ``train`` and ``valid`` texts.
 
     eSpeak's voice m00 says every utterance's words at its own, neutral speed; the tiny HuBERT's K=100
     units of that, repeats merged (:func:`slm_course.normalizer.reference_units` with ``match_speed=False``).

@@ -162,7 +162,7 @@ RECIPE = 2  # bump when the recipe changes in a way UlmConfig does not show: cac
 
 UNITS = "ssl"  # the units of notebook 04's unit LM, as in GSLM: self-supervised (tiny HuBERT), K=100
 NORM_CONFIG = UlmConfig(d_model=256, steps=1800, extra_speech=9000)
-# The unit LM on speaker-normalised units (section 3.1; the benchmark's headline, AudioLM's semantic stage) reads
+# The unit LM on speaker-normalised units (notebook 05; the benchmark's headline, AudioLM's semantic stage) reads
 # 4x the training speech (the corpus' training split and that of a larger second draw), at twice the width, for
 # 1,800 steps: the longest step of `slm-course prepare`. On the story pairs, more speech, more width and more steps
 # each help over UlmConfig(); 1,800 steps is where the CPU budget stops, not where the accuracy stops rising.
@@ -307,7 +307,7 @@ def text_topline(corpus, asr, text_lm, sets: Sequence[str] = ZERO_SHOT_SETS) -> 
 def bench_ulm() -> dict:
     """GSLM on the corpus (the recipes of notebooks 04 and 05): zero-shot pair accuracies beside bigram and text baselines.
 
-    The headline keys are the unit LM on speaker-normalised units (section 3.1, :data:`NORM_CONFIG`);
+    The headline keys are the unit LM on speaker-normalised units (notebook 05, :data:`NORM_CONFIG`);
     ``*_hubert``: the GSLM unit LM on the HuBERT units of all the voices (sections 1-3), with its own
     bigram; ``speaker_probe_*``: how often a bag of units names which of the 4 held-out speakers said a
     test utterance (chance 0.25).

@@ -4,12 +4,8 @@ import pytest
 import torch
 
 from slm_course import checks
-from slm_course.ulm import N_SPECIAL, warm_start
-
-
-def sequence_logprob(logits, tokens):
-    lp = logits.log_softmax(-1)[:-1].gather(-1, tokens[1:, None]).squeeze(-1)
-    return float(lp.sum()), float(lp.mean())
+from slm_course.checks.quiz import _check_one
+from slm_course.ulm import N_SPECIAL
 
 
 def bigram_logprob(train_seqs, seq, n_symbols, alpha):
@@ -24,71 +20,96 @@ def bigram_logprob(train_seqs, seq, n_symbols, alpha):
     return float(sum(logp[a, b] for a, b in zip(t, t[1:])))
 
 
+def duration_table(ids, durations, n_units, max_dur):
+    counts = torch.zeros(n_units, max_dur)
+    for u, d in zip(ids, durations):
+        counts.index_put_((u, d.clamp(max=max_dur) - 1), torch.ones(len(u)), accumulate=True)
+    counts[counts.sum(1) == 0, 0] = 1
+    return counts / counts.sum(1, keepdim=True)
+
+
+def sample_durations(units, table, generator):
+    return torch.multinomial(table[units], 1, generator=generator)[:, 0] + 1
+
+
+def windowed_logprob(model, tokens, k):
+    T = len(tokens)
+    ctx = torch.zeros(T - 1, min(k, T - 1), dtype=torch.long)
+    last = torch.zeros(T - 1, dtype=torch.long)
+    for t in range(1, T):
+        w = tokens[max(0, t - k) : t]
+        ctx[t - 1, : len(w)] = w
+        last[t - 1] = len(w) - 1
+    with torch.no_grad():
+        logp = model.logits(ctx).log_softmax(-1)[torch.arange(T - 1), last]
+    return float(logp.gather(-1, tokens[1:, None]).sum())
+
+
 def test_solutions_pass(capsys):
-    checks.check_sequence_logprob(sequence_logprob)
     checks.check_bigram_logprob(bigram_logprob)
-    checks.check_warm_start(warm_start)
-    assert capsys.readouterr().out.count("✓") == 3
+    checks.check_duration_table(duration_table)
+    checks.check_sample_durations(sample_durations)
+    checks.check_windowed_logprob(windowed_logprob)
+    assert capsys.readouterr().out.count("✓") == 4
 
 
-def test_mistakes_are_named():
-    with pytest.raises(AssertionError, match="logits\\[:-1\\] against tokens\\[1:\\]"):
-        checks.check_sequence_logprob(lambda lg, t: (float(lg.log_softmax(-1).gather(-1, t[:, None]).sum()), 0.0))
-    with pytest.raises(AssertionError, match="log_softmax"):
-        checks.check_sequence_logprob(lambda lg, t: (float(lg[:-1].gather(-1, t[1:, None]).sum()), 0.0))
-    with pytest.raises(AssertionError, match="divide the sum"):
-        checks.check_sequence_logprob(lambda lg, t: (sequence_logprob(lg, t)[0],) * 2)
+def test_bigram_mistakes_are_named():
     with pytest.raises(AssertionError, match="add alpha"):
         checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, 0.0))
-
-    def copies_everything(unit, text):
-        unit.blocks.load_state_dict(text.blocks.state_dict())
-        unit.ln_f.load_state_dict(text.ln_f.state_dict())
-        with torch.no_grad():
-            unit.pos_emb.weight[:64] = text.pos_emb.weight
-            unit.tok_emb[0].weight[:29] = text.tok_emb[0].weight
-        return unit
-
-    with pytest.raises(AssertionError, match="token embeddings alone"):
-        checks.check_warm_start(copies_everything)
-    with pytest.raises(AssertionError, match="blocks"):
-        checks.check_warm_start(lambda unit, text: unit)
+    with pytest.raises(AssertionError, match="count bigrams over <bos> seq <eos>"):
+        checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, a) + 1.0)
 
 
-def test_warm_start_check_catches_shared_replaced_and_reversed_copies():
-    def shares(unit, text):
-        unit.blocks, unit.ln_f = text.blocks, text.ln_f  # the same tensors, not copies
-        with torch.no_grad():
-            unit.pos_emb.weight[:64] = text.pos_emb.weight
-        return unit
+def test_duration_mistakes_are_named():
+    def no_unseen(ids, durations, n_units, max_dur):
+        counts = torch.zeros(n_units, max_dur)
+        for u, d in zip(ids, durations):
+            counts.index_put_((u, d.clamp(max=max_dur) - 1), torch.ones(len(u)), accumulate=True)
+        return counts / counts.sum(1, keepdim=True)  # 0 / 0 for a unit never seen
 
-    def replaces_positions(unit, text):
-        unit.blocks.load_state_dict(text.blocks.state_dict())
-        unit.ln_f.load_state_dict(text.ln_f.state_dict())
-        unit.pos_emb = text.pos_emb  # 64 rows instead of 128
-        return unit
+    def counts_only(ids, durations, n_units, max_dur):
+        return duration_table(ids, durations, n_units, max_dur) * 3
 
-    def backwards(unit, text):
-        text.blocks.load_state_dict(unit.blocks.state_dict())
-        text.ln_f.load_state_dict(unit.ln_f.state_dict())
-        with torch.no_grad():
-            text.pos_emb.weight[:] = unit.pos_emb.weight[:64]
-        return unit
+    def zero_based(ids, durations, n_units, max_dur):
+        counts = torch.zeros(n_units, max_dur)
+        for u, d in zip(ids, durations):
+            counts.index_put_((u, d.clamp(max=max_dur - 1)), torch.ones(len(u)), accumulate=True)
+        counts[counts.sum(1) == 0, 0] = 1
+        return counts / counts.sum(1, keepdim=True)
 
-    def no_ln_bias(unit, text):
-        unit.blocks.load_state_dict(text.blocks.state_dict())
-        with torch.no_grad():
-            unit.ln_f.weight.copy_(text.ln_f.weight)
-            text.ln_f.bias.add_(0.0)
-            unit.ln_f.bias.fill_(0.5)
-            unit.pos_emb.weight[:64] = text.pos_emb.weight
-        return unit
+    with pytest.raises(AssertionError, match="never seen"):
+        checks.check_duration_table(no_unseen)
+    with pytest.raises(AssertionError, match="sum to 1"):
+        checks.check_duration_table(counts_only)
+    with pytest.raises(AssertionError, match="column d - 1"):
+        checks.check_duration_table(zero_based)
+    with pytest.raises(AssertionError, match="add 1"):
+        checks.check_sample_durations(lambda u, tab, g: torch.multinomial(tab[u], 1, generator=g)[:, 0])
+    with pytest.raises(AssertionError, match="generator"):
+        checks.check_sample_durations(lambda u, tab, g: torch.multinomial(tab[u], 1)[:, 0] + 1)
+    with pytest.raises(AssertionError, match="own row"):
+        checks.check_sample_durations(
+            lambda u, tab, g: torch.multinomial(tab[u], 1, generator=g)[:, 0] + 1 if tab.max() == 1
+            else torch.multinomial(tab[u[:1]], 1, generator=g)[:, 0].repeat(len(u)) + 1)
 
-    with pytest.raises(AssertionError, match="shares tensors"):
-        checks.check_warm_start(shares)
-    with pytest.raises(AssertionError, match="keep its 128 rows"):
-        checks.check_warm_start(replaces_positions)
-    with pytest.raises(AssertionError, match="not the other way round"):
-        checks.check_warm_start(backwards)
-    with pytest.raises(AssertionError, match="ln_f.bias"):
-        checks.check_warm_start(no_ln_bias)
+
+def test_windowed_mistakes_are_named():
+    def whole_context(model, tokens, k):
+        return float(model.score(tokens[None])[0][0])
+
+    with pytest.raises(AssertionError, match="whole context"):
+        checks.check_windowed_logprob(whole_context)
+    with pytest.raises(AssertionError, match="window of 2 tokens"):
+        checks.check_windowed_logprob(lambda m, t, k: windowed_logprob(m, t, k + 1))
+    with pytest.raises(AssertionError, match="one number"):
+        checks.check_windowed_logprob(lambda m, t, k: "x")
+
+
+def test_quiz_answers():
+    assert len(checks.ch04.QUIZ) >= 3
+    right = {1: 32 * 127, 2: "a", 3: "b", 4: "b"}
+    for n, q in enumerate(checks.ch04.QUIZ, start=1):
+        assert _check_one(n, q, right[n])[0], (n, q.answer)
+    checks.check_quiz("04", right)
+    with pytest.raises(AssertionError, match="2: not c"):
+        checks.check_quiz("04", {**right, 2: "c"})

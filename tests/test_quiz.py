@@ -3,7 +3,7 @@
 import pytest
 
 from slm_course.checks import quiz
-from slm_course.checks.quiz import Question, check_quiz
+from slm_course.checks.quiz import Question, check_explanation, check_quiz
 
 TOY = (
     Question("Which family models p(speech)?", answer="a", choices=("a) pure speech LMs", "b) speech-aware text LMs"),
@@ -57,3 +57,21 @@ def test_every_chapter_quiz_is_well_formed_and_its_key_passes():
             check_quiz(f"{n:02d}", {i: q.answer for i, q in enumerate(module.QUIZ, start=1)})
     with pytest.raises(ValueError, match="no chapter"):
         check_quiz("77", {})
+
+
+def test_an_explanation_must_be_sentences_that_name_what_matters(capsys):
+    text = "More levels lower the error because each level quantises the residual that the levels before it left. " * 3
+    check_explanation(text, mentions=("level", "residual|remainder"))
+    assert "names level, residual" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="has 0 words"):
+        check_explanation("...")
+    with pytest.raises(AssertionError, match="does not name bitrate"):
+        check_explanation(text, mentions=("bitrate",))
+    with pytest.raises(AssertionError, match="must be a string"):
+        check_explanation(None)
+
+
+def test_no_chapter_exports_its_quiz_under_the_shared_name():
+    from slm_course import checks
+
+    assert "QUIZ" not in checks.__all__, "a chapter's __all__ lists QUIZ: checks.QUIZ would be whichever came last"

@@ -28,8 +28,8 @@ from .ch03 import *  # noqa: F403
 from .ch04 import *  # noqa: F403
 from .ch05 import *  # noqa: F403
 from .ch06 import *  # noqa: F403
-from .quiz import Question, check_quiz, show_quiz
+from .quiz import Question, check_explanation, check_quiz, show_quiz
 
-__all__ = ["Question", "check_quiz", "show_quiz"]
+__all__ = ["Question", "check_explanation", "check_quiz", "show_quiz"]
 for _chapter in (ch00, ch01, ch02, ch03, ch04, ch05, ch06):
     __all__ += _chapter.__all__

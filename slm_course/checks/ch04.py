@@ -8,41 +8,15 @@ from collections.abc import Callable
 import torch
 
 from ._common import _fail, _ok
+from .quiz import Question
 
-__all__ = ["check_bigram_logprob", "check_sequence_logprob", "check_warm_start"]
-
-
-def check_sequence_logprob(fn: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]) -> None:
-    """``fn(logits, tokens)`` -> (summed, per-token) log p of ``tokens[1:]`` given the logits ``(T, V)``."""
-    from slm_course.lm import LM, LMConfig
-
-    torch.manual_seed(0)
-    model = LM(LMConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2)).eval()
-    g = torch.Generator().manual_seed(4)
-    for T in (2, 5, 17):
-        tokens = torch.randint(0, 11, (T,), generator=g)
-        with torch.no_grad():
-            logits = model.logits(tokens[None])[0]  # (T, V)
-            want_sum, n = model.score(tokens[None])
-        want_sum, n = float(want_sum[0]), int(n[0])
-        got = fn(logits.clone(), tokens.clone())
-        if not isinstance(got, tuple) or len(got) != 2:
-            _fail(f"return a pair (summed, per_token) of floats, got {got!r}")
-        s, per = (float(x) for x in got)
-        said = f"for {T} tokens you returned summed {s:.4f}, per token {per:.4f}; expected {want_sum:.4f}, " \
-               f"{want_sum / n:.4f}"
-        if abs(s - want_sum) < 1e-4 and abs(per - want_sum / n) < 1e-4:
-            continue
-        plain = logits.log_softmax(-1).gather(-1, tokens[:, None]).sum()
-        if abs(s - float(plain)) < 1e-4:
-            _fail(f"{said}: position t predicts token t + 1; score logits[:-1] against tokens[1:]")
-        unnorm = logits[:-1].gather(-1, tokens[1:, None]).sum()
-        if abs(s - float(unnorm)) < 1e-4:
-            _fail(f"{said}: take log_softmax of the logits first; raw logits are not log-probabilities")
-        if abs(s - want_sum) < 1e-4:
-            _fail(f"{said}: divide the sum by the number of scored tokens, T - 1 = {n}")
-        _fail(f"{said}: sum log_softmax(logits)[t, tokens[t + 1]] over t = 0 .. T-2")
-    _ok("sequence_logprob is correct: it matches LM.score, summed and per token")
+__all__ = [
+    "QUIZ",
+    "check_bigram_logprob",
+    "check_duration_table",
+    "check_sample_durations",
+    "check_windowed_logprob",
+]
 
 
 def check_bigram_logprob(fn: Callable[..., float]) -> None:
@@ -70,42 +44,163 @@ def check_bigram_logprob(fn: Callable[..., float]) -> None:
     _ok("bigram_logprob is correct: add-alpha bigram with <bos>/<eos>, as ulm.NgramLM(2, ...)")
 
 
-def check_warm_start(fn: Callable) -> None:
-    """``fn(unit_model, text_model)`` copies the text LM's body into the unit LM (TWIST) and returns it."""
+def _duration_table_ref(ids: list[torch.Tensor], durations: list[torch.Tensor], n_units: int, max_dur: int) -> torch.Tensor:
+    counts = torch.zeros(n_units, max_dur)
+    for u, d in zip(ids, durations):
+        for a, b in zip(u.tolist(), d.tolist()):
+            counts[a, min(b, max_dur) - 1] += 1
+    counts[counts.sum(1) == 0, 0] = 1  # a unit never seen lasts one frame
+    return counts / counts.sum(1, keepdim=True)
+
+
+def check_duration_table(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(ids, durations, n_units, max_dur)`` -> ``(n_units, max_dur)``: row u is p(duration d + 1 | unit u)."""
+    ids = [torch.tensor([0, 2, 0, 1]), torch.tensor([2, 0])]
+    durs = [torch.tensor([1, 3, 1, 9]), torch.tensor([2, 2])]
+    cases = [("a small example with units 0-2 (unit 3 never seen) and max_dur=4", ids, durs, 4, 4)]
+    g = torch.Generator().manual_seed(3)
+    rand_ids = [torch.randint(0, 6, (int(n),), generator=g) for n in torch.randint(1, 12, (20,), generator=g)]
+    rand_durs = [torch.randint(1, 8, (len(u),), generator=g) for u in rand_ids]
+    cases.append(("20 random sequences of 6 units, max_dur=5", rand_ids, rand_durs, 6, 5))
+    for name, i, d, n_units, max_dur in cases:
+        want = _duration_table_ref(i, d, n_units, max_dur)
+        got = fn([x.clone() for x in i], [x.clone() for x in d], n_units, max_dur)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n_units, max_dur):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            _fail(f"for {name} you returned {shape}; expected a tensor of shape ({n_units}, {max_dur}): "
+                  "one row per unit, one column per duration 1..max_dur")
+        got = got.float()
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        said = f"for {name} row 0 came back {[round(x, 3) for x in got[0].tolist()]}, expected " \
+               f"{[round(x, 3) for x in want[0].tolist()]}"
+        if torch.isnan(got).any():
+            _fail(f"{said}: a row is NaN; a unit never seen has no counts to divide by: give it all its mass at "
+                  "duration 1 (column 0)")
+        if not torch.allclose(got.sum(1), torch.ones(n_units), atol=1e-4):
+            _fail(f"{said}: each row must sum to 1 (divide the counts by the row's total); an unseen unit gets 1 "
+                  "at duration 1")
+        seen = torch.zeros(n_units, dtype=torch.bool)
+        seen[torch.cat(i)] = True
+        if bool((got[seen, 0] == 0).all()) and bool((want[seen, 0] > 0).any()):
+            _fail(f"{said}: column d - 1 holds duration d (durations start at 1 frame, so column 0 is 1 frame)")
+        _fail(f"{said}: count, for each unit, how often it lasted 1, 2, ... frames (longer than max_dur counts as "
+              "max_dur), then normalise each row")
+    _ok("duration_table is correct: one distribution over durations per unit, unseen units last one frame")
+
+
+def check_sample_durations(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(units, table, generator)`` -> ``(N,)`` durations in frames, each drawn from ``table[unit]``."""
+    fixed = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])  # unit 0 lasts 1, unit 1 lasts 3, unit 2 lasts 2
+    units = torch.tensor([0, 1, 2, 1, 0])
+    got = fn(units.clone(), fixed.clone(), torch.Generator().manual_seed(0))
+    if not isinstance(got, torch.Tensor) or got.shape != units.shape:
+        _fail(f"return a tensor of one duration per unit, shape {tuple(units.shape)}; got "
+              f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+    want = torch.tensor([1, 3, 2, 3, 1])
+    if not torch.equal(got.long(), want):
+        said = f"with a table where unit 0 always lasts 1 frame, unit 1 3 and unit 2 2, units {units.tolist()} " \
+               f"gave {got.tolist()}, expected {want.tolist()}"
+        if torch.equal(got.long(), want - 1):
+            _fail(f"{said}: column d - 1 of the table is duration d; add 1 to the index you draw")
+        _fail(f"{said}: draw row table[u] for each unit u (torch.multinomial(table[units], 1, generator=generator))")
+    if got.dtype not in (torch.long, torch.int64, torch.int32):
+        _fail(f"return integer durations (frames), got dtype {got.dtype}: use .long()")
+    mixed = torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]])
+    many = torch.tensor([0, 1]).repeat(10000)
+    draws = fn(many.clone(), mixed.clone(), torch.Generator().manual_seed(1)).long()
+    again = fn(many.clone(), mixed.clone(), torch.Generator().manual_seed(1)).long()
+    if not torch.equal(draws, again):
+        _fail("two calls with generators seeded the same gave different durations: draw with the generator you are "
+              "given (generator=generator), so that a continuation can be reproduced")
+    for u in (0, 1):
+        freq = torch.bincount(draws[many == u] - 1, minlength=3)[:3].float() / 10000
+        if not torch.allclose(freq, mixed[u], atol=0.02):
+            _fail(f"over 10,000 draws of unit {u}, durations 1/2/3 came {[round(x, 3) for x in freq.tolist()]} of the "
+                  f"time; the table says {mixed[u].tolist()}: sample from each unit's own row, not one shared draw")
+    _ok("sample_durations is correct: each unit's duration is drawn from its own row, reproducibly")
+
+
+def _windowed_ref(model, tokens: torch.Tensor, k: int) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for t in range(1, len(tokens)):
+            ctx = tokens[max(0, t - k) : t]
+            total += float(model.logits(ctx[None])[0, -1].log_softmax(-1)[tokens[t]])
+    return total
+
+
+def check_windowed_logprob(fn: Callable[..., float]) -> None:
+    """``fn(model, tokens, k)`` -> summed log p(tokens[t] | tokens[t-k:t]) for t = 1 .. T-1 (at most k tokens back)."""
     from slm_course.lm import LM, LMConfig
 
     torch.manual_seed(0)
-    text = LM(LMConfig(vocab_size=29, d_model=32, n_layers=2, n_heads=2, max_len=64))
-    unit = LM(LMConfig(vocab_size=103, d_model=32, n_layers=2, n_heads=2, max_len=128))
-    emb, head, pos = unit.tok_emb[0].weight.clone(), unit.heads[0].weight.clone(), unit.pos_emb.weight.clone()
-    text_before = {k: v.clone() for k, v in text.state_dict().items()}
-    out = fn(unit, text)
-    if out is None:
-        _fail("return the unit model after copying (return unit_model)")
-    for name, value in text.state_dict().items():
-        if not torch.equal(value, text_before[name]):
-            _fail(f"the text model's {name} changed: copy from the text LM into the unit LM, not the other way round")
-    got_blocks = out.blocks.state_dict()
-    for name, a in text.blocks.state_dict().items():
-        if not torch.equal(a, got_blocks[name]):
-            _fail(f"the unit model's blocks.{name} differs from the text model's: copy every block's weights "
-                  "(unit_model.blocks.load_state_dict(text_model.blocks.state_dict()))")
-    if out.pos_emb.weight.shape != pos.shape:
-        _fail(f"the unit LM's position table must keep its {pos.shape[0]} rows (got {out.pos_emb.weight.shape[0]}): "
-              "copy the text LM's 64 rows into its first 64, do not replace the table")
-    text_ptrs = {p.data_ptr() for p in text.parameters()}
-    if any(p.data_ptr() in text_ptrs for p in out.parameters()):
-        _fail("the unit model shares tensors with the text model (unit_model.blocks = text_model.blocks?): training "
-              "the unit LM would change the text LM too. Copy the values: blocks.load_state_dict(...)")
-    for name, value in text.ln_f.state_dict().items():
-        if not torch.equal(out.ln_f.state_dict()[name], value):
-            _fail(f"the final LayerNorm (ln_f.{name}) belongs to the body too: copy its weight and bias")
-    if not torch.equal(out.pos_emb.weight[:64], text.pos_emb.weight):
-        _fail("copy the text LM's position embeddings into the first 64 positions of the unit LM's")
-    if not torch.equal(out.pos_emb.weight[64:], pos[64:]):
-        _fail("positions 64 and up have no text-LM counterpart: leave those rows of the unit LM as they were")
-    if out.tok_emb[0].weight.shape != emb.shape or not torch.equal(out.tok_emb[0].weight, emb):
-        _fail("leave the unit LM's token embeddings alone: the vocabularies differ (units vs characters)")
-    if not torch.equal(out.heads[0].weight, head):
-        _fail("leave the unit LM's output head alone: it scores units, not characters")
-    _ok("warm_start is correct: the body (blocks, final norm, positions) is copied; embeddings and head stay new")
+    model = LM(LMConfig(vocab_size=13, d_model=32, n_layers=2, n_heads=2, max_len=64)).eval()
+    with torch.no_grad():  # make the positions matter: a random model's are too small to notice
+        model.pos_emb.weight.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 13, (20,), generator=g)
+    full = float(model.score(tokens[None])[0][0])
+    for k in (1, 3, 8, 19, 40):
+        want = _windowed_ref(model, tokens, k)
+        got = fn(model, tokens.clone(), k)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            _fail(f"return one number (the summed log-probability), got {type(got).__name__}")
+        if abs(got - want) < 1e-3:
+            continue
+        said = f"for 20 tokens and k={k} you returned {got:.4f}, expected {want:.4f}"
+        if k < 19 and abs(got - full) < 1e-3:
+            _fail(f"{said}, which is the score with the whole context: token t may see only tokens t-k .. t-1")
+        for other in (k - 1, k + 1):
+            if other >= 1 and abs(got - _windowed_ref(model, tokens, other)) < 1e-3:
+                _fail(f"{said}, which is the score with a window of {other} tokens: token t is predicted from "
+                      f"tokens[max(0, t - k) : t], exactly k tokens (fewer at the start)")
+        if k >= 19:
+            _fail(f"{said}: with k >= T - 1 every token sees its whole past, so this must equal LM.score ({full:.4f})")
+        _fail(f"{said}: for each t, run the model on tokens[max(0, t - k) : t] alone (its positions start at 0) "
+              "and take the log-softmax of its last position's logits at tokens[t]")
+    _ok("windowed_logprob is correct: each token is scored from at most k tokens before it")
+
+
+QUIZ = (
+    Question(
+        "A unit LM is trained on 32 windows of 128 tokens. How many next-token predictions does one batch "
+        "contribute to the loss?",
+        answer=32 * 127,
+        tolerance=0,
+        hint="notebook 04, section 2: position t predicts token t + 1, and the last position has nothing to predict",
+    ),
+    Question(
+        "A word and a non-word are said by the same voice; the non-word comes out as 10 more units than the word. "
+        "A model that knows nothing gives every unit the same log-probability. Which score prefers the word?",
+        choices=("a) the summed score only", "b) the token-normalised score only", "c) both", "d) neither"),
+        answer="a",
+        hint="notebook 04, section 3 ('Summed or normalised?'): what each extra unit costs in each score",
+    ),
+    Question(
+        "The unit LM beats the bigram on the lexical and syntactic sets but sits near chance on the story set, "
+        "while the text LM on ASR transcripts passes it. What does that say?",
+        choices=(
+            "a) the story pairs are unfair: their members differ in length",
+            "b) the information is in the speech, but relating topic words a sentence apart is beyond what this "
+            "unit LM learned from its units",
+            "c) token-normalised scores cannot measure topic",
+            "d) the held-out speakers were never heard, so no speech LM could pass",
+        ),
+        answer="b",
+        hint="notebook 04, section 3 ('Reading the table' and 'Is it the data or the model?')",
+    ),
+    Question(
+        "GSLM's auto-BLEU counts repeated n-grams in a generated continuation. Over what is it computed?",
+        choices=(
+            "a) the generated units, before the unit-to-speech decoder",
+            "b) the words an ASR model transcribes from the generated speech",
+            "c) the log-mel frames of the generated speech",
+            "d) the text of the prompt",
+        ),
+        answer="b",
+        hint="notebook 04, section 4: the measure this notebook computes on units, and what GSLM computes it on",
+    ),
+)

@@ -1,4 +1,4 @@
-"""Checks for notebook 05's exercises (solutions/06_audiolm_exercises.ipynb)."""
+"""Checks and quiz for notebook 06's exercises (solutions/06_audiolm_exercises.ipynb)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Callable
 import torch
 
 from ._common import _fail, _ok
+from .quiz import Question
 
-__all__ = ["check_align_frames", "check_duration_counts", "check_flatten_levels"]
+__all__ = ["check_duration_counts", "check_frames_from_units", "check_level_probs", "check_prompt_length"]
 
 
 def _tensor(value, call: str) -> torch.Tensor:
@@ -17,58 +18,108 @@ def _tensor(value, call: str) -> torch.Tensor:
     return value
 
 
-def check_flatten_levels(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
-    """``fn(codes, codebook_size)``: ``(Q, T)`` codes -> ``(Q * T,)`` ids, frame-major, level q offset by q * N."""
-    from slm_course.audiolm import flatten_levels
+# ---------------------------------------------------------------------------------------------
+# Exercise 1: the next token's distribution, restricted to one level's codes, with top-k
+# ---------------------------------------------------------------------------------------------
 
-    g = torch.Generator().manual_seed(5)
-    for Q, T, N in ((2, 3, 10), (1, 4, 8), (3, 7, 256)):
-        codes = torch.randint(0, N, (Q, T), generator=g)
-        want = flatten_levels(codes, N)
-        got = _tensor(fn(codes.clone(), N), f"flatten_levels(codes {tuple(codes.shape)}, {N})")
-        said = f"for codes {codes.tolist() if T < 5 else tuple(codes.shape)} with N={N} you returned " \
-               f"{got.tolist() if got.numel() < 12 else tuple(got.shape)}"
-        if got.shape == want.shape and torch.equal(got.long(), want):
+
+def _level_range(pos: int, n_levels: int, codebook_size: int) -> tuple[int, int]:
+    from slm_course.ulm import N_SPECIAL
+
+    lo = N_SPECIAL + ((pos - 1) % n_levels) * codebook_size
+    return lo, lo + codebook_size
+
+
+def _level_probs(logits: torch.Tensor, pos: int, n_levels: int, codebook_size: int, temperature: float,
+                 top_k: int | None, restrict_first: bool = True) -> torch.Tensor:
+    """The reference (``restrict_first=False``: the usual mistake, top-k over the whole vocabulary first)."""
+    lo, hi = _level_range(pos, n_levels, codebook_size)
+    x = logits.double() / temperature
+    if top_k is not None and not restrict_first:
+        kth = x.topk(min(top_k, len(x))).values[-1]
+        x = x.masked_fill(x < kth, float("-inf"))
+    level = x[lo:hi]
+    if top_k is not None and restrict_first:
+        kth = level.topk(min(top_k, len(level))).values[-1]
+        level = level.masked_fill(level < kth, float("-inf"))
+    p = torch.zeros(len(logits), dtype=torch.float64)
+    if torch.isinf(level).all():
+        return p  # (the mistake can leave no code of the level at all)
+    p[lo:hi] = level.softmax(-1)
+    return p
+
+
+def check_level_probs(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(logits, pos, n_levels, codebook_size, temperature, top_k)``: the ``(V,)`` distribution of the token at ``pos``.
+
+    Position ``pos`` of an acoustic stage's sequence (``<bos>`` at 0) holds a code of level
+    ``(pos - 1) % n_levels``, ids ``N_SPECIAL + level * codebook_size`` onwards; the distribution is
+    the softmax of ``logits / temperature`` over that level's ids only (the ``top_k`` best of them
+    when given), and 0 everywhere else.
+    """
+    from slm_course.ulm import N_SPECIAL
+
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for Q, N, pos, temperature, top_k in ((2, 8, 1, 1.0, None), (2, 8, 2, 1.0, None), (3, 6, 5, 0.7, None),
+                                          (2, 8, 4, 1.0, 3), (2, 8, 3, 0.5, 2), (3, 6, 3, 1.3, 1), (2, 5, 2, 1.0, 9)):
+        V = N_SPECIAL + Q * N
+        logits = torch.randn(V, generator=g) * 2
+        lo, hi = _level_range(pos, Q, N)
+        logits[:lo] += 4  # the other levels (and the specials) score higher: a top-k over all ids picks them
+        logits[hi:] += 4
+        cases.append((logits, pos, Q, N, temperature, top_k))
+    for logits, pos, Q, N, temperature, top_k in cases:
+        V = len(logits)
+        lo, hi = _level_range(pos, Q, N)
+        level = (pos - 1) % Q
+        call = f"level_probs(logits ({V},), pos={pos}, n_levels={Q}, codebook_size={N}, temperature={temperature}, top_k={top_k})"
+        got = _tensor(fn(logits.clone(), pos, Q, N, temperature, top_k), call)
+        want = _level_probs(logits, pos, Q, N, temperature, top_k)
+        if tuple(got.shape) != (V,):
+            _fail(f"{call} returned shape {tuple(got.shape)}; return one probability per id of the vocabulary, "
+                  f"shape ({V},), with 0 outside the level's {N} codes")
+        got = got.detach().double()
+        if torch.allclose(got, want, atol=1e-5):
             continue
-        if got.numel() != Q * T:
-            _fail(f"{said}: return one id per code, {Q * T} in all, as a 1-D tensor (reshape(-1))")
-        if got.ndim != 1 and torch.equal(got.reshape(-1).long(), want):
-            _fail(f"{said}: the ids and their order are right; return them as a 1-D tensor of shape ({Q * T},) "
-                  "(reshape(-1))")
-        offsets = torch.arange(Q)[:, None] * N
-        if torch.equal(got.reshape(-1).long(), (codes + offsets).reshape(-1)):
-            _fail(f"{said}: that is level by level; AudioLM reads frame by frame (all levels of frame 0, then "
-                  "frame 1...): transpose to (T, Q) before flattening")
-        if torch.equal(got.reshape(-1).long(), codes.T.reshape(-1)):
-            _fail(f"{said}: the order is right but every level shares ids 0..N-1; add the offset q * N to level q")
-        _fail(f"{said}, expected {want.tolist() if want.numel() < 12 else 'another order'}: "
-              "add q * N to level q, then read the (T, Q) grid row by row")
-    _ok("flatten_levels is correct: frame by frame, level q offset by q * N (AudioLM's o_q)")
+        said = f"{call}: position {pos} holds a code of level {level}, ids {lo}..{hi - 1}"
+        if top_k is not None:
+            wrong_order = _level_probs(logits, pos, Q, N, temperature, top_k, restrict_first=False)
+            if torch.allclose(got, wrong_order, atol=1e-5) or (float(wrong_order.sum()) == 0 and got[lo:hi].isnan().all()):
+                _fail(f"{said}; you took the top {top_k} among all ids before keeping the level's: the other levels "
+                      f"score higher here, so keep the {top_k} best *of the level's codes*")
+        if not torch.isfinite(got).all() or (got < -1e-9).any():
+            _fail(f"{said}; you returned negative, inf or nan values: return probabilities (a softmax), not logits")
+        if abs(float(got.sum()) - 1) > 1e-4:
+            _fail(f"{said}; your probabilities sum to {float(got.sum()):.3f}, not 1: take the softmax over the "
+                  "level's ids only (not over the whole vocabulary, then cut)")
+        outside = float(got[:lo].sum() + got[hi:].sum())
+        if outside > 1e-6:
+            if float(got[lo - N_SPECIAL : hi - N_SPECIAL].sum()) > 1 - 1e-6:
+                _fail(f"{said}; your mass sits on ids {lo - N_SPECIAL}..{hi - N_SPECIAL - 1}: the codes start after "
+                      f"the {N_SPECIAL} special tokens (<pad>, <bos>, <eos>): add N_SPECIAL")
+            nxt = _level_range(pos + 1, Q, N)
+            if float(got[nxt[0] : nxt[1]].sum()) > 1 - 1e-6:
+                _fail(f"{said}; your mass sits on the next level's ids {nxt[0]}..{nxt[1] - 1}: position 0 is <bos>, "
+                      "so position pos holds flat code pos - 1, of level (pos - 1) % n_levels")
+            _fail(f"{said}; you put {outside:.3f} of the probability outside them: every other id must get 0")
+        if top_k is not None:
+            n_kept = int((got > 0).sum())
+            if n_kept != int((want > 0).sum()):
+                _fail(f"{said}; you kept {n_kept} codes with probability > 0, expected {int((want > 0).sum())} "
+                      f"(the top {top_k} of the level's {N}, all of them when top_k >= {N})")
+        if temperature != 1 and torch.allclose(got, _level_probs(logits * temperature ** 2, pos, Q, N, temperature, top_k),
+                                               atol=1e-5):
+            _fail(f"{said}; you multiplied the logits by the temperature: divide them by it (a low temperature sharpens)")
+        _fail(f"{said}; expected {[round(v, 3) for v in want[lo:hi].tolist()]} on them, you returned "
+              f"{[round(v, 3) for v in got[lo:hi].tolist()]}: softmax(logits[lo:hi] / temperature), with the "
+              "codes below the k-th best set to -inf first")
+    _ok("level_probs is correct: the softmax of logits / temperature over the level's own codes, top-k among them")
 
 
-def check_align_frames(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
-    """``fn(semantic, n_frames)``: the 50 Hz unit at the start time of each 62.5 Hz acoustic frame."""
-    from slm_course.audiolm import align_frames
-
-    g = torch.Generator().manual_seed(6)
-    for T_sem, n in ((4, 5), (8, 10), (13, 16), (6, 9), (40, 50)):
-        sem = torch.randint(0, 100, (T_sem,), generator=g)
-        want = align_frames(sem, n)
-        got = _tensor(fn(sem.clone(), n), f"align_frames(semantic ({T_sem},), {n})")
-        shown = got.tolist() if got.numel() <= 16 else f"shape {tuple(got.shape)}"
-        said = f"for semantic {sem.tolist() if T_sem <= 16 else f'({T_sem},)'} and {n} acoustic frames you returned {shown}"
-        if got.shape == want.shape and torch.equal(got.long(), want):
-            continue
-        if got.shape != want.shape:
-            _fail(f"{said}: return one semantic unit per acoustic frame, shape ({n},)")
-        idx = torch.arange(n)
-        rounded = sem[(idx * 0.8).round().long().clamp(max=T_sem - 1)]
-        if torch.equal(got.long(), rounded):
-            _fail(f"{said}, off by one frame in places: acoustic frame t starts at t / 62.5 s, which lies inside "
-                  "semantic frame floor(t * 50 / 62.5); round() picks the next one half the time")
-        _fail(f"{said}, expected {want.tolist() if n <= 16 else 'other units'}: take semantic[floor(t * 50 / 62.5)], "
-              "clamped to the last semantic frame")
-    _ok("align_frames is correct: acoustic frame t reads semantic frame floor(t * 0.8), clamped at the end")
+# ---------------------------------------------------------------------------------------------
+# Exercises 2 and 3: how long each unit lasts, and drawing durations for generated units
+# ---------------------------------------------------------------------------------------------
 
 
 def check_duration_counts(fn: Callable[[list, int], torch.Tensor]) -> None:
@@ -104,3 +155,162 @@ def check_duration_counts(fn: Callable[[list, int], torch.Tensor]) -> None:
         _fail(f"{said}, wrong counts: for each sequence, deduplicate it into units and durations, then add 1 at "
               "[unit, min(duration, MAX_DURATION) - 1]")
     _ok(f"duration_counts is correct: one count per run, at [unit, duration - 1], capped at {MAX_DURATION} frames")
+
+
+def check_frames_from_units(fn: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]) -> None:
+    """``fn(units, counts, generator)``: frame-level units ``(T,)``, each unit held for a duration drawn from its row of ``counts``.
+
+    ``counts[u, d - 1]`` is how often unit ``u`` lasted ``d`` frames (:func:`slm_course.audiolm.duration_counts`);
+    a unit whose row is all zeros (never seen) lasts 1 frame.
+    """
+    from slm_course.audiolm import MAX_DURATION
+    from slm_course.speech_tokens import deduplicate
+
+    K = 6
+    counts = torch.zeros(K, MAX_DURATION)
+    counts[0, 2] = 7  # unit 0 always lasts 3 frames
+    counts[1, 0] = 4  # unit 1: 1 frame
+    counts[2, 4] = 1  # unit 2: 5 frames
+    counts[3, [0, 1, 3]] = torch.tensor([10.0, 10.0, 20.0])  # unit 3: 1, 2 or 4 frames, with probabilities 1/4, 1/4, 1/2
+    # unit 4: never seen (a row of zeros); unit 5: 2 frames
+    counts[5, 1] = 3
+
+    def run(units: torch.Tensor, seed: int) -> torch.Tensor:
+        call = f"frames_from_units(units {units.tolist() if len(units) <= 8 else tuple(units.shape)}, counts, generator)"
+        try:
+            out = fn(units.clone(), counts.clone(), torch.Generator().manual_seed(seed))
+        except RuntimeError as e:
+            if units.eq(4).any():
+                _fail(f"{call} raised RuntimeError ({str(e).splitlines()[0]}): unit 4 was never seen, so its row of "
+                      "counts is all zeros and cannot be sampled from; give such a unit 1 frame")
+            raise
+        out = _tensor(out, call)
+        if out.ndim != 1 or out.is_floating_point():
+            _fail(f"{call} returned a {out.dtype} tensor of shape {tuple(out.shape)}; return a 1-D tensor of unit "
+                  "ids, one per 20 ms frame (torch.repeat_interleave(units, durations))")
+        return out
+
+    fixed = torch.tensor([0, 1, 2, 5, 0])
+    want = fixed.repeat_interleave(torch.tensor([3, 1, 5, 2, 3]))
+    got = run(fixed, 0)
+    if not torch.equal(got.long(), want):
+        shown = got.tolist() if got.numel() <= 20 else str(got[:20].tolist())[:-1] + f", ... ({got.numel()} frames)]"
+        said = f"units {fixed.tolist()} whose durations are certain (3, 1, 5, 2 and 3 frames) gave {shown}"
+        units, durs = deduplicate(got.long()) if got.numel() else (torch.tensor([]), torch.tensor([]))
+        if units.tolist() == fixed.tolist() and durs.tolist() == [2, 0, 4, 1, 2][: len(durs)]:
+            _fail(f"{said}: one frame short each: column d - 1 of the counts holds the runs of d frames: add 1")
+        if units.tolist() == [0, 2, 5, 0]:
+            _fail(f"{said}: one frame short each (unit 1 vanished with 0 frames): column d - 1 holds the runs of "
+                  "d frames: add 1 to the drawn column")
+        if units.tolist() == fixed.tolist() and durs.tolist() == [4, 2, 6, 3, 4]:
+            _fail(f"{said}: one frame too long each: column 0 is a 1-frame run, so duration = column + 1, not + 2")
+        _fail(f"{said}, expected {want.tolist()}: draw a column c from each unit's row (torch.multinomial on "
+              "counts[u]), hold the unit for c + 1 frames, keep the units in order")
+    got = run(torch.tensor([1, 4, 1]), 1)
+    if got.tolist() != [1, 4, 1]:
+        _fail(f"units [1, 4, 1] gave {got.tolist()}, expected [1, 4, 1]: unit 4 was never seen (its row is all "
+              "zeros): give it 1 frame")
+    many = torch.tensor([3, 1] * 400)  # unit 1 always lasts 1 frame: it separates unit 3's runs
+    got = run(many, 2)
+    units, durs = deduplicate(got.long())
+    if units.tolist() != many.tolist():
+        _fail(f"800 units [3, 1, 3, 1, ...] came back as {len(units)} runs: hold each unit for its own drawn "
+              "duration, in order")
+    d3 = durs[units == 3]
+    seen = sorted(set(d3.tolist()))
+    share = {d: float((d3 == d).float().mean()) for d in (1, 2, 4)}
+    if seen == [4]:
+        _fail("unit 3 (1, 2 or 4 frames, with probabilities 1/4, 1/4, 1/2) always lasted 4 frames: that is its most "
+              "frequent duration (argmax); draw it at random from the row, in proportion to the counts (torch.multinomial)")
+    if not set(seen) <= {1, 2, 4}:
+        _fail(f"unit 3 lasted {seen} frames; it only ever lasted 1, 2 or 4 in the counts: draw a column in proportion "
+              "to the counts, not uniformly over 1..MAX_DURATION")
+    if abs(share[1] - 0.25) > 0.08 or abs(share[2] - 0.25) > 0.08 or abs(share[4] - 0.5) > 0.08:
+        _fail(f"unit 3 lasted 1, 2, 4 frames in {share[1]:.2f}, {share[2]:.2f}, {share[4]:.2f} of 400 draws; expected "
+              "about 0.25, 0.25, 0.50 (counts 10, 10, 20): draw in proportion to the counts")
+    _ok("frames_from_units is correct: each unit held for a duration drawn from its own counts (unseen units: 1 frame)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 4: the experiment's results, checked for what any correct run shows
+# ---------------------------------------------------------------------------------------------
+
+
+def check_prompt_length(accuracy: dict, prompt_frames: tuple, chance: float = 0.25) -> None:
+    """``accuracy``: ``{prompt frames: speaker accuracy}`` from exercise 4; sane values, and the prompt helps.
+
+    Any correct run gives about chance without a prompt (the stage picks a voice of its own from
+    speaker-normalised semantic tokens) and far more with the longest prompt; the exact numbers
+    vary with the prompts, the seed and the temperature.
+    """
+    if not isinstance(accuracy, dict):
+        _fail(f"accuracy is a {type(accuracy).__name__}; make it a dict {{prompt frames: speaker accuracy}}, "
+              "one entry per length in PROMPT_FRAMES")
+    missing = [n for n in prompt_frames if n not in accuracy]
+    if missing:
+        _fail(f"accuracy has no entry for prompt lengths {missing}: fill accuracy[n] for every n in PROMPT_FRAMES")
+    for n in prompt_frames:
+        value = accuracy[n]
+        if isinstance(value, torch.Tensor):
+            value = float(value)
+        if not isinstance(value, int | float) or not 0 <= value <= 1:
+            _fail(f"accuracy[{n}] = {accuracy[n]!r}; it must be a share of prompts recognised, a number in 0..1 "
+                  "(the mean of classifier.predict(...) == truth)")
+    longest = max(prompt_frames)
+    if 0 in accuracy and accuracy[0] > chance + 0.3:
+        _fail(f"without a prompt {accuracy[0]:.2f} of the continuations were recognised, far above chance "
+              f"({chance:.2f}): for n = 0 pass prompts=None, and score only the audio after the first second")
+    if longest > 0 and 0 in accuracy and accuracy[longest] < accuracy[0] + 0.2:
+        _fail(f"a {longest}-frame prompt gave {accuracy[longest]:.2f}, hardly more than no prompt ({accuracy[0]:.2f}): "
+              f"pass each utterance's own codes[:k, :{longest}] as its prompt, and score the same stretch of audio "
+              "(from 1 s on) for every length")
+    shown = ", ".join(f"{n} frames {accuracy[n]:.2f}" for n in sorted(prompt_frames))
+    _ok(f"the experiment ran: speaker accuracy {shown} (chance {chance:.2f}). Now say what happens, and why")
+
+
+QUIZ = (
+    Question(
+        "AudioLM's coarse stage models Q' = 4 SoundStream levels of N = 1024 codes, flattened with per-level offsets "
+        "(no special tokens). Which id stands for code 5 of the third level?",
+        answer=2053, tolerance=0,
+        hint="section 2: level q (counting from 0) is offset by q * N",
+    ),
+    Question(
+        "In the course's coarse stage (Q' = 2 levels, <bos> at position 0), which codec level does the token at "
+        "position 6 belong to, and which acoustic frame?",
+        choices=("a) level 0 of frame 3", "b) level 1 of frame 2", "c) level 0 of frame 2", "d) level 1 of frame 3"),
+        answer="b",
+        hint="section 3's sampling loop: position pos holds flat code pos - 1, of level (pos - 1) % Q and frame (pos - 1) // Q",
+    ),
+    Question(
+        "The semantic units come at 50 frames/s, the codec at 62.5. Acoustic frame 9 is given the unit of which "
+        "semantic frame (counting from 0)?",
+        answer=7, tolerance=0,
+        hint="section 2: frame t starts at t / 62.5 s, inside semantic frame floor(t * 50 / 62.5)",
+    ),
+    Question(
+        "Suppose the semantic tokens named the speaker as well as the words (as the tiny HuBERT's units do). "
+        "What happens to the speaker accuracy of 'semantic only' continuations, and to the gap the acoustic prompt makes?",
+        choices=(
+            "a) both stay the same: the acoustic stage only reads the codec tokens",
+            "b) 'semantic only' rises towards 'acoustic prompt' and the gap shrinks: the stage can read the voice "
+            "from the semantic tokens, so the prompt has little left to add",
+            "c) 'semantic only' falls to chance: the stage is confused by the voice in two places",
+            "d) the gap grows: the acoustic prompt and the semantic tokens add up",
+        ),
+        answer="b",
+        hint="section 6: why the semantic tokens must not carry the voice",
+    ),
+    Question(
+        "AudioLM's 92.6% (with an acoustic prompt) and 3.2% (without) come from which setting, and so which of the "
+        "course's numbers do they compare with?",
+        choices=(
+            "a) the whole pipeline (semantic continuation, then acoustic stages): speaker_acc_acoustic_prompt",
+            "b) acoustic generation from the utterance's real semantic tokens: speaker_acc_acoustic_prompt_gt_semantic "
+            "and speaker_acc_semantic_only_gt_semantic",
+            "c) the codec's reconstruction of the real audio: speaker_acc_real_codes",
+        ),
+        answer="b",
+        hint="sections 4 and 5: AudioLM's acoustic generation setting fixes the semantic tokens and generates only the sound",
+    ),
+)

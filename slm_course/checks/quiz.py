@@ -1,4 +1,4 @@
-"""Quizzes: a few questions per chapter, answered in a dict and checked in words.
+"""Quizzes, and the written answer of an open-ended experiment, checked in words.
 
 Each chapter's checks module (``ch00``, ``ch01``, ...) defines ``QUIZ``, a tuple of :class:`Question` s.
 The exercise notebook shows the questions; the learner fills in ``answers = {1: "b", 2: 0.25, ...}``
@@ -23,7 +23,7 @@ from typing import Any
 
 from ._common import _fail, _ok
 
-__all__ = ["Question", "check_quiz", "show_quiz"]
+__all__ = ["Question", "check_explanation", "check_quiz", "show_quiz"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,31 @@ def check_quiz(chapter: str, answers: dict[int, Any]) -> None:
         return
     right = sum(ok for ok, _ in results)
     _fail(f"{right} of {len(quiz)} right:\n" + "\n".join(line for _, line in results))
+
+
+def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_words: int = 30) -> None:
+    """Check the written answer of an open-ended experiment: real sentences that name what matters.
+
+    ``mentions``: the ideas an answer must name, each as alternatives separated by ``|`` (e.g.
+    ``("PNMI", "context|neighbour")``), matched without regard to case. This cannot tell a right
+    explanation from a wrong one; it makes sure there is one, about the right things, to compare
+    with the model answer in the solutions notebook.
+
+    >>> check_explanation("The error falls with more levels because each level codes what the "
+    ...                   "previous ones left over, so the residual shrinks " * 2, mentions=("level", "residual"))
+    ✓ your explanation (40 words) names level, residual: now compare it with the model answer in the solutions notebook
+    """
+    if not isinstance(explanation, str):
+        _fail(f"explanation must be a string of sentences (explanation = \"\"\"...\"\"\"), got {type(explanation).__name__}")
+    words = explanation.replace("...", " ").split()
+    if len(words) < min_words:
+        _fail(f"the explanation has {len(words)} words; write at least {min_words}: what you measured, what changed, "
+              "and why you think it changed")
+    lowered = explanation.lower()
+    missing = [m for m in mentions if not any(alt.lower() in lowered for alt in m.split("|"))]
+    if missing:
+        _fail(f"the explanation does not name {', '.join(m.replace('|', ' or ') for m in missing)}: "
+              "say how your results bear on it")
+    named = ", ".join(m.split("|")[0] for m in mentions)
+    _ok(f"your explanation ({len(words)} words)" + (f" names {named}" if mentions else "")
+        + ": now compare it with the model answer in the solutions notebook")
