@@ -13,7 +13,6 @@ from ._common import _as_float, _fail, _ok
 from .quiz import Question
 
 __all__ = [
-    "QUIZ",
     "check_ctc_force_align",
     "check_kv_cache_attention",
     "check_lr_experiment",

@@ -95,6 +95,7 @@ def check_quiz(chapter: str, answers: dict[int, Any]) -> None:
     if not isinstance(answers, dict):
         _fail(f"answers must be a dict of question number -> answer, e.g. {{1: 'b', 2: 0.25}}; got {type(answers).__name__}")
     quiz = _quiz_of(chapter)
+    answers = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in answers.items()}
     unknown = sorted(k for k in answers if k not in range(1, len(quiz) + 1))
     if unknown:
         _fail(f"the quiz has questions 1..{len(quiz)}; there is no question {unknown[0]}")
@@ -116,7 +117,7 @@ def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_word
 
     >>> check_explanation("The error falls with more levels because each level codes what the "
     ...                   "previous ones left over, so the residual shrinks " * 2, mentions=("level", "residual"))
-    ✓ your explanation (40 words) names level, residual: now compare it with the model answer in the solutions notebook
+    ✓ explanation recorded (40 words, naming level, residual); this check does not grade it: compare it with the model answer in the solutions notebook
     """
     if not isinstance(explanation, str):
         _fail(f"explanation must be a string of sentences (explanation = \"\"\"...\"\"\"), got {type(explanation).__name__}")
@@ -130,5 +131,5 @@ def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_word
         _fail(f"the explanation does not name {', '.join(m.replace('|', ' or ') for m in missing)}: "
               "say how your results bear on it")
     named = ", ".join(m.split("|")[0] for m in mentions)
-    _ok(f"your explanation ({len(words)} words)" + (f" names {named}" if mentions else "")
-        + ": now compare it with the model answer in the solutions notebook")
+    _ok(f"explanation recorded ({len(words)} words" + (f", naming {named}" if mentions else "")
+        + "); this check does not grade it: compare it with the model answer in the solutions notebook")
