@@ -57,7 +57,30 @@ def test_bigram_mistakes_are_named():
     with pytest.raises(AssertionError, match="add alpha"):
         checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, 0.0))
     with pytest.raises(AssertionError, match="count bigrams over <bos> seq <eos>"):
-        checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, a) + 1.0)
+        checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, a) - 1.0)
+
+
+def bigram_variant(train_seqs, seq, n_symbols, alpha, eos=True, offset=N_SPECIAL):
+    """The usual mistakes of the exercise: no <eos>, units not shifted by the 3 specials."""
+    V = n_symbols + N_SPECIAL
+    counts = torch.full((V, V), float(alpha))
+    for s in train_seqs:
+        t = [1] + [u + offset for u in s.tolist()] + ([2] if eos else [])
+        for a, b in zip(t, t[1:]):
+            counts[a, b] += 1
+    logp = (counts / counts.sum(1, keepdim=True)).log()
+    t = [1] + [u + offset for u in seq.tolist()] + ([2] if eos else [])
+    return float(sum(logp[a, b] for a, b in zip(t, t[1:])))
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (lambda tr, s, n, a: bigram_variant(tr, s, n, a, eos=False), "without <eos>"),
+    (lambda tr, s, n, a: bigram_variant(tr, s, n, a, offset=0), "without the \\+3 offset"),
+    (lambda tr, s, n, a: float(torch.tensor(bigram_logprob(tr, s, n, a)).exp()), "never above 0|that is the probability"),
+])
+def test_each_usual_bigram_mistake_is_named(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_bigram_logprob(wrong)
 
 
 def test_duration_mistakes_are_named():

@@ -18,6 +18,20 @@ __all__ = [
 ]
 
 
+def _bigram_ref(train: list[torch.Tensor], seq: torch.Tensor, n: int, alpha: float, eos: bool = True,
+                offset: int = 3) -> float:
+    """log p(seq) under an add-alpha bigram over n units + 3 specials; ``eos``/``offset`` make the usual mistakes."""
+    V, bos, end = n + 3, 1, 2
+    counts = torch.zeros(V, V)
+    for s in train:
+        t = [bos, *(s + offset).tolist()] + ([end] if eos else [])
+        for a, b in zip(t[:-1], t[1:]):
+            counts[a, b] += 1
+    logp = ((counts + alpha) / (counts + alpha).sum(1, keepdim=True)).log()
+    t = [bos, *(seq + offset).tolist()] + ([end] if eos else [])
+    return float(sum(logp[a, b] for a, b in zip(t[:-1], t[1:])))
+
+
 def check_bigram_logprob(fn: Callable[..., float]) -> None:
     """``fn(train_seqs, seq, n_symbols, alpha)`` -> log p(seq) under an add-alpha bigram with <bos>/<eos>."""
     from slm_course.ulm import NgramLM
@@ -36,6 +50,20 @@ def check_bigram_logprob(fn: Callable[..., float]) -> None:
             said = f"for {name} {seq.tolist()} with alpha={alpha} you returned {got:.4f}, expected {want:.4f}"
             if math.isinf(got):
                 _fail(f"{said}: an unseen bigram has probability 0 without smoothing; add alpha to every count")
+            if got > 0:
+                _fail(f"{said}: a log-probability is never above 0; return the sum of log p, not a probability")
+            if abs(got - math.exp(want)) < 1e-4:
+                _fail(f"{said}: that is the probability; return its log (the sum of log p over the transitions)")
+            variants = {
+                "the score without <eos> (in training and in scoring)": _bigram_ref(train, seq, 5, alpha, eos=False),
+                "the score without the +3 offset of the units (unit u must be token u + 3: 0-2 are <pad>, <bos>, "
+                "<eos>)": _bigram_ref(train, seq, 5, alpha, offset=0),
+                "the score with alpha left out (add alpha to every count before normalising)":
+                    _bigram_ref(train, seq, 5, 1e-9),
+            }
+            for what, value in variants.items():
+                if abs(got - value) < 1e-4:
+                    _fail(f"{said}: your value equals {what}")
             _fail(
                 f"{said}: count bigrams over <bos> seq <eos> for every training sequence, add alpha to each of the "
                 f"{5 + 3}x{5 + 3} counts (units + 3 specials), normalise each row, and sum log p over <bos> seq <eos>"
