@@ -76,3 +76,12 @@ def test_no_chapter_exports_its_quiz_under_the_shared_name():
     from slm_course import checks
 
     assert "QUIZ" not in checks.__all__, "a chapter's __all__ lists QUIZ: checks.QUIZ would be whichever came last"
+
+
+def test_a_failed_check_shows_its_message_alone_in_jupyter():
+    from slm_course.checks._common import CheckFailed, _fail
+
+    with pytest.raises(AssertionError) as info:  # still an AssertionError for pytest and nbval
+        _fail("row 3 is NaN\ngive an unseen unit all its mass at duration 1")
+    assert isinstance(info.value, CheckFailed)
+    assert info.value._render_traceback_() == ["✗ row 3 is NaN", "  give an unseen unit all its mass at duration 1"]

@@ -12,8 +12,15 @@ def _ok(message: str) -> None:
     print(f"✓ {message}")
 
 
+class CheckFailed(AssertionError):
+    """A check that found something wrong: Jupyter shows only its message, not the checks' own frames."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for how an exception is shown
+        return [f"✗ {line}" if i == 0 else f"  {line}" for i, line in enumerate(str(self).splitlines())]
+
+
 def _fail(message: str) -> None:
-    raise AssertionError(message)
+    raise CheckFailed(message)
 
 
 def _as_float(value: Any, call: str) -> float:
