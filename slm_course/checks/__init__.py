@@ -5,9 +5,9 @@ Each ``check_*`` function takes the learner's function, runs it on a few cases w
 raises ``AssertionError`` with a message that names the case, what came back, what was expected,
 and the most likely reason.
 
->>> import torch
->>> check_hz_to_mel(lambda f: 2595 * torch.log10(1 + f / 700))
-✓ hz_to_mel is correct: 0, 700, 1000 and 8000 Hz give 0.0, 781.2, 1000.0 and 2840.0 mel
+>>> import torchaudio
+>>> check_mu_law_encode(lambda wav, n: torchaudio.functional.mu_law_encoding(wav, n))
+✓ mu_law_encode matches torchaudio's mu_law_encoding: 0.0 -> id 128, 0.01 -> 157, 0.5 -> 239 of 0..255
 
 Each chapter's quiz is ``QUIZ`` in its module, shown by :func:`show_quiz` and checked by
 :func:`check_quiz` (:mod:`slm_course.checks.quiz`).
@@ -15,7 +15,7 @@ Each chapter's quiz is ``QUIZ`` in its module, shown by :func:`show_quiz` and ch
 One module per notebook (``ch00``, ``ch01``, ...); every check is importable from here::
 
     from slm_course import checks
-    checks.check_hz_to_mel(hz_to_mel)
+    checks.check_mu_law_encode(mu_law_encode)
 """
 
 from __future__ import annotations
