@@ -302,15 +302,16 @@ QUIZ = (
         hint="section 6: why the semantic tokens must not carry the voice",
     ),
     Question(
-        "AudioLM's 92.6% (with an acoustic prompt) and 3.2% (without) come from which setting, and so which of the "
-        "course's numbers do they compare with?",
+        "AudioLM's 92.6% and 3.2% (its Table III) come from which settings, and so which of the course's numbers "
+        "do they compare with?",
         choices=(
-            "a) the whole pipeline (semantic continuation, then acoustic stages): speaker_acc_acoustic_prompt",
-            "b) acoustic generation from the utterance's real semantic tokens: speaker_acc_acoustic_prompt_gt_semantic "
+            "a) both from the whole pipeline: speaker_acc_acoustic_prompt and speaker_acc_semantic_only",
+            "b) both from acoustic generation from the real semantic tokens: speaker_acc_acoustic_prompt_gt_semantic "
             "and speaker_acc_semantic_only_gt_semantic",
-            "c) the codec's reconstruction of the real audio: speaker_acc_real_codes",
+            "c) 92.6% from the whole model continuing a 3-second prompt (speaker_acc_acoustic_prompt), 3.2% from "
+            "acoustic generation from the real semantic tokens without a prompt (speaker_acc_semantic_only_gt_semantic)",
         ),
-        answer="b",
-        hint="sections 4 and 5: AudioLM's acoustic generation setting fixes the semantic tokens and generates only the sound",
+        answer="c",
+        hint="the introduction and section 5: which model generated each of AudioLM's two numbers",
     ),
 )
