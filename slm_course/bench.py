@@ -36,6 +36,8 @@ BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
                 "the cached AudioLM (notebook 06): speaker of continuations with vs without an acoustic prompt"),
     "audiolm-ssl": ("slm_course.audiolm_recipe:bench_audiolm_ssl",
                     "the same with HuBERT units as semantic tokens: they carry the voice (notebook 06)"),
+    "spiritlm": ("slm_course.spiritlm_recipe:bench_spiritlm",
+                 "the cached speech+text LMs (notebook 07): interleaved, no interleaving, speech only, in 4 settings"),
 }
 
 

@@ -246,7 +246,7 @@ def plot_tokens(
 # learns; the notebooks that build it; "(to come)" marks notebooks not written yet.
 _FAMILIES = (
     ("pure speech LMs", r"$p(\mathrm{speech})$", "GSLM, AudioLM, TWIST", "notebooks 04-06", "C0"),
-    ("speech+text LMs", r"$p(\mathrm{text},\ \mathrm{speech})$", "SpiRit-LM, Moshi", "notebooks 07-08 (to come)", "C2"),
+    ("speech+text LMs", r"$p(\mathrm{text},\ \mathrm{speech})$", "SpiRit-LM, Moshi", "notebooks 07-08 (08 to come)", "C2"),
     (
         "speech-aware text LMs",
         r"$p(\mathrm{text} \mid \mathrm{speech},\ \mathrm{text})$",

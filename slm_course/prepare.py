@@ -59,6 +59,11 @@ STEPS: tuple[Step, ...] = (
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
     Step("audiolm", ("normalizer", "codec"), "AudioLM's tokens and acoustic stage (notebook 06)"),
+    Step("spiritlm", ("normalizer", "extra-corpus", "text-lm"), "the speech+text LM, interleaved (notebook 07)"),
+    Step("spiritlm-no-interleave", ("normalizer", "extra-corpus", "text-lm"),
+         "the speech+text LM without interleaving, the ablation (notebook 07)"),
+    Step("spiritlm-speech-only", ("normalizer", "extra-corpus", "text-lm"),
+         "the speech+text LM's recipe on speech alone (notebook 07)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -108,6 +113,13 @@ def _build(name: str) -> None:
         twist.load_twist_comparison("reference", progress=False)
     elif name == "audiolm":
         audiolm_recipe.load_stages(progress=False)  # the acoustic stages; the semantic LM is norm-unit-lm
+    elif name.startswith("spiritlm"):
+        from slm_course import spiritlm_recipe
+        from slm_course.spiritlm import SpiritConfig
+
+        mix = {"spiritlm": "interleaved", "spiritlm-no-interleave": "no_interleave",
+               "spiritlm-speech-only": "speech_only"}[name]
+        spiritlm_recipe.load_spiritlm(SpiritConfig(mix=mix), progress=False)
     elif name == "vocoder":
         units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":

@@ -108,7 +108,7 @@ def test_plot_taxonomy_names_each_family_its_factorisation_and_notebooks() -> No
     text = " ".join(t.get_text() for t in ax.texts)
     for family, formula, where in [
         ("pure speech LMs", r"p(\mathrm{speech})", "notebooks 04-06"),
-        ("speech+text LMs", r"p(\mathrm{text},\ \mathrm{speech})", "notebooks 07-08 (to come)"),
+        ("speech+text LMs", r"p(\mathrm{text},\ \mathrm{speech})", "notebooks 07-08 (08 to come)"),
         ("speech-aware text LMs", r"p(\mathrm{text} \mid \mathrm{speech},\ \mathrm{text})", "notebook 09 (to come)"),
     ]:
         assert family in text and formula in text and where in text

@@ -1,0 +1,73 @@
+"""Notebook 07's exercise checks accept the solutions and name the usual mistakes."""
+
+import pytest
+import torch
+
+from slm_course import checks
+from slm_course.checks.quiz import _check_one
+
+
+def interleave(words, units, spans, vocab, encode_text):
+    ids, i = [1], 0
+    for modality, n in spans:
+        if modality == "text":
+            ids += [vocab.text_marker, *encode_text(" ".join(words[i : i + n]))]
+        else:
+            ids += [vocab.speech_marker] + [vocab.unit_offset + int(u) for w in units[i : i + n] for u in w]
+        i += n
+    return torch.tensor(ids + [2])
+
+
+def next_word_margin(lm, prefix, true_units, other_units):
+    def mean_logp(units):
+        prompt = [1, lm.vocab.text_marker, *lm.tokenizer.encode(prefix), lm.vocab.speech_marker]
+        ids = torch.tensor(prompt + (lm.vocab.unit_offset + units).tolist())
+        with torch.no_grad():
+            logp = lm.model.logits(ids[None])[0].log_softmax(-1)
+        return float(logp[len(prompt) - 1 : -1].gather(-1, ids[len(prompt) :, None]).mean())
+
+    return mean_logp(true_units) - mean_logp(other_units)
+
+
+def test_solutions_pass(capsys):
+    checks.check_interleave(interleave)
+    checks.check_next_word_margin(next_word_margin)
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda *a: interleave(*a)[:-1], "ends with <eos>"),
+    (lambda *a: interleave(*a)[1:], "starts with <bos>"),
+    (lambda w, u, s, v, e: interleave([x + " " for x in w], u, s, v, e), "walk the spans"),
+])
+def test_interleave_mistakes_are_named(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_interleave(wrong)
+
+
+def test_margin_mistakes_are_named():
+    with pytest.raises(AssertionError, match="wrong way round"):
+        checks.check_next_word_margin(lambda lm, p, a, b: -next_word_margin(lm, p, a, b))
+
+    def summed(lm, prefix, a, b):
+        p = [*lm.text(prefix), lm.vocab.speech_marker]
+        s, _ = lm.score([p, p], [lm.vocab.units(a).tolist(), lm.vocab.units(b).tolist()])
+        return float(s[0] - s[1])
+
+    with pytest.raises(AssertionError, match="summed scores"):
+        checks.check_next_word_margin(summed)
+
+    def with_marker(lm, prefix, a, b):
+        p = lm.text(prefix)
+        s, n = lm.score([p, p], [lm.speech(a), lm.speech(b)])
+        return float(s[0] / n[0] - s[1] / n[1])
+
+    with pytest.raises(AssertionError, match="marker scored"):
+        checks.check_next_word_margin(with_marker)
+
+
+def test_quiz_answers():
+    assert 3 <= len(checks.ch07.QUIZ) <= 5
+    right = {1: 39, 2: "b", 3: "c", 4: "a"}
+    for n, q in enumerate(checks.ch07.QUIZ, start=1):
+        assert _check_one(n, q, right[n])[0], (n, q.answer)
