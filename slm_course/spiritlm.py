@@ -184,7 +184,7 @@ class SpiritConfig:
     n_layers: int = 2
     n_heads: int = 4
     context: int = 128  # tokens per training window (an interleaved sentence is about 60)
-    batch_size: int = 32
+    batch_size: int = 16  # windows per step: three models fit the prepare budget, and interleaving's effect holds
     steps: int = 1500
     extra_speech: int = 9000  # > 0: add the training split of the second corpus draw of this size (notebook 05's)
     lr: float = 3e-3

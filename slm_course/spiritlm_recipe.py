@@ -326,9 +326,7 @@ def bench_spiritlm() -> dict:
             ("speech_only", True, "_speech_only"), ("interleaved", False, "_cold"))
     for mix, warm, suffix in runs:
         lm = load_spiritlm(SpiritConfig(mix=mix, warm=warm), corpus=corpus, progress=False)
-        res = evaluate(lm, data)
-        keys = res if suffix in ("", "_cold") else [k for k in res if k.startswith(("storycloze", "nextword"))]
-        out |= {f"{k}{suffix}": res[k] for k in keys}
+        out |= {f"{k}{suffix}": v for k, v in evaluate(lm, data).items()}
         if not suffix:
             out |= {"params": lm.metrics["params"], "train_seconds": round(lm.metrics["train_seconds"], 1),
                     "steps": lm.config.steps}
