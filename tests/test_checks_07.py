@@ -66,6 +66,26 @@ def test_margin_mistakes_are_named():
         checks.check_next_word_margin(with_marker)
 
 
+def test_margin_eos_and_shift_mistakes_are_named():
+    def scored(lm, prefix, a, b, eos=False, shift=1):
+        def mean_logp(units):
+            prompt = [1, lm.vocab.text_marker, *lm.tokenizer.encode(prefix), lm.vocab.speech_marker]
+            cont = (lm.vocab.unit_offset + units).tolist() + ([2] if eos else [])
+            ids = torch.tensor(prompt + cont)
+            with torch.no_grad():
+                logp = lm.model.logits(ids[None])[0].log_softmax(-1)
+            n = len(cont)
+            return float(logp[len(ids) - n - shift : len(ids) - shift].gather(-1, ids[-n:, None]).mean())
+
+        return mean_logp(a) - mean_logp(b)
+
+    with pytest.raises(AssertionError, match="<eos> scored"):
+        checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, eos=True))
+    with pytest.raises(AssertionError, match="one position before"):
+        checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, shift=0))
+    checks.check_next_word_margin(scored)
+
+
 def test_quiz_answers():
     assert 3 <= len(checks.ch07.QUIZ) <= 5
     right = {1: 39, 2: "b", 3: "c", 4: "a"}

@@ -58,15 +58,17 @@ def check_interleave(fn: Callable[..., torch.Tensor]) -> None:
     _ok("interleave is correct: each span opens with its marker, text as characters, speech as shifted units")
 
 
-def _margin_ref(lm, prefix: str, true_units: torch.Tensor, other_units: torch.Tensor, marker: bool = False) -> float:
+def _margin_ref(lm, prefix: str, true_units: torch.Tensor, other_units: torch.Tensor, marker: bool = False,
+                eos: bool = False, shift: int = 1) -> float:
+    """The margin; ``marker``/``eos``/``shift=0`` give the usual mistakes (marker scored, <eos> scored, no shift)."""
     def mean_logp(units: torch.Tensor) -> float:
         prompt = [1, *lm.text(prefix)] + ([] if marker else [lm.vocab.speech_marker])
-        cont = lm.speech(units) if marker else lm.vocab.units(units).tolist()
+        cont = (lm.speech(units) if marker else lm.vocab.units(units).tolist()) + ([2] if eos else [])
         ids = torch.tensor(prompt + cont)
         with torch.no_grad():
             logp = lm.model.logits(ids[None])[0].log_softmax(-1)
         n = len(cont)
-        picked = logp[len(ids) - n - 1 : len(ids) - 1].gather(-1, ids[len(ids) - n :, None])
+        picked = logp[len(ids) - n - shift : len(ids) - shift].gather(-1, ids[len(ids) - n :, None])
         return float(picked.mean())
 
     return mean_logp(true_units) - mean_logp(other_units)
@@ -107,6 +109,12 @@ def check_next_word_margin(fn: Callable[..., float]) -> None:
         if abs(got - _margin_ref(lm, prefix, a, b, marker=True)) < 1e-4:
             _fail(f"{said}, the margin with the [SPEECH] marker scored: the marker that switches modality belongs "
                   "to the prompt; average over the units only")
+        if abs(got - _margin_ref(lm, prefix, a, b, eos=True)) < 1e-4:
+            _fail(f"{said}, the margin with <eos> scored after the units: a next word is not the end of the "
+                  "sentence; score the units only (the story endings of the chapter end with <eos>, words do not)")
+        if abs(got - _margin_ref(lm, prefix, a, b, shift=0)) < 1e-4:
+            _fail(f"{said}, the margin read at the units' own positions: the logits at position t predict token "
+                  "t + 1, so unit t is scored by the logits one position before it")
         switch = [*lm.text(prefix), lm.vocab.speech_marker]
         sa, na = lm.score([switch], [lm.vocab.units(a).tolist()])
         sb, nb = lm.score([switch], [lm.vocab.units(b).tolist()])
@@ -155,6 +163,6 @@ QUIZ = (
             "d) to make speech and text scores equal",
         ),
         answer="a",
-        hint="notebook 04, section 3 ('Summed or normalised?'), and notebook 07, section 3",
+        hint="notebook 07, section 5 ('Four settings of one test'), and notebook 04, section 3 ('Summed or normalised?')",
     ),
 )
