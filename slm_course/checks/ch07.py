@@ -144,14 +144,14 @@ QUIZ = (
             "d) the held-out speakers' units differ from the training speakers'",
         ),
         answer="b",
-        hint="notebook 07, section 4: what each model saw, and what a cross-modal pair asks",
+        hint="notebook 07, sections 4 and 5: what each model saw, and what a cross-modal pair asks",
     ),
     Question(
         "The warm start copies the text LM's body, its positions and which embeddings?",
         choices=("a) none: the vocabulary is new", "b) the units'",
                  "c) the characters' (the text ids keep their rows)", "d) all of them, markers included"),
         answer="c",
-        hint="notebook 07, section 2: warm_start_text and the check that follows it",
+        hint="notebook 07, section 3: warm_start_text and the check that follows it",
     ),
     Question(
         "In a T->S pair the two endings are spoken words whose unit counts differ. Why does the chapter compare "
