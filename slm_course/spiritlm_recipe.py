@@ -38,7 +38,7 @@ from slm_course.spiritlm import (
     word_units,
 )
 
-__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "load_spiritlm",
+__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr", "load_spiritlm",
            "mix_batches", "next_word", "pair_accuracy", "speech_pairs", "spirit_data", "story", "train_spiritlm"]
 
 RECIPE = 1  # bump when the recipe changes in a way SpiritConfig does not show: cached models are rebuilt
@@ -305,6 +305,39 @@ def speech_pairs(lm: SpiritLM, data: dict, name: str = "lexical") -> float:
     return pair_accuracy(lm, [[lm.vocab.speech_marker]] * len(gs), gs, bs)
 
 
+def few_shot_asr(lm: SpiritLM, data: dict, shots: Sequence[int] = (0, 1, 2, 4), n_words: int = 1, n: int = 50,
+                 seed: int = 0) -> dict[int, float]:
+    """Character error rate of the text the model writes after held-out utterances of ``n_words`` words, given
+    ``k`` examples ``[SPEECH] units [TEXT] transcript`` from the training voices first (in-context ASR), for
+    each ``k`` in ``shots``. The examples have as many words as the query, and everything fits the trained
+    window."""
+    from slm_course.metrics import cer
+
+    train, test = _items(data, "train"), _items(data, "test")
+    pool = [i for i, w in enumerate(train["words"]) if len(w) == n_words]
+    queries = [i for i, w in enumerate(test["words"]) if len(w) == n_words][:n]
+    if not pool or not queries or max(shots) > len(pool):
+        raise ValueError(f"no room for {max(shots)} examples of {n_words} words: there are {len(pool)} such training "
+                         f"utterances and {len(queries)} test ones; try n_words=1 or fewer shots")
+    out = {}
+    for k in shots:
+        rng = np.random.default_rng([seed, k])
+        refs, hyps = [], []
+        for q in queries:
+            prompt: list[int] = []
+            for i in rng.choice(pool, size=k, replace=False).tolist():
+                prompt += [*lm.speech(_cat(train["units"][i])), *lm.text(" ".join(train["words"][i])), EOS, BOS]
+            prompt += lm.speech(_cat(test["units"][q]))
+            room = lm.config.context - len(prompt) - 2
+            if room < 4 * n_words:
+                raise ValueError(f"{k} examples of {n_words} words leave no room in the {lm.config.context}-token "
+                                 "window for the answer: use fewer shots or shorter utterances")
+            refs.append(" ".join(test["words"][q]))
+            hyps.append(lm.continue_text(prompt, max_new_tokens=min(room, 8 * n_words + 4)))
+        out[k] = round(cer(refs, hyps), 3)
+    return out
+
+
 def evaluate(lm: SpiritLM, data: dict) -> dict:
     """Every test of the chapter on one model: ``storycloze_*``, ``nextword_*``, ``swuggy``, ``sblimp``."""
     out = {f"storycloze_{s}": story(lm, data, s) for s in SETTINGS}
@@ -329,5 +362,5 @@ def bench_spiritlm() -> dict:
         out |= {f"{k}{suffix}": v for k, v in evaluate(lm, data).items()}
         if not suffix:
             out |= {"params": lm.metrics["params"], "train_seconds": round(lm.metrics["train_seconds"], 1),
-                    "steps": lm.config.steps}
+                    "steps": lm.config.steps, "asr_cer_fewshot": few_shot_asr(lm, data), "shots": [0, 1, 2, 4]}
     return out

@@ -170,3 +170,18 @@ def test_evaluations_on_a_toy_data_set():
         next_word(lm, {"train": {}}, "t2s")
     # the same continuation for both members: a tie, which counts half
     assert pair_accuracy(lm, [[]], [lm.text("ab")], [lm.text("ab")]) == 0.5
+
+
+def test_few_shot_asr_scores_each_number_of_shots_and_refuses_what_does_not_fit():
+    from slm_course.spiritlm_recipe import few_shot_asr
+
+    lm = small_lm()
+    g = torch.Generator().manual_seed(1)
+    words = [["cat"], ["dog"], ["sun"], ["the", "cat", "sat"]]
+    data = {"train": {"words": words, "units": [[torch.randint(0, 10, (4,), generator=g)] * len(w) for w in words]},
+            "test": {"words": words[:2], "speakers": ["f08", "f08"],
+                     "units": [[torch.randint(0, 10, (4,), generator=g)] for _ in words[:2]]}}
+    out = few_shot_asr(lm, data, shots=(0, 1, 2), n_words=1)
+    assert sorted(out) == [0, 1, 2] and all(v >= 0 for v in out.values())
+    with pytest.raises(ValueError, match="examples"):
+        few_shot_asr(lm, data, shots=(0, 5), n_words=1)
