@@ -304,3 +304,21 @@ class SpiritLM:
                                   generator=torch.Generator().manual_seed(seed), stop_token=EOS, banned=banned)
         new = [t for t in out[len(ids) :].tolist() if t != EOS]
         return self.tokenizer.decode(new)
+
+    @torch.no_grad()
+    def continue_units(self, prompt: Sequence[int], max_new_units: int = 40, temperature: float = 0.0,
+                       seed: int = 0) -> torch.Tensor:
+        """Unit ids written after ``prompt`` (vocabulary ids, e.g. ``lm.text("the cook")``): ``[SPEECH]`` is
+        appended and units are drawn (never a marker or a character) until ``<eos>``; at least one unit."""
+        ids = torch.tensor([BOS, *prompt, self.vocab.speech_marker], dtype=torch.long)
+        room = self.model.cfg.max_len - len(ids)
+        if room < 1:
+            raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")
+        no_text = [PAD, BOS, *range(EOS + 1, self.vocab.unit_offset)]  # characters and markers
+        first = self.model.generate(ids, 1, temperature=temperature, generator=torch.Generator().manual_seed(seed),
+                                    banned=[*no_text, EOS])
+        out = self.model.generate(first, min(max_new_units, room) - 1, temperature=temperature,
+                                  generator=torch.Generator().manual_seed(seed + 1), stop_token=EOS,
+                                  banned=no_text) if min(max_new_units, room) > 1 else first
+        new = [t - self.vocab.unit_offset for t in out[len(ids) :].tolist() if t != EOS]
+        return torch.tensor(new, dtype=torch.long)

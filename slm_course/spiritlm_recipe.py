@@ -38,7 +38,7 @@ from slm_course.spiritlm import (
     word_units,
 )
 
-__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr", "load_spiritlm",
+__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr", "few_shot_tts", "load_spiritlm",
            "mix_batches", "next_word", "pair_accuracy", "speech_pairs", "spirit_data", "story", "train_spiritlm"]
 
 RECIPE = 1  # bump when the recipe changes in a way SpiritConfig does not show: cached models are rebuilt
@@ -338,6 +338,44 @@ def few_shot_asr(lm: SpiritLM, data: dict, shots: Sequence[int] = (0, 1, 2, 4), 
     return out
 
 
+def few_shot_tts(lm: SpiritLM, data: dict, corpus, shots: Sequence[int] = (0, 1, 2, 4), n: int = 50,
+                 seed: int = 0) -> dict[int, float]:
+    """In-context TTS: after ``k`` examples ``[TEXT] word [SPEECH] units`` from the training voices, the model
+    writes units for a held-out single word; the course's unit vocoder (notebook 02; each unit at its mean
+    duration) speaks them and the course's ASR (notebook 01) transcribes them. CER per ``k`` in ``shots``."""
+    from slm_course.asr_recipe import load_asr
+    from slm_course.metrics import cer
+    from slm_course.speech_tokens import SpeechTokens
+    from slm_course.ulm_recipe import load_tokenizer, mean_durations
+    from slm_course.units_recipe import load_unit_vocoder
+
+    train, test = _items(data, "train"), _items(data, "test")
+    pool = [i for i, w in enumerate(train["words"]) if len(w) == 1]
+    queries = [i for i, w in enumerate(test["words"]) if len(w) == 1][:n]
+    if not queries or max(shots) > len(pool):
+        raise ValueError(f"need single-word utterances: {len(pool)} training and {len(queries)} test ones, "
+                         f"for up to {max(shots)} examples")
+    units = load_tokenizer(UNITS)
+    vocoder = load_unit_vocoder(units.ssl, progress=False)  # normalised units are the reference voice's SSL units
+    durations = mean_durations(units, [corpus.wav(u) for u in corpus.split("train")[:200]])
+    asr = load_asr(progress=False)
+    out = {}
+    for k in shots:
+        rng = np.random.default_rng([seed, k])
+        refs, wavs = [], []
+        for q in queries:
+            prompt: list[int] = []
+            for i in rng.choice(pool, size=k, replace=False).tolist():
+                prompt += [*lm.text(train["words"][i][0]), *lm.speech(_cat(train["units"][i])), EOS, BOS]
+            prompt += lm.text(test["words"][q][0])
+            room = lm.config.context - len(prompt) - 2
+            made = lm.continue_units(prompt, max_new_units=max(1, min(room, 30)))
+            wavs.append(vocoder.synthesize(SpeechTokens(made, units.frame_rate, durations[made])))
+            refs.append(test["words"][q][0])
+        out[k] = round(cer(refs, asr.transcribe(wavs)), 3)
+    return out
+
+
 def evaluate(lm: SpiritLM, data: dict) -> dict:
     """Every test of the chapter on one model: ``storycloze_*``, ``nextword_*``, ``swuggy``, ``sblimp``."""
     out = {f"storycloze_{s}": story(lm, data, s) for s in SETTINGS}
@@ -347,8 +385,9 @@ def evaluate(lm: SpiritLM, data: dict) -> dict:
 
 
 def bench_spiritlm() -> dict:
-    """The interleaved model, its no-interleaving ablation and a speech-only model (cached, or trained), every test;
-    and what the warm start buys: the interleaved recipe from a random start (``_cold``; trained here if missing)."""
+    """The interleaved model, its no-interleaving ablation and a speech-only model (cached, or trained), every test,
+    and the interleaved model's in-context ASR and TTS; and what the warm start buys: the interleaved recipe from a
+    random start (``_cold``; trained here if missing)."""
     from slm_course.corpus import load_corpus
     from slm_course.ulm_recipe import load_tokenizer
 
@@ -362,5 +401,6 @@ def bench_spiritlm() -> dict:
         out |= {f"{k}{suffix}": v for k, v in evaluate(lm, data).items()}
         if not suffix:
             out |= {"params": lm.metrics["params"], "train_seconds": round(lm.metrics["train_seconds"], 1),
-                    "steps": lm.config.steps, "asr_cer_fewshot": few_shot_asr(lm, data), "shots": [0, 1, 2, 4]}
+                    "steps": lm.config.steps, "asr_cer_fewshot": few_shot_asr(lm, data),
+                    "tts_cer_fewshot": few_shot_tts(lm, data, corpus), "shots": [0, 1, 2, 4]}
     return out

@@ -118,6 +118,13 @@ def test_continue_text_writes_only_characters():
     assert isinstance(out, str) and set(out) <= set("abcdefghijklmnopqrstuvwxyz ")
 
 
+def test_continue_units_writes_only_units_and_at_least_one():
+    lm = small_lm()
+    for seed in range(3):
+        out = lm.continue_units(lm.text("the cat"), max_new_units=10, temperature=1.0, seed=seed)
+        assert 1 <= len(out) <= 10 and int(out.min()) >= 0 and int(out.max()) < lm.vocab.n_units
+
+
 def test_mix_batches_follow_the_mix_and_are_reproducible():
     from slm_course.spiritlm_recipe import mix_batches
 
