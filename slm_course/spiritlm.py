@@ -15,7 +15,8 @@ This module holds the model's side of that recipe:
 - :class:`SpiritConfig`, the model's size, training budget and data mix;
 - :func:`warm_start_text`: the text LM's body *and* its character embeddings copied in;
 - :class:`SpiritLM`: the trained model with its vocabulary; ``score`` gives log p(continuation |
-  prompt) for any mix of modalities, ``continue_text`` writes text after any prompt.
+  prompt) for any mix of modalities, ``continue_text`` and ``continue_units`` write text or speech
+  after any prompt.
 
 The data, training, evaluations and benchmark are in :mod:`slm_course.spiritlm_recipe`.
 """

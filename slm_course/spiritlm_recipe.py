@@ -10,7 +10,8 @@ The model is :mod:`slm_course.spiritlm`. This file holds:
   (``SpiritConfig(mix="no_interleave")`` is the ablation, ``mix="speech_only"`` a speech LM);
 - the evaluations, all on held-out speakers: story endings in four settings (:func:`story`),
   cross-modal next word (:func:`next_word`), lexical and syntactic pairs in speech
-  (:func:`speech_pairs`), and ``slm-course bench spiritlm``.
+  (:func:`speech_pairs`), in-context ASR and TTS (:func:`few_shot_asr`, :func:`few_shot_tts`), and
+  ``slm-course bench spiritlm``.
 
 Every test is a pair: the model should give the true member a higher token-normalised log-likelihood.
 """
@@ -38,8 +39,9 @@ from slm_course.spiritlm import (
     word_units,
 )
 
-__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr", "few_shot_tts", "load_spiritlm",
-           "mix_batches", "next_word", "pair_accuracy", "speech_pairs", "spirit_data", "story", "train_spiritlm"]
+__all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr",
+           "few_shot_tts", "load_spiritlm", "mix_batches", "next_word", "pair_accuracy", "speech_pairs", "spirit_data",
+           "story", "train_spiritlm"]
 
 RECIPE = 1  # bump when the recipe changes in a way SpiritConfig does not show: cached models are rebuilt
 DATA = 2  # the layout of spirit_data's cached dict (bump when it changes)
@@ -142,7 +144,7 @@ def train_spiritlm(speech: dict, tokenizer, n_units: int, config: SpiritConfig =
     ``text_model``: the text LM to start from when ``config.warm`` (its tokenizer is ``tokenizer``).
     """
     from slm_course.lm import LM
-    from slm_course.textlm import text_corpus
+    from slm_course.textlm import TextLMConfig, text_corpus
     from slm_course.train import TrainConfig, train
 
     if config.warm and text_model is None:
@@ -152,7 +154,8 @@ def train_spiritlm(speech: dict, tokenizer, n_units: int, config: SpiritConfig =
     model = LM(config.lm_config(vocab))
     if config.warm:
         warm_start_text(model, text_model)
-    texts = text_corpus(20000, seed=0)  # the text LM's own training sentences
+    text_recipe = TextLMConfig()
+    texts = text_corpus(text_recipe.n_train_sentences, seed=text_recipe.seed)  # the text LM's own training sentences
     history = train(model, mix_batches(texts, speech, vocab, tokenizer.encode, config),
                     TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, eval_every=0,
                                 seed=config.seed, progress=progress, desc=f"SpiRit-LM ({config.mix})"))
