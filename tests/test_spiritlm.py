@@ -192,3 +192,47 @@ def test_few_shot_asr_scores_each_number_of_shots_and_refuses_what_does_not_fit(
     assert sorted(out) == [0, 1, 2] and all(v >= 0 for v in out.values())
     with pytest.raises(ValueError, match="examples"):
         few_shot_asr(lm, data, shots=(0, 5), n_words=1)
+
+
+def test_story_and_next_word_build_the_pairs_the_chapter_describes():
+    from slm_course.spiritlm_recipe import next_word, story
+
+    lm = small_lm(seed=2)
+    u = [torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([4, 5]), torch.tensor([6])]
+    v = [torch.tensor([7]), torch.tensor([8, 9]), torch.tensor([0]), torch.tensor([2, 2])]
+    data = {"story_good": {"words": [["a", "cat", "sat", "up"]], "units": [u]},
+            "story_bad": {"words": [["a", "cat", "ran", "off"]], "units": [v]}}
+    calls = []
+    real = lm.score
+
+    def spy(prompts, conts, batch_size=64):
+        calls.append((list(map(list, prompts)), list(map(list, conts))))
+        return real(prompts, conts, batch_size)
+
+    lm.score = spy
+    story(lm, data, "s2t")  # spoken beginning (the fitting member's), written endings
+    (pg, cg), (pb, cb) = calls
+    T, S, off = lm.vocab.text_marker, lm.vocab.speech_marker, lm.vocab.unit_offset
+    assert pg == pb == [[S, off + 1, off + 2, off + 3, T]]
+    assert cg == [[*TOK.encode("sat up"), EOS]] and cb == [[*TOK.encode("ran off"), EOS]]
+    calls.clear()
+    story(lm, data, "t")  # the text goes on after a space, with no second marker
+    (pg, cg), _ = calls
+    assert pg == [lm.text("a cat")] and cg == [[*TOK.encode(" sat up"), EOS]]
+    calls.clear()
+    story(lm, data, "s")  # each member its own recording
+    (pg, cg), (pb, cb) = calls
+    assert pg == [[S, off + 1, off + 2, off + 3]] and pb == [[S, off + 7, off + 8, off + 9]]
+    assert cg == [[off + 4, off + 5, off + 6, EOS]]
+
+    # next word: the distractor is the next sentence by the same speaker that ends in another word
+    g = torch.Generator().manual_seed(0)
+    sentences = [["x", "y", "a"], ["x", "y", "b"], ["x", "y", "c"], ["x", "y", "a"]]
+    data = {"test": {"words": sentences, "speakers": ["f08", "m08", "f08", "f08"],
+                     "units": [[torch.randint(0, 10, (2,), generator=g) for _ in s] for s in sentences]}}
+    calls.clear()
+    next_word(lm, data, "s2t")
+    (_, good), (_, bad) = calls
+    # m08 has no other sentence: skipped; f08's "a" skips the other "a" and m08's sentence
+    assert good == [TOK.encode(w) for w in ("a", "c", "a")]
+    assert bad == [TOK.encode(w) for w in ("c", "a", "c")]
