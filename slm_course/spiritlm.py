@@ -232,6 +232,19 @@ def warm_start_text(model: LM, text_model: LM) -> LM:
     return model
 
 
+def _check_prompt(prompt: object, vocab: SpiritVocab, what: str = "prompt") -> list[int]:
+    """A prompt as a list of vocabulary ids, or a clear error that says how to build one."""
+    if isinstance(prompt, str) or not isinstance(prompt, Sequence | torch.Tensor):
+        raise TypeError(f"{what} must be vocabulary ids (a list of ints), got {type(prompt).__name__}: build it with "
+                        "lm.text('the cook') or lm.speech(units)")
+    ids = [int(t) for t in (prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt)]
+    bad = [t for t in ids if not 0 <= t < vocab.size]
+    if bad:
+        raise ValueError(f"{what} holds ids outside the vocabulary (0..{vocab.size - 1}): {bad[:5]}; build it with "
+                         "lm.text(...) or lm.speech(units), whose units are 0..K-1 before the shift")
+    return ids
+
+
 @dataclass
 class SpiritLM:
     """A trained speech + text LM, its vocabulary and text tokenizer, its recipe and metrics."""
@@ -267,6 +280,7 @@ class SpiritLM:
                              f"{len(continuations)}")
         rows = []
         for i, (p, c) in enumerate(zip(prompts, continuations)):
+            p, c = _check_prompt(p, self.vocab, f"prompts[{i}]"), _check_prompt(c, self.vocab, f"continuations[{i}]")
             if len(c) == 0:
                 raise ValueError(f"continuation {i} is empty: there is nothing to score")
             if len(c) >= self.config.context:
@@ -296,7 +310,7 @@ class SpiritLM:
                       seed: int = 0) -> str:
         """Text written after ``prompt`` (vocabulary ids, e.g. ``lm.speech(units)``): ``[TEXT]`` is appended and
         characters are drawn (never a marker or a unit) until ``<eos>``."""
-        ids = torch.tensor([BOS, *prompt, self.vocab.text_marker], dtype=torch.long)
+        ids = torch.tensor([BOS, *_check_prompt(prompt, self.vocab), self.vocab.text_marker], dtype=torch.long)
         room = self.model.cfg.max_len - len(ids)
         if room < 1:
             raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")
@@ -311,7 +325,7 @@ class SpiritLM:
                        seed: int = 0) -> torch.Tensor:
         """Unit ids written after ``prompt`` (vocabulary ids, e.g. ``lm.text("the cook")``): ``[SPEECH]`` is
         appended and units are drawn (never a marker or a character) until ``<eos>``; at least one unit."""
-        ids = torch.tensor([BOS, *prompt, self.vocab.speech_marker], dtype=torch.long)
+        ids = torch.tensor([BOS, *_check_prompt(prompt, self.vocab), self.vocab.speech_marker], dtype=torch.long)
         room = self.model.cfg.max_len - len(ids)
         if room < 1:
             raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")

@@ -112,6 +112,16 @@ def test_score_is_the_conditional_log_likelihood_of_the_continuation():
         lm.score([prompt], [lm.speech([1] * lm.config.context)])
 
 
+def test_prompts_must_be_vocabulary_ids():
+    lm = small_lm()
+    with pytest.raises(TypeError, match="lm.text"):
+        lm.continue_text("the cat")
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        lm.continue_units([lm.vocab.size + 3])
+    with pytest.raises(ValueError, match=r"continuations\[0\]"):
+        lm.score([[]], [[-1]])
+
+
 def test_continue_text_writes_only_characters():
     lm = small_lm()
     out = lm.continue_text(lm.speech([1, 2, 3]), max_new_tokens=12, temperature=1.0, seed=1)
