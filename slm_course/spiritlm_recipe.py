@@ -308,6 +308,14 @@ def speech_pairs(lm: SpiritLM, data: dict, name: str = "lexical") -> float:
     return pair_accuracy(lm, [[lm.vocab.speech_marker]] * len(gs), gs, bs)
 
 
+def _examples(rng: np.random.Generator, pool: Sequence[int], k: int, example) -> list[int]:
+    """In-context examples: ``k`` items drawn from ``pool``, each ``example(i)`` then ``<eos> <bos>``."""
+    ids: list[int] = []
+    for i in rng.choice(pool, size=k, replace=False).tolist():
+        ids += [*example(i), EOS, BOS]
+    return ids
+
+
 def few_shot_asr(lm: SpiritLM, data: dict, shots: Sequence[int] = (0, 1, 2, 4), n_words: int = 1, n: int = 50,
                  seed: int = 0) -> dict[int, float]:
     """Character error rate of the text the model writes after held-out utterances of ``n_words`` words, given
@@ -327,9 +335,8 @@ def few_shot_asr(lm: SpiritLM, data: dict, shots: Sequence[int] = (0, 1, 2, 4), 
         rng = np.random.default_rng([seed, k])
         refs, hyps = [], []
         for q in queries:
-            prompt: list[int] = []
-            for i in rng.choice(pool, size=k, replace=False).tolist():
-                prompt += [*lm.speech(_cat(train["units"][i])), *lm.text(" ".join(train["words"][i])), EOS, BOS]
+            prompt = _examples(rng, pool, k, lambda i: [*lm.speech(_cat(train["units"][i])),
+                                                        *lm.text(" ".join(train["words"][i]))])
             prompt += lm.speech(_cat(test["units"][q]))
             room = lm.config.context - len(prompt) - 2
             if room < 4 * n_words:
@@ -367,9 +374,8 @@ def few_shot_tts(lm: SpiritLM, data: dict, corpus, shots: Sequence[int] = (0, 1,
         rng = np.random.default_rng([seed, k])
         refs, wavs = [], []
         for q in queries:
-            prompt: list[int] = []
-            for i in rng.choice(pool, size=k, replace=False).tolist():
-                prompt += [*lm.text(train["words"][i][0]), *lm.speech(_cat(train["units"][i])), EOS, BOS]
+            prompt = _examples(rng, pool, k, lambda i: [*lm.text(train["words"][i][0]),
+                                                        *lm.speech(_cat(train["units"][i]))])
             prompt += lm.text(test["words"][q][0])
             room = lm.config.context - len(prompt) - 2
             made = lm.continue_units(prompt, max_new_units=max(1, min(room, 30)))
