@@ -64,6 +64,8 @@ STEPS: tuple[Step, ...] = (
          "the speech+text LM without interleaving, the ablation (notebook 07)"),
     Step("spiritlm-speech-only", ("normalizer", "extra-corpus", "text-lm"),
          "the speech+text LM's recipe on speech alone (notebook 07)"),
+    Step("spiritlm-expressive", ("normalizer", "extra-corpus", "text-lm"),
+         "the speech+text LM on expressive tokens: units, pitch and style (notebook 07)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -117,6 +119,15 @@ def _build(name: str) -> None:
         from slm_course import spiritlm_recipe
         from slm_course.spiritlm import SpiritConfig
 
+        if name == "spiritlm-expressive":
+            from slm_course import expressive_recipe
+            from slm_course.corpus import load_corpus
+
+            corpus = load_corpus(progress=False)
+            spiritlm_recipe.load_spiritlm(expressive=True, corpus=corpus, progress=False)
+            expressive_recipe.style_table(expressive_recipe.load_expressive_tokens(corpus=corpus), corpus)
+            expressive_recipe.style_probe(corpus)
+            return
         mix = {"spiritlm": "interleaved", "spiritlm-no-interleave": "no_interleave",
                "spiritlm-speech-only": "speech_only"}[name]
         spiritlm_recipe.load_spiritlm(SpiritConfig(mix=mix), progress=False)

@@ -164,12 +164,14 @@ def train_spiritlm(speech: dict, tokenizer, n_units: int, config: SpiritConfig =
     return SpiritLM(model, vocab, tokenizer, config, metrics), history
 
 
-def load_spiritlm(config: SpiritConfig | None = None, *, corpus=None, rebuild: bool = False,
-                  progress: bool = True) -> SpiritLM:
+def load_spiritlm(config: SpiritConfig | None = None, *, expressive: bool = False, corpus=None,
+                  rebuild: bool = False, progress: bool = True) -> SpiritLM:
     """The notebook-07 model from the cache, or trained now with the same recipe and seed.
 
     ``config``: default ``None``, the course's recipe (:data:`CONFIG`); ``SpiritConfig(mix="no_interleave")``
-    and ``SpiritConfig(mix="speech_only")`` are the chapter's two comparisons.
+    and ``SpiritConfig(mix="speech_only")`` are the chapter's two comparisons. ``expressive=True``: the
+    same recipe on the expressive tokens (units, pitch and style merged by time,
+    :func:`slm_course.expressive_recipe.load_expressive_tokens`) in place of the units.
     """
     config = recipe_config(config, CONFIG)
     from slm_course.lm import LM
@@ -183,7 +185,12 @@ def load_spiritlm(config: SpiritConfig | None = None, *, corpus=None, rebuild: b
         from slm_course.corpus import load_corpus
 
         corpus = load_corpus(progress=False)
-    units = load_tokenizer(UNITS)
+    if expressive:
+        from slm_course.expressive_recipe import load_expressive_tokens
+
+        units = load_expressive_tokens(corpus=corpus)
+    else:
+        units = load_tokenizer(UNITS)
     text_lm = load_text_lm(progress=progress)
 
     def build() -> dict:
@@ -395,8 +402,9 @@ def evaluate(lm: SpiritLM, data: dict) -> dict:
 
 def bench_spiritlm() -> dict:
     """The interleaved model, its no-interleaving ablation and a speech-only model (cached, or trained), every test,
-    and the interleaved model's in-context ASR and TTS; and what the warm start buys: the interleaved recipe from a
-    random start (``_cold``; trained here if missing)."""
+    and the interleaved model's in-context ASR and TTS; what the warm start buys: the interleaved recipe from a
+    random start (``_cold``; trained here if missing); and the expressive model (``_expressive``), with the
+    style that continuations keep (``style_kept_*``, :func:`slm_course.expressive_recipe.style_kept`)."""
     from slm_course.corpus import load_corpus
     from slm_course.ulm_recipe import load_tokenizer
 
@@ -412,4 +420,14 @@ def bench_spiritlm() -> dict:
             out |= {"params": lm.metrics["params"], "train_seconds": round(lm.metrics["train_seconds"], 1),
                     "steps": lm.config.steps, "asr_cer_fewshot": few_shot_asr(lm, data),
                     "tts_cer_fewshot": few_shot_tts(lm, data, corpus), "shots": [0, 1, 2, 4]}
+    # The expressive variant: the interleaved recipe on units + pitch + style, and the style its speech keeps
+    from slm_course.expressive_recipe import load_expressive_tokens, style_kept
+
+    expressive = load_spiritlm(expressive=True, corpus=corpus, progress=False)
+    expressive_data = spirit_data(corpus, load_expressive_tokens(corpus=corpus))
+    out |= {f"{k}_expressive": v for k, v in evaluate(expressive, expressive_data).items()}
+    kept = style_kept(expressive, expressive_data, load_spiritlm(corpus=corpus, progress=False), data, corpus,
+                      samples=3)
+    out |= {f"style_kept_{k}": v for k, v in kept.items() if k in ("expressive", "base", "cascade", "resynthesis")}
+    out |= {"style_probe_real": kept["real"], "style_samples": 3}
     return out

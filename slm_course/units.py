@@ -323,10 +323,13 @@ class UnitVocoder(nn.Module):
 
     def spectrogram(self, units: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` frame-level units -> ``(B, 2T, 257)`` log magnitudes."""
-        x = self.embed(units)  # (B, T, E)
+        return self._spectrogram(self.embed(units))
+
+    def _spectrogram(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, E)`` frame embeddings -> ``(B, 2T, 257)`` log magnitudes."""
         x = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2) + x
         y, _ = self.rnn(x)  # (B, T, 2H)
-        B, T = units.shape
+        B, T, _ = x.shape
         return self.head(y).reshape(B, T * 2, N_FFT // 2 + 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -348,6 +351,10 @@ class UnitVocoder(nn.Module):
         self.eval()
         mag = self.spectrogram(units.long()[None])[0].exp().T  # (257, 2T)
         self.train(was)
+        return self._griffin_lim(mag)
+
+    def _griffin_lim(self, mag: torch.Tensor) -> torch.Tensor:
+        """``(257, frames)`` magnitudes -> a waveform peaking at 0.5."""
         gl = torchaudio.transforms.GriffinLim(
             n_fft=N_FFT, n_iter=self.config.griffin_lim_iters, win_length=VOC_WIN, hop_length=VOC_HOP, power=1.0,
             rand_init=False,

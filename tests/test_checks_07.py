@@ -29,10 +29,33 @@ def next_word_margin(lm, prefix, true_units, other_units):
     return mean_logp(true_units) - mean_logp(other_units)
 
 
+def merge_pitch_units(units, durations, pitch, pitch_times, n_units, frame_rate, pitch_first=True, shift=True,
+                      starts_at_end=False):
+    ends = torch.cumsum(durations, 0).double() / frame_rate
+    starts = ends if starts_at_end else ends - durations.double() / frame_rate
+    timed = [(t, 0 if pitch_first else 2, k, (n_units if shift else 0) + p)
+             for k, (p, t) in enumerate(zip(pitch, pitch_times))]
+    timed += [(float(t), 1, k, int(u)) for k, (u, t) in enumerate(zip(units.tolist(), starts.tolist()))]
+    return [i for *_, i in sorted(timed)]
+
+
 def test_solutions_pass(capsys):
     checks.check_interleave(interleave)
     checks.check_next_word_margin(next_word_margin)
-    assert capsys.readouterr().out.count("✓") == 2
+    checks.check_merge_pitch_units(merge_pitch_units)
+    assert capsys.readouterr().out.count("✓") == 3
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda *a: merge_pitch_units(*a, pitch_first=False), "pitch token before a unit at the same time"),
+    (lambda *a: merge_pitch_units(*a, starts_at_end=True), "starts at the sum of the durations before it"),
+    (lambda *a: merge_pitch_units(*a, shift=False), "n_units \\+ p"),
+    (lambda u, *a: [int(x) for x in u], "drops nothing"),
+    (lambda *a: sorted(merge_pitch_units(*a)), "keep the units in their order"),
+])
+def test_merge_mistakes_are_named(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_merge_pitch_units(wrong)
 
 
 @pytest.mark.parametrize("wrong, message", [
@@ -88,6 +111,6 @@ def test_margin_eos_and_shift_mistakes_are_named():
 
 def test_quiz_answers():
     assert 3 <= len(checks.ch07.QUIZ) <= 5
-    right = {1: 39, 2: "b", 3: "c", 4: "a"}
+    right = {1: 39, 2: "b", 3: "c", 4: "a", 5: "b"}
     for n, q in enumerate(checks.ch07.QUIZ, start=1):
         assert _check_one(n, q, right[n])[0], (n, q.answer)

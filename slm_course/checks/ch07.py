@@ -9,7 +9,7 @@ import torch
 from ._common import _fail, _ok
 from .quiz import Question
 
-__all__ = ["check_interleave", "check_next_word_margin"]
+__all__ = ["check_interleave", "check_merge_pitch_units", "check_next_word_margin"]
 
 
 def _toy_text():
@@ -126,6 +126,41 @@ def check_next_word_margin(fn: Callable[..., float]) -> None:
     _ok("next_word_margin is correct: the token-normalised log-likelihood of the true word minus the other's")
 
 
+def check_merge_pitch_units(fn: Callable[..., list]) -> None:
+    """``fn(units, durations, pitch, pitch_times, n_units, frame_rate)`` -> the merged ids, in time order."""
+    from slm_course.expressive import merge_by_time
+
+    def want(units, durations, pitch, pitch_times, n_units, frame_rate):
+        starts = (torch.cumsum(durations, 0) - durations).double() / frame_rate
+        return merge_by_time(([n_units + p for p in pitch], list(pitch_times)), (units.tolist(), starts.tolist()))[0]
+
+    cases = [
+        ("a pitch token at 0 s and one between units", torch.tensor([4, 7, 2]), torch.tensor([3, 2, 5]), [1, 3],
+         [0.0, 0.08]),
+        ("a pitch token at the same time as a unit", torch.tensor([4, 7, 2]), torch.tensor([4, 4, 4]), [0, 5],
+         [0.02, 0.08]),
+        ("no pitch tokens (an unvoiced stretch)", torch.tensor([1, 2]), torch.tensor([2, 2]), [], []),
+        ("a pitch token after the last unit starts", torch.tensor([9, 8]), torch.tensor([1, 6]), [2, 4, 6],
+         [0.0, 0.08, 0.16]),
+    ]
+    for name, units, durations, pitch, times in cases:
+        expected = want(units, durations, pitch, times, 10, 50.0)
+        got = fn(units.clone(), durations.clone(), list(pitch), list(times), 10, 50.0)
+        got = [int(x) for x in (got.tolist() if isinstance(got, torch.Tensor) else got)]
+        if got == expected:
+            continue
+        said = f"for {name} you returned {got}, expected {expected}"
+        if len(got) != len(expected):
+            _fail(f"{said}: every unit and every pitch token appears once (merging sorts, it drops nothing)")
+        if sorted(got) == sorted(expected) and [g for g in got if g < 10] != [e for e in expected if e < 10]:
+            _fail(f"{said}: keep the units in their order; only the pitch tokens move in between them")
+        if any(g in pitch and g < 10 for g in got if g not in units.tolist()):
+            _fail(f"{said}: pitch token p is id n_units + p, after the units' ids")
+        _fail(f"{said}: a unit starts at the sum of the durations before it, divided by the frame rate; sort all "
+              "tokens by time, a pitch token before a unit at the same time")
+    _ok("merge is correct: one stream in time order, each pitch token just before the units it describes")
+
+
 QUIZ = (
     Question(
         "A text tokenizer has 30 ids (<pad>, <bos>, <eos> and 27 characters) and the speech units are K = 100. In "
@@ -164,5 +199,17 @@ QUIZ = (
         ),
         answer="a",
         hint="notebook 07, section 5 ('Four settings of one test'), and notebook 04, section 3 ('Summed or normalised?')",
+    ),
+    Question(
+        "In the expressive stream, pitch and style tokens get a duration of 0 frames and the units keep theirs. "
+        "What does that make possible?",
+        choices=(
+            "a) the LM trains faster on shorter sequences",
+            "b) the durations still add up to the utterance's time, so the stream is cut at word times unchanged",
+            "c) the vocoder ignores pitch",
+            "d) nothing: it is a convention",
+        ),
+        answer="b",
+        hint="notebook 07, section 8: the merged stream and word_units",
     ),
 )
