@@ -98,6 +98,7 @@ def merge_by_time(*streams: tuple[Sequence[int], Sequence[float]]) -> tuple[list
 
     At equal times a token of an earlier stream comes first (the recipe passes style, pitch, units:
     the slower stream first, so the units it describes follow it). Each stream's own order is kept.
+    Times are compared to the nanosecond, so that 4 frames / 50 and 8 frames x 0.01 s are one time.
     """
     keyed = []
     for k, (ids, times) in enumerate(streams):
@@ -105,7 +106,7 @@ def merge_by_time(*streams: tuple[Sequence[int], Sequence[float]]) -> tuple[list
             raise ValueError(f"stream {k} has {len(ids)} ids but {len(times)} times: give one time per token")
         if len(times) and np.any(np.diff(np.asarray(times, dtype=float)) < 0):
             raise ValueError(f"stream {k}'s times go backwards: each stream must be in time order")
-        keyed += [(float(t), k, j, int(i)) for j, (i, t) in enumerate(zip(ids, times, strict=True))]
+        keyed += [(round(float(t), 9), k, j, int(i)) for j, (i, t) in enumerate(zip(ids, times, strict=True))]
     keyed.sort()
     return [i for *_, i in keyed], [t for t, *_ in keyed]
 
@@ -161,6 +162,8 @@ class ExpressiveTokens(SpeechTokenizer):
 
     def pitch_tokens(self, lf0: np.ndarray) -> tuple[list[int], list[float]]:
         """De-duplicated pitch ids (a bin 0..n_pitch-2, or n_pitch-1 for an unvoiced window) and their start times."""
+        if np.nanmax(lf0, initial=0.0) > 12:  # 2^12 Hz: nobody speaks that high
+            raise ValueError("lf0 must be log2 F0 (log_f0(wav)), got values above 12: were they in Hz?")
         values, starts = pitch_windows(lf0)
         ids = np.where(np.isnan(values), self.n_pitch - 1, np.searchsorted(self.pitch_edges.numpy(), values))
         return dedup_timed(ids.tolist(), starts.tolist())
@@ -295,9 +298,10 @@ class ExpressiveVocoder:
 
         hz = f0.repeat_interleave(VOC_HOP).double()
         voiced = ~torch.isnan(hz)
-        phase = torch.cumsum(2 * torch.pi * torch.nan_to_num(hz, nan=100.0) / SR, 0)
-        n_harm = (SR / 2 / torch.nan_to_num(hz, nan=100.0)).floor()
-        k = torch.arange(1, 100, dtype=torch.float64)
+        hz = torch.nan_to_num(hz, nan=100.0).clamp_min(20.0)
+        phase = torch.cumsum(2 * torch.pi * hz / SR, 0)
+        n_harm = (SR / 2 / hz).floor()  # every harmonic below 8 kHz
+        k = torch.arange(1, int(n_harm.max()) + 1, dtype=torch.float64)
         harmonics = (torch.cos(phase[:, None] * k) * (k <= n_harm[:, None])).sum(1) / n_harm.sqrt()
         noise = torch.randn(len(hz), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
         return torch.where(voiced, harmonics, noise).float()
@@ -308,7 +312,8 @@ class ExpressiveVocoder:
         from slm_course.units import N_FFT, VOC_HOP, VOC_WIN
 
         if not isinstance(tokens, SpeechTokens) or tokens.durations is None:
-            raise TypeError("synthesize needs SpeechTokens with durations (a merged stream whose units have frames)")
+            raise TypeError("synthesize needs SpeechTokens with durations: ExpressiveTokens.encode(wav), or an LM's ids "
+                            "through with_durations(ids, style_table(tokens), tokens)")
         t = self.tokens
         units, pitch, _ = frame_streams(tokens.ids, tokens.durations, t.n_units, t.n_pitch, t.n_style)
         if len(units) == 0:

@@ -141,7 +141,9 @@ def style_kept(expressive_lm, expressive_data: dict, base_lm, base_data: dict, c
     the prompt's (chance 1/3).
     ``real``: the probe on the speaker's own continuation (the utterance's second half), the topline;
     ``resynthesis``: the same part of the utterance's own tokens through the source-filter vocoder
-    (what the tokens and the vocoder can carry at best).
+    (what the tokens and the vocoder can carry at best). ``carried``: the control for what the prompt
+    alone passes on: the expressive continuation's units without its own pitch and style tokens, so
+    that the prompt's last pitch and style hold to the end.
     """
     from tqdm.auto import tqdm
 
@@ -170,7 +172,7 @@ def style_kept(expressive_lm, expressive_data: dict, base_lm, base_data: dict, c
                          "their units (load_spiritlm())")
     unit_voc = load_unit_vocoder(units.ssl, progress=False)
     durations = mean_durations(units, [corpus.wav(u) for u in corpus.split("train")[:200]])
-    rounds = {"expressive": samples, "base": samples, "cascade": 1, "resynthesis": 1, "real": 1}
+    rounds = {"expressive": samples, "base": samples, "cascade": 1, "resynthesis": 1, "real": 1, "carried": samples}
     wavs: dict[str, list] = {k: [[] for _ in range(n)] for k, n in rounds.items()}  # per round, one per prompt
     systems = {"expressive": (expressive_lm, expressive_data), "base": (base_lm, base_data)}
     cascade = Cascade(load_asr(progress=False), load_text_lm(progress=False))
@@ -183,15 +185,16 @@ def style_kept(expressive_lm, expressive_data: dict, base_lm, base_data: dict, c
                                      seed=seed + samples * j + k)
             # Speak prompt + continuation, then keep the continuation: it goes on at the prompt's last pitch
             # and style (and the vocoder hears its context), as the continuation of a recording would
-            both = torch.cat([prompt, made])
             if name == "expressive":
-                spoken = with_durations(both, table, tokens)
-                wav = voc.synthesize(spoken)
+                for key, cont in (("expressive", made), ("carried", made[made < tokens.n_units])):
+                    spoken = with_durations(torch.cat([prompt, cont]), table, tokens)
+                    start = int(spoken.durations[: len(prompt)].sum()) * SR // int(units.frame_rate)
+                    wavs[key][k].append(voc.synthesize(spoken)[start:])
             else:
+                both = torch.cat([prompt, made])
                 spoken = SpeechTokens(both, units.frame_rate, durations[both])
-                wav = unit_voc.synthesize(spoken)
-            start = int(spoken.durations[: len(prompt)].sum()) * SR // int(units.frame_rate)
-            wavs[name][k].append(wav[start:])
+                start = int(spoken.durations[: len(prompt)].sum()) * SR // int(units.frame_rate)
+                wavs[name][k].append(unit_voc.synthesize(spoken)[start:])
         wav, cut = corpus.wav(u), int(u.word_spans[half - 1].end * SR)
         wavs["cascade"][0].append(cascade(wav[:cut]).wav)
         wavs["resynthesis"][0].append(voc.synthesize(tokens.encode(wav))[cut:])

@@ -245,6 +245,12 @@ def _check_prompt(prompt: object, vocab: SpiritVocab, what: str = "prompt") -> l
     return ids
 
 
+def _in_modality(prompt: list[int], marker: int, vocab: SpiritVocab) -> list[int]:
+    """``<bos>`` + the prompt, then ``marker``, unless the prompt's last stretch is already in that modality."""
+    markers = [t for t in prompt if t in (vocab.text_marker, vocab.speech_marker)]
+    return [BOS, *prompt] + ([] if markers and markers[-1] == marker else [marker])
+
+
 @dataclass
 class SpiritLM:
     """A trained speech + text LM, its vocabulary and text tokenizer, its recipe and metrics."""
@@ -308,9 +314,11 @@ class SpiritLM:
     @torch.no_grad()
     def continue_text(self, prompt: Sequence[int], max_new_tokens: int = 40, temperature: float = 0.0,
                       seed: int = 0) -> str:
-        """Text written after ``prompt`` (vocabulary ids, e.g. ``lm.speech(units)``): ``[TEXT]`` is appended and
-        characters are drawn (never a marker or a unit) until ``<eos>``."""
-        ids = torch.tensor([BOS, *_check_prompt(prompt, self.vocab), self.vocab.text_marker], dtype=torch.long)
+        """Text written after ``prompt`` (vocabulary ids, e.g. ``lm.speech(units)``): ``[TEXT]`` is appended (unless
+        the prompt ends in text already: then the text goes on) and characters are drawn (never a marker or a
+        unit) until ``<eos>``."""
+        ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.text_marker, self.vocab),
+                           dtype=torch.long)
         room = self.model.cfg.max_len - len(ids)
         if room < 1:
             raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")
@@ -324,8 +332,10 @@ class SpiritLM:
     def continue_units(self, prompt: Sequence[int], max_new_units: int = 40, temperature: float = 0.0,
                        seed: int = 0) -> torch.Tensor:
         """Unit ids written after ``prompt`` (vocabulary ids, e.g. ``lm.text("the cook")``): ``[SPEECH]`` is
-        appended and units are drawn (never a marker or a character) until ``<eos>``; at least one unit."""
-        ids = torch.tensor([BOS, *_check_prompt(prompt, self.vocab), self.vocab.speech_marker], dtype=torch.long)
+        appended (unless the prompt ends in speech already, e.g. ``lm.speech(units)``: then the speech goes on)
+        and units are drawn (never a marker or a character) until ``<eos>``; at least one unit."""
+        ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.speech_marker, self.vocab),
+                           dtype=torch.long)
         room = self.model.cfg.max_len - len(ids)
         if room < 1:
             raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")

@@ -428,6 +428,6 @@ def bench_spiritlm() -> dict:
     out |= {f"{k}_expressive": v for k, v in evaluate(expressive, expressive_data).items()}
     kept = style_kept(expressive, expressive_data, load_spiritlm(corpus=corpus, progress=False), data, corpus,
                       samples=3)
-    out |= {f"style_kept_{k}": v for k, v in kept.items() if k in ("expressive", "base", "cascade", "resynthesis")}
+    out |= {f"style_kept_{k}": v for k, v in kept.items() if k != "real"}
     out |= {"style_probe_real": kept["real"], "style_samples": 3}
     return out

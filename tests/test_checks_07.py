@@ -114,3 +114,14 @@ def test_quiz_answers():
     right = {1: 39, 2: "b", 3: "c", 4: "a", 5: "b"}
     for n, q in enumerate(checks.ch07.QUIZ, start=1):
         assert _check_one(n, q, right[n])[0], (n, q.answer)
+
+
+def test_merge_in_float32_is_told_to_use_float64():
+    def float32(units, durations, pitch, pitch_times, n_units, frame_rate):
+        starts = (torch.cumsum(durations, 0) - durations).float() / frame_rate
+        timed = [(t, 0, k, n_units + p) for k, (p, t) in enumerate(zip(pitch, pitch_times))]
+        timed += [(float(t), 1, k, int(u)) for k, (u, t) in enumerate(zip(units.tolist(), starts.tolist()))]
+        return [i for *_, i in sorted(timed)]
+
+    with pytest.raises(AssertionError, match="float64"):
+        checks.check_merge_pitch_units(float32)

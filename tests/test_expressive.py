@@ -67,6 +67,8 @@ def test_merge_orders_by_time_and_breaks_ties_by_stream_order():
     assert ids == [100, 10, 1, 2, 11, 3]
     assert times == sorted(times)
     assert merge_by_time(units, pitch)[0] == [1, 10, 2, 3, 11]  # the stream order decides ties, nothing else
+    # 0.1 + 0.2 is 0.30000000000000004 in floating point: still a tie with 0.3, which the earlier stream wins
+    assert merge_by_time(([7], [0.1 + 0.2]), ([1, 2], [0.0, 0.3]))[0] == [1, 7, 2]
     with pytest.raises(ValueError, match="backwards"):
         merge_by_time(([1, 2], [0.5, 0.1]))
     with pytest.raises(ValueError, match="one time per token"):
@@ -96,6 +98,8 @@ def test_fitted_tokens_have_one_vocabulary_and_monotone_bins(tokens):
     assert (centres[1:4] > centres[:3]).all() and torch.isnan(centres[4])  # the last id: unvoiced
     with pytest.raises(ValueError, match="too few"):
         ExpressiveTokens.fit(FrameUnits(), [torch.zeros(SR)], n_bins=4, n_style=2)
+    with pytest.raises(ValueError, match="in Hz"):
+        tokens.pitch_tokens(np.array([150.0, 160.0, np.nan]))
 
 
 def test_encode_merges_three_streams_and_keeps_the_units_time(tokens):

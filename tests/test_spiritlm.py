@@ -135,6 +135,30 @@ def test_continue_units_writes_only_units_and_at_least_one():
         assert 1 <= len(out) <= 10 and int(out.min()) >= 0 and int(out.max()) < lm.vocab.n_units
 
 
+def test_a_prompt_in_the_same_modality_goes_on_without_a_second_marker(monkeypatch):
+    lm = small_lm()
+    seen = []
+    real = lm.model.generate
+
+    def spy(ids, *args, **kwargs):
+        seen.append(ids.tolist())
+        return real(ids, *args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "generate", spy)
+    v = lm.vocab
+    lm.continue_units(lm.speech([1, 2]), max_new_units=3)
+    assert seen[0] == [BOS, v.speech_marker, v.unit_offset + 1, v.unit_offset + 2]  # speech goes on
+    seen.clear()
+    lm.continue_units(lm.text("ab"), max_new_units=3)
+    assert seen[0][-1] == v.speech_marker and seen[0].count(v.speech_marker) == 1  # the switch is appended
+    seen.clear()
+    lm.continue_text(lm.text("ab"), max_new_tokens=3)
+    assert seen[0].count(v.text_marker) == 1  # text goes on
+    seen.clear()
+    lm.continue_text([*lm.text("ab"), *lm.speech([4])], max_new_tokens=3)
+    assert seen[0][-1] == v.text_marker and seen[0].count(v.text_marker) == 2  # after speech: switch back
+
+
 def test_mix_batches_follow_the_mix_and_are_reproducible():
     from slm_course.spiritlm_recipe import mix_batches
 

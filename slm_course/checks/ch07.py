@@ -156,8 +156,9 @@ def check_merge_pitch_units(fn: Callable[..., list]) -> None:
             _fail(f"{said}: keep the units in their order; only the pitch tokens move in between them")
         if any(g in pitch and g < 10 for g in got if g not in units.tolist()):
             _fail(f"{said}: pitch token p is id n_units + p, after the units' ids")
-        _fail(f"{said}: a unit starts at the sum of the durations before it, divided by the frame rate; sort all "
-              "tokens by time, a pitch token before a unit at the same time")
+        _fail(f"{said}: a unit starts at the sum of the durations before it, divided by the frame rate (in float64: "
+              "in float32 4 / 50 falls just before 0.08); sort all tokens by time, a pitch token before a unit at "
+              "the same time")
     _ok("merge is correct: one stream in time order, each pitch token just before the units it describes")
 
 
