@@ -1,0 +1,422 @@
+"""A full-duplex speech + text LM in the style of Moshi (notebook 08): parallel streams, frame by frame.
+
+SpiRit-LM (notebook 07) puts text and speech *one after the other* in one sequence. Moshi (Défossez
+et al., 2024) runs them **in parallel**, one step per audio frame (80 ms here, 12.5 frames/s as Mimi):
+
+- a **text stream**, the "inner monologue": the words of the model's own speech, each at the frame
+  where it starts to be said, ``EPAD`` just before it, ``PAD`` everywhere else (:func:`align_text`);
+- the model's own audio: a **semantic** token (what is said) and ``levels`` **acoustic** tokens (how),
+  the acoustic ones one frame late, the **acoustic delay** (:func:`delay`, :func:`undelay`);
+- the **user's audio**, semantic and acoustic, as more input streams: the model hears while it speaks.
+
+A **temporal transformer** (the course's one LM core, :class:`slm_course.lm.LM`, which sums the
+streams' embeddings) reads one frame per step and gives a context vector ``z_t``; the text token of
+frame ``t`` is read from ``z_t``, then a small **depth transformer** predicts the frame's audio tokens
+one after another, each given the ones before it (:class:`DepthTransformer`; separate weights per
+step, Moshi's ``depformer_multi_linear``). Generation is one loop over frames (:meth:`MoshiLM.generate`):
+the user's tokens are read as they arrive, the model's own are sampled.
+
+The audio tokens come from :class:`MelRVQ`: residual vector quantisation of 80 ms log-mel patches,
+decoded by Griffin-Lim. Moshi's Mimi codec is a trained neural codec; a patch quantiser is the
+smallest thing that gives several codebook levels at 12.5 Hz and that the course's recogniser can
+still read back. The data, training and evaluations are in :mod:`slm_course.moshi_recipe`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from slm_course import audio
+from slm_course.codec import rvq_encode
+from slm_course.lm import IGNORE, LM, LMConfig, sample_next
+from slm_course.runtime import artifact_record
+
+__all__ = ["EPAD", "FRAME_S", "PAD", "DepthTransformer", "MelRVQ", "MoshiConfig", "MoshiLM", "align_text", "delay",
+           "frame_units", "n_frames", "undelay"]
+
+FRAME_S = 0.08  # one frame every 80 ms: 12.5 frames/s, Mimi's rate
+PATCH = 8  # 10 ms log-mel frames per 80 ms frame
+N_MELS = 80
+HOP = 160  # 10 ms at 16 kHz
+PAD, EPAD = 0, 1  # text stream: "no word starts here" and "a word starts at the next frame"
+
+
+def n_frames(n_samples: int) -> int:
+    """Frames of 80 ms that cover ``n_samples`` at 16 kHz (the last one padded with silence)."""
+    return max(1, math.ceil(n_samples / (HOP * PATCH)))
+
+
+def align_text(words: Sequence[tuple[int, float]], frames: int) -> torch.Tensor:
+    """The text stream of one channel: ``(frames,)`` ids, each word's id at the frame where it starts.
+
+    ``words``: ``(token id, start time in seconds)`` in order. Every word is announced by ``EPAD``
+    in the frame before it (Moshi's "end of padding"), so a word is placed at its start frame or,
+    when the previous word is too close, at the first frame after it that leaves room for ``EPAD``:
+    the text can run a frame or two late, never early.
+
+    >>> align_text([(5, 0.10), (6, 0.20), (7, 0.50)], 9).tolist()
+    [1, 5, 1, 6, 0, 1, 7, 0, 0]
+    """
+    out = torch.full((frames,), PAD, dtype=torch.long)
+    last = -2
+    for tok, start in words:
+        if tok in (PAD, EPAD):
+            raise ValueError(f"word ids must not be PAD ({PAD}) or EPAD ({EPAD}); got {tok}")
+        f = max(int(start / FRAME_S), last + 2, 1)
+        if f >= frames:
+            raise ValueError(f"a word starting at {start:.2f} s lands at frame {f}, past the {frames} frames given; "
+                             "give more frames (n_frames of the audio)")
+        out[f - 1], out[f] = EPAD, tok
+        last = f
+    return out
+
+
+def delay(grid: torch.Tensor, delays: Sequence[int], fill: int) -> torch.Tensor:
+    """Shift stream ``s`` of ``grid`` ``(S, T)`` (or ``(B, S, T)``) ``delays[s]`` frames later: ``(..., S, T + D)``.
+
+    ``D = max(delays)``; the frames a shift leaves empty, at the start and at the end, hold ``fill``.
+    Read down a column of the result and you see what the model predicts at one step: the acoustic
+    tokens there belong to the frame *before* the semantic token's.
+
+    >>> delay(torch.tensor([[1, 2, 3], [4, 5, 6]]), [0, 1], fill=9).tolist()
+    [[1, 2, 3, 9], [9, 4, 5, 6]]
+    """
+    S, T = grid.shape[-2:]
+    if len(delays) != S or min(delays) < 0:
+        raise ValueError(f"need one delay >= 0 per stream ({S}), got {list(delays)}")
+    D = max(delays)
+    out = grid.new_full((*grid.shape[:-1], T + D), fill)
+    for s, d in enumerate(delays):
+        out[..., s, d : d + T] = grid[..., s, :]
+    return out
+
+
+def undelay(grid: torch.Tensor, delays: Sequence[int]) -> torch.Tensor:
+    """The inverse of :func:`delay`: ``(..., S, T + D) -> (..., S, T)``, every stream back in step.
+
+    >>> undelay(delay(torch.tensor([[1, 2, 3], [4, 5, 6]]), [0, 1], fill=9), [0, 1]).tolist()
+    [[1, 2, 3], [4, 5, 6]]
+    """
+    S, L = grid.shape[-2:]
+    if len(delays) != S or min(delays) < 0 or L <= max(delays):
+        raise ValueError(f"need one delay >= 0 per stream ({S}) and more than {max(delays, default=0)} frames, "
+                         f"got delays {list(delays)} for {L} frames")
+    T = L - max(delays)
+    return torch.stack([grid[..., s, d : d + T] for s, d in enumerate(delays)], dim=-2)
+
+
+def frame_units(units: torch.Tensor, frames: int, per_frame: int = 4) -> torch.Tensor:
+    """50 Hz unit ids ``(N,)`` -> one per 80 ms frame ``(frames,)``: the most frequent of its 4 (ties: the first).
+
+    >>> frame_units(torch.tensor([3, 3, 5, 5, 7, 7, 7, 2]), 2).tolist()
+    [3, 7]
+    """
+    if units.ndim != 1 or len(units) == 0:
+        raise ValueError(f"need 50 Hz unit ids (N,), N >= 1, got shape {tuple(units.shape)}")
+    need = frames * per_frame
+    u = torch.cat([units, units[-1:].expand(max(0, need - len(units)))])[:need].view(frames, per_frame)
+    out = []
+    for row in u.tolist():
+        out.append(max(row, key=lambda x: (row.count(x), -row.index(x))))
+    return torch.tensor(out, dtype=torch.long)
+
+
+class MelRVQ:
+    """Acoustic tokens at 12.5 Hz: residual VQ of 80 ms log-mel patches (8 frames x 80 bands), Griffin-Lim back."""
+
+    def __init__(self, codebooks: torch.Tensor, mean: torch.Tensor) -> None:
+        if codebooks.ndim != 3 or codebooks.shape[2] != PATCH * N_MELS:
+            raise ValueError(f"codebooks must be (levels, K, {PATCH * N_MELS}), got {tuple(codebooks.shape)}")
+        self.codebooks, self.mean = codebooks.float(), mean.float()
+
+    @property
+    def levels(self) -> int:
+        return self.codebooks.shape[0]
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebooks.shape[1]
+
+    @staticmethod
+    def patches(wav: torch.Tensor | np.ndarray, frames: int | None = None) -> torch.Tensor:
+        """``(frames, 640)``: each 80 ms frame's 8 log-mel columns, one vector per frame."""
+        x = audio.check_wav(wav, audio.SR)
+        T = n_frames(len(x)) if frames is None else frames
+        x = F.pad(x, (0, max(0, T * HOP * PATCH - len(x))))
+        mel = audio.log_mel(x, audio.SR, n_mels=N_MELS)[:, : T * PATCH]  # (80, 8T)
+        return mel.T.reshape(T, PATCH * N_MELS)
+
+    @classmethod
+    def fit(cls, patches: torch.Tensor, levels: int = 3, codebook_size: int = 64, seed: int = 0) -> MelRVQ:
+        """k-means level by level on what the levels before left (the residual)."""
+        from slm_course.units import fit_kmeans
+
+        mean = patches.mean(0)
+        residual, books = patches - mean, []
+        for level in range(levels):
+            book = fit_kmeans(residual, codebook_size, seed=seed + level)
+            residual = residual - book[torch.cdist(residual, book).argmin(1)]
+            books.append(book)
+        return cls(torch.stack(books), mean)
+
+    def encode(self, wav: torch.Tensor | np.ndarray, frames: int | None = None) -> torch.Tensor:
+        """``(levels, frames)`` codes."""
+        return rvq_encode(self.patches(wav, frames) - self.mean, self.codebooks)[0]
+
+    def decode_mel(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(levels' <= levels, T)`` codes -> ``(80, 8T)`` log-mel: the sum of the chosen codewords."""
+        codes = torch.as_tensor(codes).long()
+        if codes.ndim != 2 or not 1 <= codes.shape[0] <= self.levels:
+            raise ValueError(f"codes must be (levels, T) with 1..{self.levels} levels, got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codes must be in 0..{self.codebook_size - 1}; were they made by another quantiser?")
+        x = self.mean + sum(self.codebooks[q][codes[q]] for q in range(codes.shape[0]))  # (T, 640)
+        return x.reshape(-1, N_MELS).T
+
+    def decode(self, codes: torch.Tensor, n_iter: int = 32) -> torch.Tensor:
+        """A 16 kHz waveform: mel -> linear power (least squares through the filterbank) -> Griffin-Lim."""
+        mel = self.decode_mel(codes).exp()
+        fb = torchaudio.functional.melscale_fbanks(201, 0.0, audio.SR / 2, N_MELS, audio.SR, norm=None, mel_scale="htk")
+        power = (torch.linalg.pinv(fb.T) @ mel).clamp_min(1e-10)  # (201, 8T)
+        gl = torchaudio.transforms.GriffinLim(n_fft=400, n_iter=n_iter, win_length=400, hop_length=HOP, power=2.0,
+                                              rand_init=False)
+        wav = gl(power)
+        return wav / wav.abs().max().clamp_min(1e-4) * 0.5
+
+
+@artifact_record
+@dataclass(frozen=True)
+class MoshiConfig:
+    """Streams, sizes and training budget. Streams: text, own semantic, own acoustic x levels, then the user's."""
+
+    text_vocab: int  # PAD, EPAD and the words
+    n_semantic: int = 100  # semantic units (the speaker-normalised units of notebook 05)
+    levels: int = 3  # acoustic codebooks
+    codebook_size: int = 64
+    inner_monologue: bool = True  # False: the text stream is all PAD and not predicted
+    acoustic_delay: int = 1  # frames the acoustic tokens lag the semantic one
+    text_delay: int = 0  # frames the text lags the audio (negative: the audio lags the text)
+    user_streams: bool = True  # the user's audio as input streams (full duplex)
+    depth: bool = True  # False: every audio token from z_t by its own head, independently
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    depth_d_model: int = 64
+    depth_layers: int = 1
+    max_frames: int = 128
+    dropout: float = 0.0  # in the temporal transformer
+    steps: int = 1500
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.text_vocab < 3 or self.levels < 1 or self.acoustic_delay < 0:
+            raise ValueError("need text_vocab >= 3 (PAD, EPAD, a word), levels >= 1 and acoustic_delay >= 0")
+
+    @property
+    def n_system(self) -> int:  # streams the model predicts: text, semantic, acoustic levels
+        return 2 + self.levels
+
+    @property
+    def n_streams(self) -> int:
+        return self.n_system + (1 + self.levels if self.user_streams else 0)
+
+    @property
+    def vocab(self) -> int:  # one embedding table size for all streams; its last id is INITIAL
+        return max(self.text_vocab, self.n_semantic, self.codebook_size) + 1
+
+    @property
+    def initial(self) -> int:  # "nothing here": before the first frame, and where a delay leaves a gap
+        return self.vocab - 1
+
+    @property
+    def delays(self) -> list[int]:
+        audio_delays = [0] + [self.acoustic_delay] * self.levels
+        text, shift = max(self.text_delay, 0), max(-self.text_delay, 0)
+        user = audio_delays if self.user_streams else []
+        return [text] + [d + shift for d in audio_delays] + [d + shift for d in user]
+
+    @property
+    def sizes(self) -> list[int]:  # vocabulary of each predicted stream
+        return [self.text_vocab, self.n_semantic] + [self.codebook_size] * self.levels
+
+
+class StepLinear(nn.Module):
+    """A linear layer with its own weights at each depth step: ``(N, K, d_in) -> (N, K, d_out)``."""
+
+    def __init__(self, steps: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(steps, d_in, d_out) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(steps, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        K = x.shape[1]
+        return torch.einsum("nki,kio->nko", x, self.weight[:K]) + self.bias[:K]
+
+
+class DepthBlock(nn.Module):
+    """Pre-norm Transformer block over the steps of one frame, causal, every linear layer per step."""
+
+    def __init__(self, steps: int, d: int, n_heads: int = 4) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = StepLinear(steps, d, 3 * d), StepLinear(steps, d, d)
+        self.up, self.down = StepLinear(steps, d, 4 * d), StepLinear(steps, 4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N, K, C = x.shape
+        q, k, v = (t.view(N, K, self.n_heads, -1).transpose(1, 2) for t in self.qkv(self.ln1(x)).split(C, dim=2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=K > 1).transpose(1, 2).reshape(N, K, C)
+        x = x + self.proj(y)
+        return x + self.down(F.gelu(self.up(self.ln2(x))))
+
+
+class DepthTransformer(nn.Module):
+    """One frame's audio tokens, one after another: step ``k`` reads ``z_t`` and the token of step ``k - 1``.
+
+    Step 0 (the semantic token) reads the frame's text token, as Moshi's depformer does.
+    """
+
+    def __init__(self, cfg: MoshiConfig) -> None:
+        super().__init__()
+        K, d = cfg.n_system - 1, cfg.depth_d_model
+        self.z_in = StepLinear(K, cfg.d_model, d)
+        self.emb = nn.ModuleList(nn.Embedding(cfg.vocab, d) for _ in range(K))  # previous token of each step
+        self.blocks = nn.ModuleList(DepthBlock(K, d) for _ in range(cfg.depth_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.heads = nn.ModuleList(nn.Linear(d, n) for n in cfg.sizes[1:])
+
+    def forward(self, z: torch.Tensor, prev: torch.Tensor) -> list[torch.Tensor]:
+        """``z`` ``(N, d_model)``, ``prev`` ``(N, K')`` the tokens before each step -> ``K'`` logits ``(N, V_k)``."""
+        K = prev.shape[1]
+        x = self.z_in(z[:, None].expand(-1, K, -1)) + torch.stack([self.emb[k](prev[:, k]) for k in range(K)], 1)
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(x)
+        return [self.heads[k](x[:, k]) for k in range(K)]
+
+
+class MoshiLM(nn.Module):
+    """Temporal transformer over frames + text head + depth transformer (or independent heads) per frame."""
+
+    def __init__(self, cfg: MoshiConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.temporal = LM(LMConfig(vocab_size=cfg.vocab, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                                    n_heads=cfg.n_heads, max_len=cfg.max_frames + 1, n_streams=cfg.n_streams,
+                                    tie_weights=False, dropout=cfg.dropout))
+        self.temporal.heads = nn.ModuleList()  # its output feeds the text head and the depth transformer instead
+        self.text_head = nn.Linear(cfg.d_model, cfg.text_vocab)
+        if cfg.depth:
+            self.depth = DepthTransformer(cfg)
+        else:
+            self.audio_heads = nn.ModuleList(nn.Linear(cfg.d_model, n) for n in cfg.sizes[1:])
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def audio_logits(self, z: torch.Tensor, frame: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of the audio tokens of frames whose context is ``z`` ``(N, d)``, teacher-forced on ``frame`` ``(N, S_sys)``."""
+        if not self.cfg.depth:
+            return [head(z) for head in self.audio_heads]
+        prev = frame[:, : self.cfg.n_system - 1]  # text, semantic, acoustic 1 .. L-1
+        if not self.cfg.inner_monologue:
+            prev = torch.cat([torch.full_like(prev[:, :1], PAD), prev[:, 1:]], 1)
+        return self.depth(z, prev)
+
+    def _context(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z`` ``(B*T, d)`` for every step of delayed grids ``(B, S, T)`` (each step sees the grid up to the one
+        before), and the system's tokens of each step ``(B*T, S_sys)``."""
+        cfg = self.cfg
+        if grid.ndim != 3 or grid.shape[1] != cfg.n_streams:
+            raise ValueError(f"grid must be (B, {cfg.n_streams}, T), got {tuple(grid.shape)}")
+        B, _, T = grid.shape
+        inp = torch.cat([torch.full_like(grid[:, :, :1], cfg.initial), grid[:, :, :-1]], dim=2)
+        if not cfg.inner_monologue:
+            inp[:, 0] = torch.where(inp[:, 0] == cfg.initial, inp[:, 0], PAD)
+        z = self.temporal.hidden(inp).reshape(B * T, -1)
+        return z, grid[:, : cfg.n_system].transpose(1, 2).reshape(B * T, cfg.n_system)
+
+    def logits(self, grid: torch.Tensor) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Teacher-forced logits for every step of delayed grids ``(B, S, T)``: text ``(B, T, V)`` (None without
+        the inner monologue) and one ``(B, T, V_k)`` per audio stream."""
+        B, _, T = grid.shape
+        z, frame = self._context(grid)
+        text = self.text_head(z).view(B, T, -1) if self.cfg.inner_monologue else None
+        return text, [lg.view(B, T, -1) for lg in self.audio_logits(z, frame)]
+
+    def forward(self, batch: dict) -> dict:
+        """``batch["grid"]``: delayed token grids ``(B, S, T)``, ``initial`` where nothing is (never scored)."""
+        cfg = self.cfg
+        z, frame = self._context(batch["grid"])
+        target = frame.masked_fill(frame == cfg.initial, IGNORE)
+        losses = {}
+        if cfg.inner_monologue:
+            losses["text"] = F.cross_entropy(self.text_head(z), target[:, 0], ignore_index=IGNORE)
+        keep = (target[:, 1:] != IGNORE).any(1)  # the depth transformer runs on frames with audio to predict only
+        logits = self.audio_logits(z[keep], frame[keep])
+        per = [F.cross_entropy(lg, target[keep, k + 1], ignore_index=IGNORE) for k, lg in enumerate(logits)]
+        losses["semantic"], losses["acoustic"] = per[0], torch.stack(per[1:]).mean()
+        return {"loss": sum(losses.values()), **{f"{k}_nll": float(v.detach()) for k, v in losses.items()}}
+
+    @torch.no_grad()
+    def generate(self, frames: int, user: torch.Tensor | None = None, forced: torch.Tensor | None = None,
+                 temperature: float = 0.8, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Run the model for ``frames`` frames: ``(S_sys, frames)`` of its own tokens, back in step (undelayed).
+
+        ``user``: the user's tokens ``(1 + levels, frames)``, read one frame at a time as they would
+        arrive (full duplex). ``forced``: ``(S_sys, frames)`` ids to keep instead of sampling, ``-1``
+        where the model chooses (a prompt; a transcript to speak; audio to transcribe).
+        """
+        cfg = self.cfg
+        S, L = cfg.n_system, frames + max(cfg.delays)
+        if L > cfg.max_frames:
+            raise ValueError(f"{frames} frames and the delays need {L} steps; this model holds {cfg.max_frames}")
+        streams = torch.full((cfg.n_streams, frames), -1, dtype=torch.long)
+        if cfg.user_streams:
+            if user is None or tuple(user.shape) != (1 + cfg.levels, frames):
+                raise ValueError(f"this model listens: give user tokens (1 + levels, frames) = {(1 + cfg.levels, frames)}")
+            streams[S:] = user
+        if forced is not None:
+            if tuple(forced.shape) != (S, frames):
+                raise ValueError(f"forced must be (S_sys, frames) = {(S, frames)}, -1 where the model samples")
+            streams[:S] = forced
+        if not cfg.inner_monologue:
+            streams[0] = PAD
+        known = delay(streams, cfg.delays, fill=cfg.initial)  # (S_all, L): -1 where the model samples
+        grid = known.clone()
+        was = self.training
+        self.eval()
+        caches = [{} for _ in self.temporal.blocks]
+        prev = torch.full((1, cfg.n_streams, 1), cfg.initial, dtype=torch.long)
+        for t in range(L):
+            z = self.temporal.hidden(prev, caches=caches, start=t)[:, -1]  # (1, d)
+            col = grid[:S, t].clone()
+            if col[0] < 0:
+                col[0] = sample_next(self.text_head(z), temperature, top_k, generator)[0]
+            if cfg.depth:
+                for k in range(1, S):  # each audio token given the ones before it in this frame
+                    if col[k] < 0:
+                        logits = self.audio_logits(z, col.clamp_min(0)[None])[k - 1]
+                        col[k] = sample_next(logits, temperature, top_k, generator)[0]
+            else:
+                logits = self.audio_logits(z, col.clamp_min(0)[None])
+                for k in range(1, S):
+                    if col[k] < 0:
+                        col[k] = sample_next(logits[k - 1], temperature, top_k, generator)[0]
+            grid[:S, t] = col
+            prev = grid[:, t].clone()[None, :, None]
+        self.train(was)
+        return undelay(grid[:S], cfg.delays[:S])
