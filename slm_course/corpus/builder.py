@@ -172,9 +172,7 @@ def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: 
     items = plan(n_utterances, seed, pairs_per_set)
     chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
     workers = workers or min(2, os.cpu_count() or 1)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = scratch(out)
     audio_chunks: list[np.ndarray] = []
     offset = 0
     hasher = hashlib.sha256()
@@ -204,17 +202,33 @@ def build(out: str | os.PathLike, n_utterances: int = DEFAULT_UTTERANCES, seed: 
     bar.close()
     audio = np.concatenate(audio_chunks)
     np.save(tmp / "audio.npy", audio)
-    from slm_course.runtime import file_sha256
-
     manifest = {
         "version": VERSION, "seed": seed, "sr": SR, "utterances": len(items),
         "n_utterances": n_utterances, "pairs_per_set": pairs_per_set,
         "speakers": len(SPEAKERS), "held_out_speakers": sum(s.held_out for s in SPEAKERS),
         "styles": len(STYLES), "hours": round(len(audio) / SR / 3600, 4),
         "sha256": hasher.hexdigest(),
-        "files": {name: file_sha256(tmp / name) for name in ("audio.npy", "metadata.jsonl")},
-        "build_seconds": round(time.perf_counter() - t_start, 2),
     }
+    return publish(tmp, out, manifest, t_start)
+
+
+def scratch(out: Path) -> Path:
+    """An empty folder beside ``out`` to build in; :func:`publish` renames it to ``out`` when the build is done."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish(tmp: Path, out: Path, manifest: dict, t_start: float) -> dict:
+    """Finish a built folder: the files' digests and the build time into ``manifest.json``, then ``tmp`` -> ``out``.
+
+    The rename is atomic, so a reader never sees a half-built folder.
+    """
+    from slm_course.runtime import file_sha256
+
+    manifest = {**manifest, "files": {name: file_sha256(tmp / name) for name in ("audio.npy", "metadata.jsonl")},
+                "build_seconds": round(time.perf_counter() - t_start, 2)}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if out.exists():
         shutil.rmtree(out)

@@ -58,22 +58,30 @@ class Utterance:
     length: int = 0  # samples
 
 
+def read_manifest(root: Path, what: str, loader: str, verify: bool = True) -> dict:
+    """A built folder's ``manifest.json``; with ``verify``, every file's SHA-256 checked against it.
+
+    ``what`` names the folder's kind and ``loader`` the function that rebuilds it, for the error messages.
+    """
+    path = root / "manifest.json"
+    if not path.exists():
+        raise CorpusError(f"{root} holds no {what} (no manifest.json). Build one with `{loader}()`.")
+    manifest = json.loads(path.read_text())
+    if verify:
+        for name, digest in manifest["files"].items():
+            file = root / name
+            if not file.exists() or file_sha256(file) != digest:
+                raise CorpusError(f"{file} is missing or corrupted (its SHA-256 does not match manifest.json); "
+                                  f"delete the folder and rebuild it ({loader}(rebuild=True)).")
+    return manifest
+
+
 class Corpus:
     """A built corpus folder: `audio.npy` (int16, memory-mapped), `metadata.jsonl`, `manifest.json`."""
 
     def __init__(self, root: str | Path, verify: bool = True) -> None:
         self.root = Path(root)
-        manifest_path = self.root / "manifest.json"
-        if not manifest_path.exists():
-            raise CorpusError(f"{self.root} holds no corpus (no manifest.json). Build one with "
-                              "`load_corpus()` or `slm-course corpus build --out DIR`.")
-        self.manifest = json.loads(manifest_path.read_text())
-        if verify:
-            for name, digest in self.manifest["files"].items():
-                path = self.root / name
-                if not path.exists() or file_sha256(path) != digest:
-                    raise CorpusError(f"{path} is missing or corrupted (its SHA-256 does not match manifest.json); "
-                                      "delete the folder and rebuild it (load_corpus(rebuild=True)).")
+        self.manifest = read_manifest(self.root, "corpus", "load_corpus", verify)
         self.sr: int = self.manifest["sr"]
         self._audio = np.load(self.root / "audio.npy", mmap_mode="r")
         self.utterances: list[Utterance] = []

@@ -70,10 +70,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slm_course.corpus import builder as _build
-from slm_course.corpus.corpus import CorpusError
+from slm_course.corpus.corpus import CorpusError, read_manifest
 from slm_course.corpus.grammar import COLOURS, NUMBERS, TOPICS, words_of
 from slm_course.corpus.voices import SPEAKER_BY_NAME, SPEAKERS, STYLE_BY_NAME, STYLES, Speaker, espeak_settings
-from slm_course.runtime import cache_dir, file_sha256, lock
+from slm_course.runtime import cache_dir, lock
 from slm_course.tts import Span
 
 if TYPE_CHECKING:
@@ -464,9 +464,7 @@ def build_dialogues(out: str | os.PathLike, n_dialogues: int = 2000, n_test: int
     chunks = [items[i : i + DIALOGUES_PER_CHUNK] for i in range(0, len(items), DIALOGUES_PER_CHUNK)]
     jobs = [[[_espeak_part(it, turn)] for it in chunk for turn in it["turns"]] for chunk in chunks]
     workers = workers or min(2, os.cpu_count() or 1)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _build.scratch(out)
     audio_chunks: list[np.ndarray] = []
     offset = 0
     n_samples = 0
@@ -512,14 +510,8 @@ def build_dialogues(out: str | os.PathLike, n_dialogues: int = 2000, n_test: int
         "turns": sum(len(it["turns"]) for it in items), "system": SYSTEM_SPEAKER,
         "hours": round(n_samples / SR / 3600, 4), "speech_hours": round(len(audio) / SR / 3600, 4),
         "sha256": hasher.hexdigest(),
-        "files": {name: file_sha256(tmp / name) for name in ("audio.npy", "metadata.jsonl")},
-        "build_seconds": round(time.perf_counter() - t_start, 2),
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return manifest
+    return _build.publish(tmp, out, manifest, t_start)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -561,17 +553,7 @@ class DialogueSet:
 
     def __init__(self, root: str | Path, verify: bool = True) -> None:
         self.root = Path(root)
-        manifest_path = self.root / "manifest.json"
-        if not manifest_path.exists():
-            raise CorpusError(f"{self.root} holds no dialogue set (no manifest.json). Build one with "
-                              "`load_dialogues()` or `build_dialogues(DIR)`.")
-        self.manifest = json.loads(manifest_path.read_text())
-        if verify:
-            for name, digest in self.manifest["files"].items():
-                path = self.root / name
-                if not path.exists() or file_sha256(path) != digest:
-                    raise CorpusError(f"{path} is missing or corrupted (its SHA-256 does not match manifest.json); "
-                                      "delete the folder and rebuild it (load_dialogues(rebuild=True)).")
+        self.manifest = read_manifest(self.root, "dialogue set", "load_dialogues", verify)
         self.sr: int = self.manifest["sr"]
         self._audio = np.load(self.root / "audio.npy", mmap_mode="r")
         self.dialogues: list[Dialogue] = []
