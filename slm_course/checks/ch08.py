@@ -1,0 +1,144 @@
+"""Checks for notebook 08's exercises (solutions/08_moshi_exercises.ipynb)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ._common import _fail, _ok
+
+__all__ = ["check_align_text", "check_delay", "check_depth_step", "check_undelay"]
+
+
+def _as_long(value, call: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value).long()
+    except (TypeError, ValueError, RuntimeError):
+        _fail(f"{call} returned {type(value).__name__}; return a tensor of token ids")
+
+
+def check_delay(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(grid (S, T), delays, fill) -> (S, T + max(delays))``: stream ``s`` moved ``delays[s]`` frames later."""
+    from slm_course.moshi import delay
+
+    grid = torch.arange(1, 16).view(3, 5)
+    for delays in ([0, 0, 0], [0, 1, 1], [2, 0, 1], [0, 3, 0]):
+        want = delay(grid, delays, fill=-1)
+        got = _as_long(fn(grid.clone(), list(delays), -1), f"delay(grid, {delays}, -1)")
+        if tuple(got.shape) != tuple(want.shape):
+            _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(want.shape)}: the grid "
+                  f"grows by max(delays) = {max(delays)} frames so that no token is cut off")
+        if not torch.equal(got, want):
+            _fail(f"delays {delays}: you returned\n{got.tolist()}\nexpected\n{want.tolist()}\n(row s starts with "
+                  "delays[s] fill tokens, then the whole stream, then fill up to the end)")
+    _ok("delay is correct: each stream starts delays[s] frames later, fill before and after it")
+
+
+def check_undelay(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(delayed (S, T + D), delays) -> (S, T)``: the inverse of ``delay``."""
+    from slm_course.moshi import delay
+
+    grid = torch.arange(1, 16).view(3, 5)
+    for delays in ([0, 1, 1], [2, 0, 1], [1, 1, 1]):
+        d = delay(grid, delays, fill=-1)
+        got = _as_long(fn(d.clone(), list(delays)), f"undelay(delayed, {delays})")
+        if tuple(got.shape) != tuple(grid.shape):
+            _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(grid.shape)}: the result "
+                  f"is max(delays) = {max(delays)} frames shorter than its input")
+        if not torch.equal(got, grid):
+            _fail(f"delays {delays}: undelay(delay(grid)) gave\n{got.tolist()}\ninstead of the grid\n{grid.tolist()}"
+                  "\n(row s of the result is row s of the input from index delays[s] on)")
+    _ok("undelay is correct: undelay(delay(grid)) gives the grid back for every set of delays")
+
+
+def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(words [(id, start s)], frames) -> (frames,)``: each word at its start frame (80 ms), EPAD before it."""
+    from slm_course.moshi import EPAD, PAD, align_text
+
+    cases = [
+        ("well spaced words", [(5, 0.40), (6, 0.90), (7, 1.30)], 20),
+        ("a word in frame 0", [(5, 0.02), (6, 0.50)], 10),
+        ("words too close together", [(5, 0.40), (6, 0.45), (7, 0.50)], 12),
+        ("no words", [], 4),
+    ]
+    for name, words, frames in cases:
+        want = align_text(words, frames)
+        got = _as_long(fn(list(words), frames), f"align_text(..., {frames})")
+        if torch.equal(got, want):
+            continue
+        said = f"{name} {words}: you returned {got.tolist()}, expected {want.tolist()}"
+        if tuple(got.shape) != (frames,):
+            _fail(f"{said}: return one id per frame, shape ({frames},)")
+        if name == "a word in frame 0":
+            _fail(f"{said}: a word that starts in frame 0 has no frame before it for its EPAD: move it to frame 1")
+        if name == "words too close together":
+            _fail(f"{said}: a word goes to its start frame int(start / 0.08), or to the previous word's frame + 2 if "
+                  "that is later (the frame in between holds its EPAD)")
+        if int((got == EPAD).sum()) != len(words):
+            _fail(f"{said}: every word gets exactly one EPAD ({EPAD}), in the frame just before it; PAD ({PAD}) "
+                  "fills every other frame")
+        _fail(f"{said}: a word goes to the frame int(start / 0.08) in which it starts")
+    _ok("align_text is correct: words at their start frames, EPAD before each, late (never early) when crowded")
+
+
+def _toy_depth():
+    from slm_course.moshi import DepthTransformer, MoshiConfig
+
+    torch.manual_seed(4)
+    cfg = MoshiConfig(text_vocab=9, n_semantic=6, levels=2, codebook_size=5, d_model=16, depth_d_model=8)
+    depth = DepthTransformer(cfg).eval()
+    for p in depth.parameters():  # larger weights than the initial ones: the tokens then depend on each other
+        p.data.normal_(0, 0.5)
+    for emb in depth.emb:  # ... and on the token before them
+        emb.weight.data.mul_(4)
+    return depth
+
+
+def _reference_step(depth, z, text, pick):
+    prev, out = [text], []
+    for k in range(len(depth.heads)):
+        logits = depth(z, torch.tensor([prev]))[k]
+        out.append(pick(logits[0], k))
+        prev.append(out[-1])
+    return out
+
+
+def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(depth, z (1, d), text_token, temperature=0.0, top_k=None, generator=None) -> (K,)`` audio tokens."""
+    depth = _toy_depth()
+    with torch.no_grad():
+        for i in range(4):
+            z = torch.randn(1, 16, generator=torch.Generator().manual_seed(i))
+            text = i + 2
+            want = _reference_step(depth, z, text, lambda lg, k: int(lg.argmax()))
+            got = _as_long(fn(depth, z, text, temperature=0.0), "depth_step(..., temperature=0.0)").flatten().tolist()
+            if got == want:
+                continue
+            first = _reference_step(depth, z, text, lambda lg, k: int(lg.argmax()) if k == 0 else 0)[0]
+            if len(got) != len(want):
+                _fail(f"you returned {len(got)} tokens, expected {len(want)}: one per audio stream (semantic, then "
+                      "each acoustic level), one head of the depth transformer each")
+            if got[0] != first:
+                _fail(f"frame {i}: the semantic token should be {first}, you gave {got[0]}: step 0 reads the frame's "
+                      "text token, so prev starts as [text_token]")
+            _fail(f"frame {i}: greedy tokens {got}, expected {want}: after each step append the token you chose to "
+                  "prev and run the depth transformer again; step k reads logits[k]")
+        for i in range(20):  # top-k sampling: every token among the k best, given the tokens before it
+            z = torch.randn(1, 16, generator=torch.Generator().manual_seed(100 + i))
+            got = _as_long(fn(depth, z, 3, temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(i)),
+                           "depth_step(..., top_k=2)").flatten().tolist()
+            prev = [3]
+            for k, tok in enumerate(got):
+                best = depth(z, torch.tensor([prev]))[k][0].topk(2).indices.tolist()
+                if tok not in best:
+                    _fail(f"with top_k=2, step {k} drew token {tok}, which is not among the 2 most likely {best}: keep "
+                          "the top_k logits (the others -inf) before the softmax")
+                prev.append(tok)
+        draws = {tuple(_as_long(fn(depth, torch.zeros(1, 16), 3, temperature=1.0,
+                                   generator=torch.Generator().manual_seed(s)), "depth_step").flatten().tolist())
+                 for s in range(30)}
+        if len(draws) == 1:
+            _fail("with temperature 1.0 and 30 different generators you always returned the same tokens: sample "
+                  "(torch.multinomial on the softmax, with the generator) instead of taking the argmax")
+    _ok("depth_step is correct: each audio token drawn given the text token and the tokens before it")

@@ -1,0 +1,81 @@
+"""Notebook 08's exercise checks accept the solutions and name the usual mistakes."""
+
+import pytest
+import torch
+
+from slm_course import checks
+from slm_course.checks.ch08 import _toy_depth
+
+
+def delay(grid, delays, fill):
+    S, T = grid.shape
+    out = torch.full((S, T + max(delays)), fill, dtype=grid.dtype)
+    for s, d in enumerate(delays):
+        out[s, d : d + T] = grid[s]
+    return out
+
+
+def undelay(grid, delays):
+    T = grid.shape[1] - max(delays)
+    return torch.stack([grid[s, d : d + T] for s, d in enumerate(delays)])
+
+
+def align_text(words, frames, first=1):
+    out, last = [0] * frames, -2
+    for tok, start in words:
+        f = max(int(start / 0.08), last + 2, first)
+        out[f - 1], out[f], last = 1, tok, f
+    return torch.tensor(out)
+
+
+def crowded(words, frames):
+    """Each word at its own start frame, whatever came before: crowded words overwrite each other's EPAD."""
+    out = [0] * frames
+    for tok, start in words:
+        f = max(int(start / 0.08), 1)
+        out[f - 1], out[f] = 1, tok
+    return torch.tensor(out)
+
+
+def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None):
+    prev = [text]
+    for k in range(len(depth.heads)):
+        logits = depth(z, torch.tensor([prev]))[k][0]
+        if temperature == 0:
+            prev.append(int(logits.argmax()))
+            continue
+        logits = logits / temperature
+        if top_k is not None:
+            logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
+        prev.append(int(torch.multinomial(logits.softmax(-1), 1, generator=generator)))
+    return torch.tensor(prev[1:])
+
+
+def test_the_solutions_pass(capsys):
+    checks.check_delay(delay)
+    checks.check_undelay(undelay)
+    checks.check_align_text(align_text)
+    with torch.no_grad():
+        checks.check_depth_step(depth_step)
+    assert capsys.readouterr().out.count("✓") == 4
+
+
+def test_usual_mistakes_are_named():
+    with pytest.raises(AssertionError, match="grows by max"):
+        checks.check_delay(lambda g, d, f: torch.stack([torch.roll(g[s], d[s]) for s in range(len(d))]))
+    with pytest.raises(AssertionError, match="row s starts"):
+        checks.check_delay(lambda g, d, f: delay(g, d, f).flip(1))
+    with pytest.raises(AssertionError, match="shorter"):
+        checks.check_undelay(lambda g, d: g)
+    with pytest.raises(AssertionError, match="no frame before it"):
+        checks.check_align_text(lambda w, n: align_text(w, n, first=0) if w and w[0][1] < 0.08 else align_text(w, n))
+    with pytest.raises(AssertionError, match="previous word's frame"):
+        checks.check_align_text(crowded)
+    with pytest.raises(AssertionError, match="semantic token should be"):
+        checks.check_depth_step(lambda d, z, t, **kw: depth_step(d, z, 0, **kw))
+    with pytest.raises(AssertionError, match="not among the 2 most likely"):
+        checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None:
+                                depth_step(d, z, t, temperature, None, generator))
+    with pytest.raises(AssertionError, match="sample"):
+        checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None: depth_step(d, z, t))
+    assert len(_toy_depth().heads) == 3
