@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from slm_course.moshi import FRAME_S, MoshiLM
+from slm_course.frame_codec import FRAME_S
+from slm_course.moshi import MoshiLM
 from slm_course.moshi_recipe import grids, rvq_of, words_of_text
 
 __all__ = ["ENDPOINT_S", "answer_test", "cascade_latency", "real_time_factor", "stream_nll", "streaming_asr",

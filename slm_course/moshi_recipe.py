@@ -18,7 +18,8 @@ from dataclasses import replace
 
 import torch
 
-from slm_course.moshi import EPAD, PAD, MelRVQ, MoshiConfig, MoshiLM, align_text, delay, frame_units, n_frames
+from slm_course.frame_codec import MelRVQ, frame_units, n_frames
+from slm_course.moshi import EPAD, PAD, MoshiConfig, MoshiLM, align_text, delay
 from slm_course.runtime import cached, digest
 from slm_course.speech_tokens import expand
 

@@ -154,7 +154,8 @@ def test_contributing_shows_the_current_layout():
     assert shown == table(), "CONTRIBUTING.md's layout table is stale: run `.venv/bin/python tests/test_layout.py`"
 
 
-MODEL_FILES = {"asr": 400, "codec": 400, "hubert": 400, "lm": 400, "ulm": 400, "units": 400, "audiolm": 600}
+MODEL_FILES = {"asr": 400, "codec": 400, "hubert": 400, "lm": 400, "ulm": 400, "units": 400, "audiolm": 600,
+               "moshi": 400}
 
 
 def test_model_files_stay_readable_in_one_sitting():

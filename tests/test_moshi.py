@@ -5,19 +5,8 @@ import math
 import pytest
 import torch
 
-from slm_course.moshi import (
-    EPAD,
-    FRAME_S,
-    PAD,
-    MelRVQ,
-    MoshiConfig,
-    MoshiLM,
-    align_text,
-    delay,
-    frame_units,
-    n_frames,
-    undelay,
-)
+from slm_course.frame_codec import FRAME_S, MelRVQ, frame_units, n_frames
+from slm_course.moshi import EPAD, PAD, MoshiConfig, MoshiLM, align_text, delay, undelay
 
 TINY = dict(text_vocab=12, n_semantic=7, levels=2, codebook_size=5, d_model=32, n_layers=1, depth_d_model=16,
             max_frames=40)

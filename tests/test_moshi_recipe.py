@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from slm_course.corpus.dialogues import DialogueSet, build_dialogues
-from slm_course.moshi import EPAD, FRAME_S, PAD, MoshiLM, n_frames, undelay
+from slm_course.frame_codec import FRAME_S, n_frames
+from slm_course.moshi import EPAD, PAD, MoshiLM, undelay
 from slm_course.moshi_recipe import GridBatches, config_for, encode_dialogues, grids, words_of_text
 from slm_course.speech_tokens import SpeechTokens
 
