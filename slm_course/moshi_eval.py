@@ -21,7 +21,7 @@ import torch
 
 from slm_course.frame_codec import FRAME_S
 from slm_course.moshi import MoshiLM
-from slm_course.moshi_recipe import grids, rvq_of, words_of_text
+from slm_course.moshi_recipe import grids, pad_grids, rvq_of, words_of_text
 
 __all__ = ["ENDPOINT_S", "answer_test", "cascade_latency", "real_time_factor", "stream_nll", "streaming_asr",
            "streaming_tts"]
@@ -39,11 +39,7 @@ def stream_nll(model: MoshiLM, data: dict, split: str = "test", batch_size: int 
     n = 0
     for i in range(0, len(gs), batch_size):
         chunk = gs[i : i + batch_size]
-        T = max(g.shape[1] for g in chunk)
-        grid = torch.full((len(chunk), chunk[0].shape[0], T), model.cfg.initial, dtype=torch.long)
-        for b, g in enumerate(chunk):
-            grid[b, :, : g.shape[1]] = g
-        out = model({"grid": grid})
+        out = model({"grid": pad_grids(chunk, model.cfg.initial)})
         for k, v in out.items():
             if k.endswith("_nll"):
                 totals[k] = totals.get(k, 0.0) + v * len(chunk)

@@ -23,7 +23,7 @@ from slm_course.moshi import EPAD, PAD, MoshiConfig, MoshiLM, align_text, delay
 from slm_course.runtime import cached, digest
 from slm_course.speech_tokens import expand
 
-__all__ = ["VARIANTS", "config_for", "grids", "load_moshi", "load_moshi_data", "train_moshi"]
+__all__ = ["VARIANTS", "config_for", "grids", "load_moshi", "load_moshi_data", "pad_grids", "train_moshi"]
 
 RECIPE = 1  # bump when the recipe changes in a way MoshiConfig does not show: cached models are rebuilt
 DATA = 1  # the layout of load_moshi_data's cached dict
@@ -133,6 +133,15 @@ def grids(records: Sequence[dict], cfg: MoshiConfig) -> list[torch.Tensor]:
     return out
 
 
+def pad_grids(grids: Sequence[torch.Tensor], fill: int) -> torch.Tensor:
+    """Grids ``(S, T_i)`` as one batch ``(B, S, max T_i)``, the shorter ones filled with ``fill`` (never scored)."""
+    T = max(g.shape[1] for g in grids)
+    out = torch.full((len(grids), grids[0].shape[0], T), fill, dtype=torch.long)
+    for b, g in enumerate(grids):
+        out[b, :, : g.shape[1]] = g
+    return out
+
+
 class GridBatches:
     """``step -> {"grid": (B, S, T)}``: random dialogues, padded with ``initial``, reproducible per step."""
 
@@ -142,11 +151,7 @@ class GridBatches:
     def __call__(self, step: int) -> dict:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         pick = torch.randint(0, len(self.grids), (self.batch_size,), generator=g).tolist()
-        T = max(self.grids[i].shape[1] for i in pick)
-        out = torch.full((self.batch_size, self.grids[0].shape[0], T), self.fill, dtype=torch.long)
-        for b, i in enumerate(pick):
-            out[b, :, : self.grids[i].shape[1]] = self.grids[i]
-        return {"grid": out}
+        return {"grid": pad_grids([self.grids[i] for i in pick], self.fill)}
 
 
 def train_moshi(data: dict, cfg: MoshiConfig, progress: bool = True) -> tuple[MoshiLM, object]:
