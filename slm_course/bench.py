@@ -38,6 +38,8 @@ BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
                     "the same with HuBERT units as semantic tokens: they carry the voice (notebook 06)"),
     "spiritlm": ("slm_course.spiritlm_recipe:bench_spiritlm",
                  "the cached speech+text LMs (notebook 07): interleaved, no interleaving, speech only, in 4 settings"),
+    "moshi": ("slm_course.moshi_eval:bench_moshi",
+              "the cached Moshi-style models (notebook 08): inner monologue, delays, depth transformer, full duplex"),
 }
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from IPython.display import Audio
     from matplotlib.axes import Axes
 
-__all__ = ["play", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_taxonomy", "plot_tokens", "plot_waveform"]
+__all__ = ["play", "play_stereo", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_taxonomy", "plot_tokens", "plot_waveform"]
 
 _KINDS = ("log_mel", "spectrogram", "mfcc")
 
@@ -47,6 +47,24 @@ def play(wav: torch.Tensor | np.ndarray, sr: int = SR) -> Audio:
     x = audio.check_wav(wav, sr)
     loud = float(x.abs().max()) > 0  # a peak of 0 cannot be normalised
     return Audio(data=x.detach().cpu().numpy(), rate=int(sr), normalize=loud)
+
+
+def play_stereo(left: torch.Tensor | np.ndarray, right: torch.Tensor | np.ndarray, sr: int = SR) -> Audio:
+    """A stereo player: ``left`` in the left ear, ``right`` in the right (say, a dialogue's user and system).
+
+    Both channels are scaled by the same factor, so the louder side stays louder; the shorter one is
+    padded with silence.
+    """
+    from IPython.display import Audio
+
+    a, b = audio.check_wav(left, sr, name="left"), audio.check_wav(right, sr, name="right")
+    n = max(len(a), len(b))
+    x = torch.zeros(2, n)
+    x[0, : len(a)], x[1, : len(b)] = a, b
+    peak = float(x.abs().max())
+    if peak > 0:
+        x = x / peak
+    return Audio(data=x.detach().cpu().numpy(), rate=int(sr), normalize=False)
 
 
 def plot_waveform(

@@ -284,45 +284,52 @@ class MoshiLM(nn.Module):
 
         ``user``: the user's tokens ``(1 + levels, frames)``, read one frame at a time as they would
         arrive (full duplex). ``forced``: ``(S_sys, frames)`` ids to keep instead of sampling, ``-1``
-        where the model chooses (a prompt; a transcript to speak; audio to transcribe).
+        where the model chooses (a prompt; a transcript to speak; audio to transcribe). Give both with
+        a leading batch dimension, ``(B, ..., frames)``, to run ``B`` dialogues at once: ``(B, S_sys, frames)``.
         """
         cfg = self.cfg
         S, L = cfg.n_system, frames + max(cfg.delays)
         if L > cfg.max_frames:
             raise ValueError(f"{frames} frames and the delays need {L} steps; this model holds {cfg.max_frames}")
-        streams = torch.full((cfg.n_streams, frames), -1, dtype=torch.long)
+        batched = any(x is not None and x.ndim == 3 for x in (user, forced))
+        B = next((x.shape[0] for x in (user, forced) if x is not None and x.ndim == 3), 1)
+        streams = torch.full((B, cfg.n_streams, frames), -1, dtype=torch.long)
         if cfg.user_streams:
-            if user is None or tuple(user.shape) != (1 + cfg.levels, frames):
-                raise ValueError(f"this model listens: give user tokens (1 + levels, frames) = {(1 + cfg.levels, frames)}")
-            streams[S:] = user
+            want = (B, 1 + cfg.levels, frames) if batched else (1 + cfg.levels, frames)
+            if user is None or tuple(user.shape) != want:
+                raise ValueError(f"this model listens: give user tokens (1 + levels, frames) = {want[-2:]}, "
+                                 "with a leading batch dimension to run several dialogues")
+            streams[:, S:] = user
         if forced is not None:
-            if tuple(forced.shape) != (S, frames):
-                raise ValueError(f"forced must be (S_sys, frames) = {(S, frames)}, -1 where the model samples")
-            streams[:S] = forced
+            want = (B, S, frames) if batched else (S, frames)
+            if tuple(forced.shape) != want:
+                raise ValueError(f"forced must be (S_sys, frames) = {(S, frames)} (batched: {(B, S, frames)}), "
+                                 "-1 where the model samples")
+            streams[:, :S] = forced
         if not cfg.inner_monologue:
-            streams[0] = PAD
-        known = delay(streams, cfg.delays, fill=cfg.initial)  # (S_all, L): -1 where the model samples
-        grid = known.clone()
+            streams[:, 0] = PAD
+        grid = delay(streams, cfg.delays, fill=cfg.initial)  # (B, S_all, L): -1 where the model samples
         was = self.training
         self.eval()
         caches = [{} for _ in self.temporal.blocks]
-        prev = torch.full((1, cfg.n_streams, 1), cfg.initial, dtype=torch.long)
+        prev = torch.full((B, cfg.n_streams, 1), cfg.initial, dtype=torch.long)
         for t in range(L):
-            z = self.temporal.hidden(prev, caches=caches, start=t)[:, -1]  # (1, d)
-            col = grid[:S, t].clone()
-            if col[0] < 0:
-                col[0] = sample_next(self.text_head(z), temperature, top_k, generator)[0]
+            z = self.temporal.hidden(prev, caches=caches, start=t)[:, -1]  # (B, d)
+            col = grid[:, :S, t].clone()
+            col[:, 0] = torch.where(col[:, 0] < 0, sample_next(self.text_head(z), temperature, top_k, generator),
+                                    col[:, 0])
             if cfg.depth:
                 for k in range(1, S):  # each audio token given the ones before it in this frame
-                    if col[k] < 0:
-                        logits = self.audio_logits(z, col.clamp_min(0)[None])[k - 1]
-                        col[k] = sample_next(logits, temperature, top_k, generator)[0]
+                    logits = self.audio_logits(z, col.clamp_min(0))[k - 1]
+                    col[:, k] = torch.where(col[:, k] < 0, sample_next(logits, temperature, top_k, generator),
+                                            col[:, k])
             else:
-                logits = self.audio_logits(z, col.clamp_min(0)[None])
+                logits = self.audio_logits(z, col.clamp_min(0))
                 for k in range(1, S):
-                    if col[k] < 0:
-                        col[k] = sample_next(logits[k - 1], temperature, top_k, generator)[0]
-            grid[:S, t] = col
-            prev = grid[:, t].clone()[None, :, None]
+                    col[:, k] = torch.where(col[:, k] < 0, sample_next(logits[k - 1], temperature, top_k, generator),
+                                            col[:, k])
+            grid[:, :S, t] = col
+            prev = grid[:, :, t : t + 1].clone()
         self.train(was)
-        return undelay(grid[:S], cfg.delays[:S])
+        out = undelay(grid[:, :S], cfg.delays[:S])
+        return out if batched else out[0]

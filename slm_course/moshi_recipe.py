@@ -23,11 +23,14 @@ from slm_course.moshi import EPAD, PAD, MoshiConfig, MoshiLM, align_text, delay
 from slm_course.runtime import cached, digest
 from slm_course.speech_tokens import expand
 
-__all__ = ["VARIANTS", "config_for", "grids", "load_moshi", "load_moshi_data", "pad_grids", "train_moshi"]
+__all__ = ["ONE_CHANNEL_STEPS", "STEPS", "VARIANTS", "config_for", "grids", "load_moshi", "load_moshi_data", "pad_grids", "train_moshi"]
 
 RECIPE = 1  # bump when the recipe changes in a way MoshiConfig does not show: cached models are rebuilt
 DATA = 1  # the layout of load_moshi_data's cached dict
 FIT_TURNS = 600  # training turns whose patches fit the acoustic quantiser
+STEPS = 800  # training steps of each two-channel variant: the held-out loss stops falling about here
+ONE_CHANNEL_STEPS = 400  # the delay-swap models: one channel, no dialogue to follow
+MAX_FRAMES = 144  # the longest dialogue (about 10.5 s) and its delays
 VARIANTS = {  # name -> what differs from the full model
     "full": {},
     "no_monologue": {"inner_monologue": False},
@@ -115,7 +118,8 @@ def config_for(data: dict, variant: str = "full", **overrides) -> MoshiConfig:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     base = MoshiConfig(text_vocab=2 + len(data["words"]), n_semantic=data["n_semantic"],
-                       levels=data["rvq"]["codebooks"].shape[0], codebook_size=data["rvq"]["codebooks"].shape[1])
+                       levels=data["rvq"]["codebooks"].shape[0], codebook_size=data["rvq"]["codebooks"].shape[1],
+                       max_frames=MAX_FRAMES, steps=ONE_CHANNEL_STEPS if variant in ONE_CHANNEL else STEPS)
     return replace(base, **{**VARIANTS[variant], **overrides})
 
 
@@ -170,12 +174,15 @@ def train_moshi(data: dict, cfg: MoshiConfig, progress: bool = True) -> tuple[Mo
     return model.eval(), history
 
 
-def load_moshi(variant: str = "full", config: MoshiConfig | None = None, *, corpus=None, rebuild: bool = False,
-               progress: bool = True) -> MoshiLM:
-    """A trained variant (see :data:`VARIANTS`), from the cache or trained now."""
+def load_moshi(variant: str = "full", config: MoshiConfig | None = None, *, data: dict | None = None, corpus=None,
+               rebuild: bool = False, progress: bool = True) -> MoshiLM:
+    """A trained variant (see :data:`VARIANTS`), from the cache or trained now.
+
+    ``data``: what :func:`load_moshi_data` returned, if you have it (loading it again takes seconds).
+    """
     from slm_course.train import model_record, restore
 
-    data = load_moshi_data(corpus=corpus, progress=progress)
+    data = data if data is not None else load_moshi_data(corpus=corpus, progress=progress)
     cfg = config if config is not None else config_for(data, variant)
 
     def build() -> dict:

@@ -66,6 +66,10 @@ STEPS: tuple[Step, ...] = (
          "the speech+text LM's recipe on speech alone (notebook 07)"),
     Step("spiritlm-expressive", ("normalizer", "extra-corpus", "text-lm"),
          "the speech+text LM on expressive tokens: units, pitch and style (notebook 07)"),
+    Step("moshi-data", ("normalizer",), "two-channel dialogues and their token streams at 12.5 Hz (notebook 08)"),
+    Step("moshi", ("moshi-data",), "the Moshi-style model with and without its inner monologue (notebook 08)"),
+    Step("moshi-ablations", ("moshi-data",), "its acoustic-delay and depth-transformer ablations (notebook 08)"),
+    Step("moshi-delay-swap", ("moshi-data",), "the same model as streaming ASR and streaming TTS (notebook 08)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -131,6 +135,14 @@ def _build(name: str) -> None:
         mix = {"spiritlm": "interleaved", "spiritlm-no-interleave": "no_interleave",
                "spiritlm-speech-only": "speech_only"}[name]
         spiritlm_recipe.load_spiritlm(SpiritConfig(mix=mix), progress=False)
+    elif name.startswith("moshi"):
+        from slm_course import moshi_recipe
+
+        variants = {"moshi-data": (), "moshi": ("full", "no_monologue"), "moshi-ablations": ("delay0", "independent"),
+                    "moshi-delay-swap": ("asr", "tts")}[name]
+        data = moshi_recipe.load_moshi_data(progress=False)
+        for variant in variants:
+            moshi_recipe.load_moshi(variant, data=data, progress=False)
     elif name == "vocoder":
         units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":

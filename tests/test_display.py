@@ -40,6 +40,16 @@ def test_play_returns_audio(wav: torch.Tensor) -> None:
     assert display.play(torch.zeros(100), SR).data[:4] == b"RIFF"  # silence plays (as silence)
 
 
+def test_play_stereo_has_two_channels(wav: torch.Tensor) -> None:
+    player = display.play_stereo(wav, 0.5 * wav[: SR // 2], SR)
+    header = player.data
+    assert header[:4] == b"RIFF" and int.from_bytes(header[22:24], "little") == 2  # two channels
+    frames = (len(header) - 44) // 4  # 16-bit samples, two per frame
+    assert frames == len(wav)  # the shorter side is padded to the longer
+    with pytest.raises(ValueError, match="sr|rate|sample"):
+        display.play_stereo(wav, wav, sr=0)
+
+
 def test_plot_waveform(wav: torch.Tensor) -> None:
     ax = display.plot_waveform(wav, SR, title="tone")
     assert ax.get_xlim() == pytest.approx((0, 1.5))

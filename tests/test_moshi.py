@@ -116,6 +116,20 @@ def test_generation_keeps_forced_tokens_and_listens_to_the_user():
         model.generate(60, user=torch.zeros(3, 60, dtype=torch.long))
 
 
+def test_a_batch_of_dialogues_generates_what_each_one_alone_does():
+    torch.manual_seed(0)
+    model = MoshiLM(MoshiConfig(**TINY)).eval()
+    users = torch.randint(0, 5, (3, 3, 10))
+    forced = torch.full((3, 4, 10), -1)
+    forced[1, 0] = torch.tensor([PAD, EPAD, 3, PAD, PAD, EPAD, 4, PAD, PAD, PAD])  # one row speaks a given text
+    together = model.generate(10, user=users, forced=forced, temperature=0.0)
+    assert together.shape == (3, 4, 10)
+    for b in range(3):
+        assert torch.equal(together[b], model.generate(10, user=users[b], forced=forced[b], temperature=0.0))
+    with pytest.raises(ValueError, match="batched"):
+        model.generate(10, user=users, forced=forced[:2])
+
+
 def test_the_temporal_transformer_is_causal_over_frames():
     torch.manual_seed(0)
     cfg = MoshiConfig(**TINY)

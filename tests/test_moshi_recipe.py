@@ -99,3 +99,66 @@ def test_answer_test_scores_what_the_recogniser_hears_and_times_the_turn(data):
     assert ex["latency_s"] is None or ex["latency_s"] > -q.end
     nll = stream_nll(model, d, "test")
     assert set(nll) == {"text_nll", "semantic_nll", "acoustic_nll"} and all(v > 0 for v in nll.values())
+
+
+def test_delay_swap_measures_refuse_the_wrong_variant_and_score_the_right_one(data):
+    from slm_course.moshi_eval import streaming_asr, streaming_tts
+
+    dset, d = data
+    small = {"max_frames": 200, "levels": 2, "codebook_size": 4, "d_model": 32, "depth_d_model": 16}
+    torch.manual_seed(0)
+    duplex, asr_model, tts_model = (MoshiLM(config_for(d, v, **small)) for v in ("full", "asr", "tts"))
+    with pytest.raises(ValueError, match="variant 'asr'"):
+        streaming_asr(duplex, d, n=1)
+    with pytest.raises(ValueError, match="variant 'tts'"):
+        streaming_tts(asr_model, d, EchoAsr("x"), n=1)
+    assert streaming_asr(asr_model, d, n=1) >= 0
+    said = words_of_text(d["test"][0]["system_text"].tolist(), d["words"])
+    assert streaming_tts(tts_model, d, EchoAsr(said), n=1) == 0.0  # the recogniser hears the text: no error
+
+
+def test_transcript_nll_weights_by_tokens_and_skips_empty_transcripts():
+    from types import SimpleNamespace
+
+    from slm_course.moshi_eval import transcript_nll
+
+    class Chars:
+        def encode(self, text, bos=False):
+            return [1] * bos + [ord(c) for c in text]
+
+    class FlatModel:  # every next token costs the same: 2.0 nats, except a text's first, which costs 5.0
+        cfg = SimpleNamespace(max_len=64)
+
+        def __call__(self, batch):
+            n = batch["tokens"].shape[1] - 1
+            return {"loss": torch.tensor((5.0 + 2.0 * (n - 1)) / n)}
+
+    lm = SimpleNamespace(tokenizer=Chars(), model=FlatModel())
+    assert transcript_nll(lm, ["ab", "", "abcd"]) == pytest.approx((5 + 2 + 5 + 2 * 3) / 6)
+    assert transcript_nll(lm, ["", "  "]) != transcript_nll(lm, ["", "  "])  # nan when nothing was heard
+
+
+def test_answer_test_can_give_the_true_answer_text_and_the_model_keeps_it(data):
+    from slm_course.moshi_eval import answer_test
+
+    dset, d = data
+    small = {"max_frames": 200, "levels": 2, "codebook_size": 4, "d_model": 32, "depth_d_model": 16}
+    torch.manual_seed(0)
+    model = MoshiLM(config_for(d, **small))
+    rec = d["test"][0]
+    a = dset[rec["id"]].exchanges[0][1]
+    res = answer_test(model, d, dset, EchoAsr("x"), n=1, give_text=True)
+    said = res["examples"][0]["monologue"]
+    assert said == a.text.rstrip(".?").replace(",", "")  # the first answer's words, and nothing after them
+    with pytest.raises(ValueError, match="inner monologue"):
+        answer_test(MoshiLM(config_for(d, "no_monologue", **small)), d, dset, EchoAsr("x"), n=1, give_text=True)
+
+
+@pytest.mark.parametrize("bad", [{"n": 0}, {"n": 1.5}, {"listen_s": 0}, {"temperature": -1}])
+def test_answer_test_says_what_is_wrong_with_its_arguments(data, bad):
+    from slm_course.moshi_eval import answer_test
+
+    dset, d = data
+    model = MoshiLM(config_for(d, max_frames=200, levels=2, codebook_size=4, d_model=32, depth_d_model=16))
+    with pytest.raises(ValueError, match="n >= 1"):
+        answer_test(model, d, dset, EchoAsr("x"), **{"n": 1, **bad})

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ._common import _fail, _ok
+from .quiz import Question
 
 __all__ = ["check_align_text", "check_delay", "check_depth_step", "check_undelay"]
 
@@ -142,3 +143,66 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
             _fail("with temperature 1.0 and 30 different generators you always returned the same tokens: sample "
                   "(torch.multinomial on the softmax, with the generator) instead of taking the argmax")
     _ok("depth_step is correct: each audio token drawn given the text token and the tokens before it")
+
+
+QUIZ = (
+    Question(
+        "A dialogue lasts 10 s. At 12.5 frames/s, with an acoustic delay of 1 frame and the text in step with "
+        "the semantic tokens, how many steps does the temporal transformer take to read or write it all?",
+        answer=126,
+        tolerance=0,
+        hint="notebook 08, section 2: frames = seconds x 12.5, and delay() adds max(delays) frames",
+    ),
+    Question(
+        "Why does a one-frame acoustic delay lower the acoustic tokens' NLL?",
+        choices=(
+            "a) the model has one more step to compute, so it is larger",
+            "b) the acoustic tokens of a frame are then predicted with that frame's semantic token already in "
+            "the temporal context, so they need only say how it sounds",
+            "c) the acoustic tokens are then scored on fewer frames",
+            "d) the user's audio is then heard one frame earlier",
+        ),
+        answer="b",
+        hint="notebook 08, sections 2 and 5: what one column of the delayed grid holds",
+    ),
+    Question(
+        "What do independent per-codebook heads assume that the depth transformer does not?",
+        choices=(
+            "a) that the text token is known",
+            "b) that a frame's audio tokens are independent of each other given the past frames",
+            "c) that the codebooks have the same size",
+            "d) that the user is silent",
+        ),
+        answer="b",
+        hint="notebook 08, section 5: residual levels refine the same patch",
+    ),
+    Question(
+        "The same architecture becomes a streaming recogniser when it is trained with ...",
+        choices=(
+            "a) the text two frames before the audio, and given text at inference",
+            "b) the text two frames after the audio, and given audio at inference",
+            "c) no text stream at all",
+            "d) the user's streams removed and a larger depth transformer",
+        ),
+        answer="b",
+        hint="notebook 08, section 7: which stream is known when the model writes the other",
+    ),
+    Question(
+        "One generation step takes 12 ms of compute for a frame of 80 ms. What is the real-time factor?",
+        answer=0.15,
+        tolerance=0.005,
+        hint="notebook 08, section 6: seconds of compute per second of audio",
+    ),
+    Question(
+        "Why does the cascade's latency include a wait that Moshi's does not?",
+        choices=(
+            "a) its recogniser is slower than Moshi's depth transformer",
+            "b) it must wait for a silence long enough to decide that the user has finished before it starts; "
+            "Moshi hears every frame and decides itself when to speak",
+            "c) eSpeak needs half a second to start",
+            "d) its text LM reads the whole dialogue again",
+        ),
+        answer="b",
+        hint="notebook 08, section 6: the latency beside the cascade's",
+    ),
+)
