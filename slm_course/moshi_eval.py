@@ -221,7 +221,7 @@ def bench_moshi(n_answers: int = 100, n_stream: int = 60) -> dict:
     """Every variant of notebook 08 (cached, or trained with its recipe), measured on held-out users' dialogues."""
     from slm_course.asr_recipe import load_asr
     from slm_course.cascade import Cascade
-    from slm_course.corpus.dialogues import load_dialogues
+    from slm_course.corpus.dialogues import answer_candidates, load_dialogues
     from slm_course.moshi_recipe import VARIANTS, load_moshi, load_moshi_data
     from slm_course.textlm import load_text_lm
 
@@ -236,6 +236,8 @@ def bench_moshi(n_answers: int = 100, n_stream: int = 60) -> dict:
         key = "inner_monologue" if v == "full" else "no_monologue"
         out[f"answer_acc_{key}"] = round(res["accuracy"], 3)
         out[f"answer_acc_by_kind_{key}"] = {k: round(a, 3) for k, a in res["by_kind"].items()}
+        out["answer_chance"] = round(float(np.mean([1 / len(answer_candidates(r["question"]))
+                                                     for r in res["examples"]])), 3)
         out[f"transcript_nll_{key}"] = round(transcript_nll(text_lm, [r["heard"] for r in res["examples"]]), 3)
         if v == "full":
             given = answer_test(models[v], data, dset, asr, n=n_answers, give_text=True)
