@@ -259,5 +259,8 @@ def bench_moshi(n_answers: int = 100, n_stream: int = 60) -> dict:
         out["real_time_factor"] = round(real_time_factor(full, data), 3)
     finally:
         torch.set_num_threads(torch_threads)
+    # live, the first answering sample plays once its frame's acoustic tokens exist (the acoustic delay), plus a step
+    out["first_audio_ms"] = round(out["turn_latency_ms"] + (full.cfg.acoustic_delay + out["real_time_factor"])
+                                  * FRAME_S * 1000)
     out |= {f"cascade_{k}": round(v) for k, v in cascade_latency(Cascade(asr, text_lm), data, dset).items()}
     return out
