@@ -220,11 +220,12 @@ class CtcAsr(nn.Module):
             x = self.time_mask(x)
         return x[:, 0].transpose(1, 2)
 
-    def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame log-probabilities ``(B, T', V)`` (33 Hz by default) and their lengths ``(B,)``.
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's two views of ``(B, T, n_mels)`` features: the convolutions' frames ``(B, T', C)``, the
+        GRU's states ``(B, T', 2H)`` (33 Hz by default), and their lengths ``(B,)``.
 
-        ``feats`` is ``(B, T, n_mels)`` (zero-padded) and ``lengths`` its real frame counts ``(B,)``.
-        Padding does not change the result: an utterance scores the same alone or in a batch.
+        The convolutions' frames still say much about the voice; the GRU's, trained for characters, say more
+        about the words (notebook 09 hands both to a text LM). Padding does not change the result.
         """
         if feats.ndim != 3 or feats.shape[2] != self.config.n_mels:
             raise ValueError(
@@ -247,6 +248,15 @@ class CtcAsr(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
         y, _ = self.rnn(packed)
         y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])  # (B, T', 2H)
+        return x, y, out_lengths
+
+    def log_probs(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame log-probabilities ``(B, T', V)`` (33 Hz by default) and their lengths ``(B,)``.
+
+        ``feats`` is ``(B, T, n_mels)`` (zero-padded) and ``lengths`` its real frame counts ``(B,)``.
+        Padding does not change the result: an utterance scores the same alone or in a batch.
+        """
+        _, y, out_lengths = self.encode(feats, lengths)
         return self.head(self.drop(y)).log_softmax(dim=-1), out_lengths  # (B, T', V), (B,)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -151,14 +151,28 @@ class LM(nn.Module):
                          hint="did you tokenize with a different vocabulary?")
 
     # --- the model ----------------------------------------------------------------------------
-    def hidden(self, tokens: torch.Tensor, extra: dict | None = None, caches: list | None = None,
-               start: int = 0) -> torch.Tensor:
-        """Final hidden states (B, T, C) for tokens (B, T) or (B, S, T)."""
-        tokens = self._check_tokens(tokens, start)
-        streams = tokens.unsqueeze(1) if tokens.dim() == 2 else tokens  # (B, S, T)
-        T = streams.shape[-1]
-        x = sum(emb(streams[:, s]) for s, emb in enumerate(self.tok_emb))  # (B, T, C)
-        x = x + self.pos_emb(torch.arange(start, start + T, device=tokens.device))
+    def hidden(self, tokens: torch.Tensor | None, extra: dict | None = None, caches: list | None = None,
+               start: int = 0, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, C) for tokens (B, T) or (B, S, T).
+
+        `embeds` (B, T, C), given instead of `tokens`, are input vectors used in place of the token
+        embeddings: a speech-aware LM (notebook 09) feeds an adapter's outputs this way.
+        """
+        if embeds is not None:
+            if tokens is not None:
+                raise ValueError("give tokens or embeds, not both: embeds replace the token embeddings.")
+            if embeds.dim() != 3 or embeds.shape[-1] != self.cfg.d_model or embeds.shape[1] == 0:
+                raise ValueError(f"embeds must be (B, T, {self.cfg.d_model}) with T >= 1, got {tuple(embeds.shape)}")
+            if start + embeds.shape[1] > self.cfg.max_len:
+                raise ValueError(f"sequence of {start + embeds.shape[1]} positions is longer than "
+                                 f"max_len={self.cfg.max_len}; crop it.")
+            x, T, device = embeds, embeds.shape[1], embeds.device
+        else:
+            tokens = self._check_tokens(tokens, start)
+            streams = tokens.unsqueeze(1) if tokens.dim() == 2 else tokens  # (B, S, T)
+            T, device = streams.shape[-1], tokens.device
+            x = sum(emb(streams[:, s]) for s, emb in enumerate(self.tok_emb))  # (B, T, C)
+        x = x + self.pos_emb(torch.arange(start, start + T, device=device))
         for name, ids in (extra or {}).items():
             if name not in self.extra_emb:
                 raise KeyError(f"no extra embedding {name!r}; this model has {list(self.extra_emb)}.")

@@ -65,6 +65,24 @@ def test_streams_extra_embeddings_and_weight_tying():
     assert small(tie_weights=False).num_params() > tied.num_params()
 
 
+def test_input_vectors_can_replace_the_token_embeddings():
+    torch.manual_seed(0)
+    model = LM(LMConfig(vocab_size=12, d_model=32, n_heads=2, max_len=16)).eval()
+    tokens = torch.randint(0, 12, (2, 6))
+    embeds = model.tok_emb[0](tokens)
+    assert torch.allclose(model.hidden(None, embeds=embeds), model.hidden(tokens), atol=1e-6)
+    caches = [{} for _ in model.blocks]  # and with the key/value cache, a few vectors at a time
+    first = model.hidden(None, embeds=embeds[:, :4], caches=caches)
+    rest = model.hidden(None, embeds=embeds[:, 4:], caches=caches, start=4)
+    assert torch.allclose(torch.cat([first, rest], 1), model.hidden(tokens), atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        model.hidden(tokens, embeds=embeds)
+    with pytest.raises(ValueError, match=r"\(B, T, 32\)"):
+        model.hidden(None, embeds=embeds[..., :8])
+    with pytest.raises(ValueError, match="max_len"):
+        model.hidden(None, embeds=torch.zeros(1, 17, 32))
+
+
 def test_score_sums_log_probs():
     m = small()
     x = torch.randint(0, 23, (2, 8))

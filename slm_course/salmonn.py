@@ -1,0 +1,292 @@
+"""A speech-aware text LM (notebook 09): a frozen text LM that reads speech through an adapter, SALMONN / Qwen-Audio style.
+
+The third family of spoken language models models p(text | speech, text). A text LM trained on text
+alone stays frozen; a frozen speech encoder hears the audio; a small trained *adapter* turns the
+encoder's frames into vectors that the LM reads where it would read word embeddings; LoRA lets the
+LM's attention change a little without touching its weights. This file is the model; its data,
+training and measurements are :mod:`slm_course.salmonn_recipe`.
+
+- :class:`PoolAdapter` (Qwen-Audio): average the encoder's frames in groups of ``stride``, then an MLP
+  to the LM's width: one LM position per ``stride`` frames.
+- :class:`WindowQFormer` (SALMONN): cut the frames into windows of ``window`` frames; in each window,
+  ``n_queries`` learned query vectors attend to the window's frames (a Q-Former layer: self-attention
+  among the queries, cross-attention to the frames, an MLP), then a projection to the LM's width.
+- :func:`add_lora` puts LoRA (Hu et al., 2021) on the LM's attention through ``peft``, the field's
+  library: each target ``nn.Linear`` computes ``W x + (alpha / r) * B A x`` with ``A`` (r x in) and
+  ``B`` (out x r, zero at the start) trained and ``W`` frozen. :func:`set_lora_scale` scales the update
+  at test time (SALMONN's remedy for task over-fitting).
+- :class:`SpeechAwareLM` builds the sequence ``<bos> <audio> a_1 .. a_N </audio> prompt <reply> answer
+  <eos>``: the audio slots hold the adapter's vectors, the rest are the frozen LM's character
+  embeddings, and a few *new* tokens (``<audio>``, ``</audio>``, ``<reply>``, task tags) get trained
+  embedding rows of their own. The loss is the answer's next-token loss; nothing else is predicted.
+
+>>> from slm_course.lm import LM, LMConfig
+>>> lm = LM(LMConfig(vocab_size=8, d_model=32, n_heads=2))
+>>> model = SpeechAwareLM(lm, PoolAdapter(12, 32), n_new_tokens=3)
+>>> tokens = torch.tensor([[0, 8, AUDIO, AUDIO, 9, 3, 10, 4, 1]])
+>>> out = model({"feats": torch.randn(1, 4, 12), "feat_lengths": torch.tensor([4]), "tokens": tokens,
+...              "targets": torch.tensor([[-100] * 6 + [4, 1, -100]])})
+>>> out["loss"].shape, out["logits"].shape
+(torch.Size([]), torch.Size([1, 9, 11]))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slm_course.lm import IGNORE, LM
+
+__all__ = ["AUDIO", "PoolAdapter", "SpeechAwareLM", "WindowQFormer", "add_lora", "frozen_digest", "set_lora_scale"]
+
+AUDIO = -1  # the id that marks an audio slot in a token row: the adapter's next vector goes there
+
+
+def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) True on the first ``lengths[b]`` positions of each row."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _check_frames(feats: torch.Tensor, lengths: torch.Tensor, d_in: int) -> torch.Tensor:
+    if not isinstance(feats, torch.Tensor) or feats.dim() != 3 or feats.shape[2] != d_in:
+        shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+        raise ValueError(f"feats must be (B, T, {d_in}) encoder frames, got {shape}; "
+                         "make them with salmonn_recipe.encode_speech")
+    lengths = torch.as_tensor(lengths, dtype=torch.long, device=feats.device)
+    if lengths.shape != (feats.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > feats.shape[1]:
+        raise ValueError(f"feat_lengths must hold one frame count in [1, {feats.shape[1]}] per row "
+                         f"({feats.shape[0]}), got {lengths.tolist()}")
+    return lengths
+
+
+class PoolAdapter(nn.Module):
+    """Qwen-Audio's adapter: average-pool the frames by ``stride`` (padding left out of each mean), then an MLP."""
+
+    def __init__(self, d_in: int, d_lm: int, stride: int = 2, hidden: int = 256, n_global: int = 0) -> None:
+        super().__init__()
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride must be a positive int (frames per LM position), got {stride!r}")
+        if n_global not in (0, 1):
+            raise ValueError(f"n_global must be 0 or 1 (one vector: the mean of all frames), got {n_global!r}")
+        self.d_in, self.stride, self.n_global = d_in, stride, n_global
+        self.norm = nn.LayerNorm(d_in)
+        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_lm))
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """LM positions per utterance: the global vector if there is one, then ceil(frames / stride)."""
+        return (torch.as_tensor(lengths) + self.stride - 1) // self.stride + self.n_global
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d_in) frames -> (B, ceil(T / stride), d_lm) vectors and their lengths (B,)."""
+        lengths = _check_frames(feats, lengths, self.d_in)
+        B, T, D = feats.shape
+        pad = -T % self.stride
+        x = F.pad(self.norm(feats) * _mask(lengths, T)[..., None], (0, 0, 0, pad))  # (B, T + pad, D)
+        count = F.pad(_mask(lengths, T).float(), (0, pad)).view(B, -1, self.stride).sum(-1)  # (B, T')
+        pooled = x.view(B, -1, self.stride, D).sum(2) / count.clamp(min=1)[..., None]  # (B, T', D)
+        if self.n_global:  # the whole utterance's mean first (padding stays at the end): who speaks and how
+            pooled = torch.cat([x.sum(1, keepdim=True) / lengths[:, None, None], pooled], 1)
+        return self.mlp(pooled), self.out_lengths(lengths)
+
+
+class WindowQFormer(nn.Module):
+    """SALMONN's window-level Q-Former: ``n_queries`` learned queries per window of ``window`` frames.
+
+    In each window, the queries attend to each other and to the window's frames (plus a position
+    embedding within the window), through ``n_layers`` Transformer decoder layers; a linear layer maps
+    each query's output to the LM's width.
+    """
+
+    def __init__(self, d_in: int, d_lm: int, window: int = 4, n_queries: int = 1, d_model: int = 128,
+                 n_layers: int = 1, n_heads: int = 4, n_global: int = 0) -> None:
+        super().__init__()
+        for name, value in (("window", window), ("n_queries", n_queries), ("n_layers", n_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(n_global, bool) or not isinstance(n_global, int) or n_global < 0:
+            raise ValueError(f"n_global must be an int >= 0 (queries over the whole utterance), got {n_global!r}")
+        self.d_in, self.window, self.n_queries, self.n_global = d_in, window, n_queries, n_global
+        self.global_queries = nn.Parameter(torch.randn(n_global, d_model) * 0.02)
+        self.inp = nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, d_model))
+        self.pos = nn.Parameter(torch.randn(window, d_model) * 0.02)  # where in its window a frame is
+        self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.TransformerDecoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True, norm_first=True)
+            for _ in range(n_layers))
+        self.out = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_lm))
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """LM positions per utterance: the global queries first, then ceil(frames / window) * n_queries."""
+        return (torch.as_tensor(lengths) + self.window - 1) // self.window * self.n_queries + self.n_global
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d_in) frames -> (B, ceil(T / window) * n_queries, d_lm) vectors and their lengths (B,)."""
+        lengths = _check_frames(feats, lengths, self.d_in)
+        B, T, _ = feats.shape
+        W, Q = self.window, self.n_queries
+        pad = -T % W
+        x = F.pad(self.inp(feats), (0, 0, 0, pad))  # (B, T + pad, d)
+        n = x.shape[1] // W
+        frames = x.view(B * n, W, -1) + self.pos  # one row per window
+        padding = ~F.pad(_mask(lengths, T), (0, pad)).view(B * n, W)  # True where a frame is padding
+        padding[:, 0] = False  # a window of padding only still attends somewhere; its output is dropped
+        q = self.queries.expand(B * n, Q, -1)
+        for layer in self.layers:
+            q = layer(q, frames, memory_key_padding_mask=padding)
+        out = self.out(q).reshape(B, n * Q, -1)
+        if self.n_global:  # utterance-level queries over every frame (SALMONN's paper compares this Q-Former too)
+            g = self.global_queries.expand(B, -1, -1)
+            every = frames.reshape(B, n * W, -1)
+            for layer in self.layers:
+                g = layer(g, every, memory_key_padding_mask=~F.pad(_mask(lengths, T), (0, pad)))
+            out = torch.cat([self.out(g), out], 1)  # first, so that padding stays at the end
+        return out, self.out_lengths(lengths)
+
+
+def add_lora(lm: LM, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("qkv", "proj")) -> LM:
+    """Freeze ``lm`` and put LoRA on its attention's linear layers (``peft``), in place; returns ``lm``.
+
+    Only the LoRA matrices are trainable afterwards. ``B`` starts at zero, so the LM computes exactly
+    what it did before training.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank must be a positive int (e.g. 8), got {rank!r}")
+    lm.requires_grad_(False)
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets)), lm)
+    return lm
+
+
+def lora_layers(model: nn.Module) -> list[nn.Module]:
+    """The ``peft`` LoRA layers inside ``model``."""
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def set_lora_scale(model: nn.Module, factor: float) -> None:
+    """Scale every LoRA update in ``model`` to ``factor`` times its trained size (1 = as trained, 0 = the frozen LM)."""
+    if not (isinstance(factor, int | float) and not isinstance(factor, bool) and factor >= 0):
+        raise ValueError(f"factor must be a number >= 0 (1 = as trained, 0 = LoRA off), got {factor!r}")
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("this model has no LoRA layers (build it with add_lora).")
+    for layer in layers:
+        for name in layer.lora_A:
+            layer.scaling[name] = factor * layer.lora_alpha[name] / layer.r[name]
+
+
+def frozen_digest(lm: LM) -> str:
+    """A SHA-256 of the LM's own weights (LoRA matrices excluded): equal before and after training if they stayed frozen."""
+    h = hashlib.sha256()
+    weights = {name.replace(".base_layer", ""): t for name, t in lm.state_dict().items() if "lora_" not in name}
+    for name, tensor in sorted(weights.items()):  # names as before peft wrapped a layer
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class SpeechAwareLM(nn.Module):
+    """A frozen LM + an adapter + ``n_new_tokens`` trained embedding rows (ids ``V .. V + n - 1``).
+
+    ``forward(batch)`` takes ``feats`` (B, T, d_in) and ``feat_lengths`` (B,) (the encoder's frames),
+    ``tokens`` (B, L) with :data:`AUDIO` in the audio slots (exactly as many per row as the adapter
+    gives for that row), and ``targets`` (B, L) with ``IGNORE`` everywhere but the answer; it returns
+    ``{"loss", "logits"}``. The LM's tied head is extended with the new rows, so new tokens can also
+    be predicted.
+    """
+
+    def __init__(self, lm: LM, adapter: nn.Module, n_new_tokens: int) -> None:
+        super().__init__()
+        if not isinstance(lm, LM) or lm.cfg.n_streams != 1 or not lm.cfg.tie_weights:
+            raise ValueError("lm must be a single-stream LM with tied weights (the course's text LM)")
+        self.lm, self.adapter = lm, adapter
+        self.vocab = lm.cfg.vocab_size
+        self.new_emb = nn.Embedding(n_new_tokens, lm.cfg.d_model)
+        nn.init.normal_(self.new_emb.weight, std=0.02)
+
+    @property
+    def vocab_size(self) -> int:
+        """The frozen LM's tokens and the new ones."""
+        return self.vocab + self.new_emb.num_embeddings
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids (no AUDIO) -> (B, L, d): the frozen table for ids < V, the new rows above."""
+        old = self.lm.tok_emb[0](tokens.clamp(max=self.vocab - 1))
+        new = self.new_emb((tokens - self.vocab).clamp(min=0))
+        return torch.where((tokens >= self.vocab)[..., None], new, old)
+
+    def inputs(self, feats: torch.Tensor, feat_lengths: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The LM's input vectors: token embeddings, with the adapter's vectors in the AUDIO slots."""
+        if tokens.dim() != 2 or int(tokens.max()) >= self.vocab_size or int(tokens.min()) < AUDIO:
+            raise ValueError(f"tokens must be (B, L) ids in 0..{self.vocab_size - 1} or AUDIO ({AUDIO}) slots")
+        audio, n = self.adapter(feats, feat_lengths)  # (B, N, d), (B,)
+        slots = tokens == AUDIO
+        if not torch.equal(slots.sum(1).cpu(), n.cpu()):
+            raise ValueError(f"each row needs as many AUDIO slots as the adapter gives ({n.tolist()}), "
+                             f"got {slots.sum(1).tolist()}; build rows with salmonn_recipe.Prompter")
+        x = self.embed(tokens.clamp(min=0))
+        x = x.masked_scatter(slots[..., None], audio[_mask(n.to(audio.device), audio.shape[1])])
+        return x
+
+    def logits_of(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) hidden states -> (B, L, V + n): the frozen LM's tied head, with the new rows."""
+        return h @ torch.cat([self.lm.tok_emb[0].weight, self.new_emb.weight]).T
+
+    def forward(self, batch: dict) -> dict:
+        x = self.inputs(batch["feats"], batch["feat_lengths"], batch["tokens"])
+        logits = self.logits_of(self.lm.hidden(None, embeds=x))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE)
+        return {"loss": loss, "logits": logits}
+
+    @torch.no_grad()
+    def generate(self, feats: torch.Tensor, feat_lengths: torch.Tensor, prompts: Sequence[Sequence[int]],
+                 max_new_tokens: int, stop_token: int, banned: Sequence[int] = ()) -> list[list[int]]:
+        """Greedy answers, one per row: ``prompts[b]`` (ids with AUDIO slots, ending where the answer starts).
+
+        Decodes with the LM's key/value cache. Rows whose prompts have the same length decode together
+        (positions are absolute, so a batch must start its answers at one position).
+        """
+        if len(prompts) != feats.shape[0]:
+            raise ValueError(f"one prompt per row: {feats.shape[0]} rows, {len(prompts)} prompts")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        longest = max(len(p) for p in prompts)
+        if longest + max_new_tokens > self.lm.cfg.max_len:
+            raise ValueError(f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) exceeds the LM's "
+                             f"max_len ({self.lm.cfg.max_len}); ask for fewer tokens")
+        was = self.training
+        self.eval()
+        rows = torch.full((len(prompts), longest), self.vocab - 1, dtype=torch.long)
+        for b, p in enumerate(prompts):
+            rows[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+        x = self.inputs(feats, feat_lengths, rows.to(feats.device))  # (B, longest, d)
+        answers: list[list[int]] = [[] for _ in prompts]
+        by_length: dict[int, list[int]] = {}
+        for b, p in enumerate(prompts):
+            by_length.setdefault(len(p), []).append(b)
+        for n, group in by_length.items():
+            caches: list[dict] = [{} for _ in self.lm.blocks]
+            h = self.lm.hidden(None, embeds=x[group, :n], caches=caches)[:, -1:]
+            done = torch.zeros(len(group), dtype=torch.bool)
+            for step in range(max_new_tokens):
+                logits = self.logits_of(h)[:, -1]
+                if len(banned):
+                    logits[:, list(banned)] = float("-inf")
+                nxt = logits.argmax(-1)
+                for k, b in enumerate(group):
+                    if not done[k]:
+                        if int(nxt[k]) == stop_token:
+                            done[k] = True
+                        else:
+                            answers[b].append(int(nxt[k]))
+                if bool(done.all()) or step + 1 == max_new_tokens:
+                    break
+                h = self.lm.hidden(None, embeds=self.embed(nxt[:, None]), caches=caches, start=n + step)
+        self.train(was)
+        return answers

@@ -1,0 +1,221 @@
+"""The speech-aware text LM's parts (notebook 09): adapters, LoRA, the frozen LM with new tokens, the prompts."""
+
+import pytest
+import torch
+from torch import nn
+
+from slm_course.lm import IGNORE, LM, LMConfig
+from slm_course.salmonn import (
+    AUDIO,
+    PoolAdapter,
+    SpeechAwareLM,
+    WindowQFormer,
+    add_lora,
+    frozen_digest,
+    lora_layers,
+    set_lora_scale,
+)
+from slm_course.salmonn_recipe import (
+    NEW_TOKENS,
+    PROMPTS,
+    SEEN_FAMILIES,
+    TASKS,
+    Prompter,
+    answer_of,
+    arithmetic_answer,
+    collate,
+    follows_continue,
+)
+from slm_course.text import CharTokenizer
+
+
+def tiny_lm(vocab: int = 10) -> LM:
+    torch.manual_seed(0)
+    return LM(LMConfig(vocab_size=vocab, d_model=32, n_heads=2, max_len=64))
+
+
+def test_pool_adapter_is_a_masked_mean_of_stride_frames_then_the_mlp():
+    torch.manual_seed(0)
+    ad = PoolAdapter(6, 8, stride=3)
+    x = torch.randn(2, 7, 6)
+    out, n = ad(x, torch.tensor([7, 4]))
+    assert out.shape == (2, 3, 8) and n.tolist() == [3, 2]
+    normed = ad.norm(x)
+    by_hand = [normed[0, 0:3].mean(0), normed[0, 3:6].mean(0), normed[0, 6:7].mean(0), normed[1, 3:4].mean(0)]
+    got = [out[0, 0], out[0, 1], out[0, 2], out[1, 1]]
+    for want, have in zip(by_hand, got):
+        assert torch.allclose(ad.mlp(want), have, atol=1e-6)
+    alone, _ = ad(x[1:, :4], torch.tensor([4]))  # padding does not leak into the means
+    assert torch.allclose(alone[0], out[1, :2], atol=1e-6)
+    ad.n_global = 1  # one more vector at the end: the mean of every frame
+    out_g, n_g = ad(x, torch.tensor([7, 4]))
+    assert n_g.tolist() == [4, 3] and torch.allclose(out_g[:, 1:], out, atol=1e-6)
+    assert torch.allclose(out_g[1, 0], ad.mlp(normed[1, :4].mean(0)), atol=1e-6)
+
+
+def test_window_qformer_gives_n_queries_per_window_and_windows_do_not_mix():
+    torch.manual_seed(0)
+    qf = WindowQFormer(6, 8, window=4, n_queries=2, d_model=16, n_heads=2).eval()
+    x = torch.randn(1, 10, 6)
+    out, n = qf(x, torch.tensor([10]))
+    assert out.shape == (1, 6, 8) and n.tolist() == [6]  # 3 windows x 2 queries
+    y = x.clone()
+    y[0, 5] += torch.randn(6)  # a frame of the second window (not a constant shift: the input LayerNorm removes it)
+    out2, _ = qf(y, torch.tensor([10]))
+    changed = (out2 - out).abs().amax(-1)[0] > 1e-6
+    assert changed.tolist() == [False, False, True, True, False, False]
+    padded = torch.cat([x, torch.randn(1, 5, 6)], 1)  # padding after the end changes nothing
+    out3, n3 = qf(padded, torch.tensor([10]))
+    assert n3.tolist() == [6] and torch.allclose(out3[0, :6], out[0], atol=1e-5)
+    with pytest.raises(ValueError, match="encoder frames"):
+        qf(torch.randn(1, 10, 5), torch.tensor([10]))
+    torch.manual_seed(0)
+    qg = WindowQFormer(6, 8, window=4, n_queries=2, d_model=16, n_heads=2, n_global=1).eval()
+    out_g, n_g = qg(x, torch.tensor([10]))
+    assert out_g.shape == (1, 7, 8) and n_g.tolist() == [7]
+    out_g2, _ = qg(y, torch.tensor([10]))
+    changed = (out_g2 - out_g).abs().amax(-1)[0] > 1e-6
+    assert changed.tolist() == [True, False, False, True, True, False, False]  # the global query hears every frame
+    out_g3, _ = qg(padded, torch.tensor([10]))
+    assert torch.allclose(out_g3[0, :7], out_g[0], atol=1e-5)
+    with pytest.raises(ValueError, match="window"):
+        WindowQFormer(6, 8, window=0)
+
+
+def test_lora_starts_as_the_frozen_lm_and_is_w_plus_scaled_ba():
+    lm = tiny_lm()
+    tokens = torch.randint(0, 10, (2, 7))
+    before = lm.logits(tokens)
+    digest = frozen_digest(lm)
+    add_lora(lm, rank=4, alpha=8.0)
+    assert torch.allclose(lm.logits(tokens), before, atol=1e-6)  # B = 0 at the start
+    trainable = {n for n, p in lm.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    layer = lm.blocks[0].attn.qkv
+    nn.init.normal_(layer.lora_B["default"].weight)  # as if trained
+    x = torch.randn(3, 32)
+    A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    by_hand = layer.base_layer(x) + (8.0 / 4) * x @ A.T @ B.T
+    assert torch.allclose(layer(x), by_hand, atol=1e-5)
+    set_lora_scale(lm, 0.5)
+    assert torch.allclose(layer(x), layer.base_layer(x) + 0.5 * (8.0 / 4) * x @ A.T @ B.T, atol=1e-5)
+    set_lora_scale(lm, 0.0)
+    assert torch.allclose(lm.logits(tokens), before, atol=1e-6)  # scale 0: the frozen LM again
+    assert frozen_digest(lm) == digest and len(lora_layers(lm)) == 4
+    with pytest.raises(ValueError, match="factor"):
+        set_lora_scale(lm, -1)
+    with pytest.raises(ValueError, match="no LoRA"):
+        set_lora_scale(tiny_lm(), 1.0)
+
+
+def _model(adapter=None) -> SpeechAwareLM:
+    lm = add_lora(tiny_lm(), rank=2)
+    torch.manual_seed(1)
+    return SpeechAwareLM(lm, adapter or PoolAdapter(6, 32, stride=2), n_new_tokens=3)
+
+
+def _rows():
+    # <bos>=1, new tokens 10, 11, 12; two rows with 2 and 3 audio slots
+    a = [1, 10, AUDIO, AUDIO, 11, 5, 6, 12, 7, 8, 2]
+    b = [1, 10, AUDIO, AUDIO, AUDIO, 11, 5, 12, 9, 2]
+    ta = [IGNORE] * 7 + [7, 8, 2, IGNORE]
+    tb = [IGNORE] * 7 + [9, 2, IGNORE]
+    return [torch.randn(4, 6), torch.randn(5, 6)], [a, b], [ta, tb]
+
+
+def test_speech_aware_lm_trains_only_adapter_lora_and_new_rows():
+    model = _model()
+    frames, ids, targets = _rows()
+    batch = collate(frames, ids, targets)
+    digest = frozen_digest(model.lm)
+    out = model(batch)
+    assert out["logits"].shape == (2, 11, 13) and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("adapter.") for n in with_grad) and "new_emb.weight" in with_grad
+    assert any("lora_" in n for n in with_grad)
+    assert all(n.startswith(("adapter.", "new_emb.")) or "lora_" in n for n in with_grad)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    opt.step()
+    assert frozen_digest(model.lm) == digest
+    bad = dict(batch, tokens=batch["tokens"].clone())
+    bad["tokens"][0, 2] = 5  # one slot too few
+    with pytest.raises(ValueError, match="AUDIO slots"):
+        model(bad)
+
+
+@pytest.mark.parametrize("adapter", ["pool", "qformer"])
+def test_greedy_generation_is_the_argmax_of_the_teacher_forced_logits(adapter):
+    ad = PoolAdapter(6, 32, stride=2) if adapter == "pool" else WindowQFormer(6, 32, window=2, d_model=16, n_heads=2)
+    model = _model(ad).eval()
+    for layer in lora_layers(model):
+        nn.init.normal_(layer.lora_B["default"].weight, std=0.5)  # a LoRA that changes something
+    frames, ids, _ = _rows()
+    prompts = [ids[0][:8], ids[1][:8]]  # different lengths are decoded in their own groups
+    got = model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 5, stop_token=-5)
+    for b in range(2):
+        row = prompts[b] + got[b]
+        logits = model(collate([frames[b]], [row], [[IGNORE] * len(row)]))["logits"][0]
+        assert got[b] == logits[len(prompts[b]) - 1 : -1].argmax(-1).tolist()
+    with pytest.raises(ValueError, match="max_len"):
+        model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 60, 2)
+
+
+def test_prompter_rows_put_the_loss_on_the_answer_and_eos_only():
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    p = Prompter(tok)
+    ids, targets = p.row(3, "is it", "a man")
+    V = tok.vocab_size
+    assert ids[:6] == [tok.bos_id, V, AUDIO, AUDIO, AUDIO, V + 1]  # <bos> <audio> slots </audio>
+    reply = ids.index(V + 2)
+    assert tok.decode(ids[6:reply]) == "is it" and ids[-1] == tok.eos_id
+    assert [t for t in targets if t != IGNORE] == tok.encode("a man") + [tok.eos_id]
+    assert targets[reply] == tok.encode("a")[0]  # <reply> predicts the first character
+    tagged, _ = p.row(2, "ignored", "a man", tag="gender")
+    assert tagged[5] == V + NEW_TOKENS.index("<|gender|>") and tagged[6] == V + 2
+    assert p.text(ids) == "is ita man"
+    open_row, open_targets = p.row(3, "is it")
+    assert open_row == ids[: reply + 1] and set(open_targets) == {IGNORE}
+
+
+def test_prompts_are_spelled_with_the_text_lms_characters_and_families_are_complete():
+    chars = set("abcdefghiklmnopqrstuvwxyz ")  # the text LM's characters: no j, no punctuation
+    for task, families in PROMPTS.items():
+        assert set(families) == set(SEEN_FAMILIES) | {"could"}, task
+        for phrasings in families.values():
+            for text in phrasings:
+                assert set(text) <= chars, text
+        seen = {t for f in SEEN_FAMILIES for t in families[f]}
+        assert not seen & set(families["could"])
+    # no prompt offers its answers: the frozen LM would copy them instead of listening
+    offered = {"gender": ("man", "woman"), "style": ("calm", "neutral", "excited"), "question": ("question", "statement"),
+               "transcribe_question": ("question", "statement")}
+    for task, words in offered.items():
+        for phrasings in PROMPTS[task].values():
+            for text in phrasings:
+                assert not set(text.split()) & set(words), text
+
+
+class _U:
+    def __init__(self, **kw):
+        self.__dict__.update(dict(words=("the", "cup"), gender="male", style="calm", question=False, kind="statement",
+                                  topic="kitchen") | kw)
+
+
+def test_answers_come_from_the_corpus_labels():
+    assert arithmetic_answer(("what", "is", "two", "plus", "three")) == "five"
+    assert arithmetic_answer(("nine", "minus", "four", "is", "five")) == "five"
+    assert arithmetic_answer(("the", "cup")) is None
+    u = _U()
+    assert [answer_of(u, t) for t in TASKS] == ["the cup", "a man", "calm", "a statement", "kitchen", None]
+    q = _U(words=("what", "is", "ten", "minus", "six"), gender="female", question=True, kind="arithmetic", topic=None)
+    assert [answer_of(q, t) for t in TASKS] == ["what is ten minus six", "a woman", "calm", "a question", None, "four"]
+    assert answer_of(q, "transcribe_question") == "what is ten minus six a question"
+    with pytest.raises(ValueError, match="unknown task"):
+        answer_of(u, "translate")
+
+
+def test_following_the_continue_instruction_means_new_words_not_a_transcript():
+    assert follows_continue("the pig is old", "the farmer counts the pig")
+    assert not follows_continue("the farmer counts the pig", "the farmer counts the pig")
+    assert not follows_continue("pig", "the farmer counts the pig")
