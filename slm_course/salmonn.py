@@ -41,9 +41,10 @@ from torch import nn
 
 from slm_course.lm import IGNORE, LM
 
-__all__ = ["AUDIO", "PoolAdapter", "SpeechAwareLM", "WindowQFormer", "add_lora", "frozen_digest", "set_lora_scale"]
+__all__ = ["AUDIO", "SUMMARY", "PoolAdapter", "SpeechAwareLM", "WindowQFormer", "add_lora", "frozen_digest", "set_lora_scale"]
 
 AUDIO = -1  # the id that marks an audio slot in a token row: the adapter's next vector goes there
+SUMMARY = -2  # the id that marks a slot for a vector about the whole utterance (the adapter's ``n_global``)
 
 
 def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -77,20 +78,20 @@ class PoolAdapter(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_lm))
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """LM positions per utterance: the global vector if there is one, then ceil(frames / stride)."""
-        return (torch.as_tensor(lengths) + self.stride - 1) // self.stride + self.n_global
+        """LM positions per utterance for the frames: ceil(frames / stride) (the summary comes on top)."""
+        return (torch.as_tensor(lengths) + self.stride - 1) // self.stride
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, d_in) frames -> (B, ceil(T / stride), d_lm) vectors and their lengths (B,)."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, d_in) frames -> (B, ceil(T / stride), d_lm) vectors, their lengths (B,), and the summary
+        (B, n_global, d_lm): the MLP of the mean of every frame."""
         lengths = _check_frames(feats, lengths, self.d_in)
         B, T, D = feats.shape
         pad = -T % self.stride
         x = F.pad(self.norm(feats) * _mask(lengths, T)[..., None], (0, 0, 0, pad))  # (B, T + pad, D)
         count = F.pad(_mask(lengths, T).float(), (0, pad)).view(B, -1, self.stride).sum(-1)  # (B, T')
         pooled = x.view(B, -1, self.stride, D).sum(2) / count.clamp(min=1)[..., None]  # (B, T', D)
-        if self.n_global:  # the whole utterance's mean first (padding stays at the end): who speaks and how
-            pooled = torch.cat([x.sum(1, keepdim=True) / lengths[:, None, None], pooled], 1)
-        return self.mlp(pooled), self.out_lengths(lengths)
+        summary = self.mlp(x.sum(1, keepdim=True) / lengths[:, None, None])[:, : self.n_global]  # (B, 0 or 1, d)
+        return self.mlp(pooled), self.out_lengths(lengths), summary
 
 
 class WindowQFormer(nn.Module):
@@ -120,11 +121,12 @@ class WindowQFormer(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_lm))
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """LM positions per utterance: the global queries first, then ceil(frames / window) * n_queries."""
-        return (torch.as_tensor(lengths) + self.window - 1) // self.window * self.n_queries + self.n_global
+        """LM positions per utterance for the windows: ceil(frames / window) * n_queries (the summary comes on top)."""
+        return (torch.as_tensor(lengths) + self.window - 1) // self.window * self.n_queries
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, d_in) frames -> (B, ceil(T / window) * n_queries, d_lm) vectors and their lengths (B,)."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, d_in) frames -> (B, ceil(T / window) * n_queries, d_lm) vectors, their lengths (B,), and the
+        summary (B, n_global, d_lm): the outputs of the queries that attend to every frame."""
         lengths = _check_frames(feats, lengths, self.d_in)
         B, T, _ = feats.shape
         W, Q = self.window, self.n_queries
@@ -137,14 +139,11 @@ class WindowQFormer(nn.Module):
         q = self.queries.expand(B * n, Q, -1)
         for layer in self.layers:
             q = layer(q, frames, memory_key_padding_mask=padding)
-        out = self.out(q).reshape(B, n * Q, -1)
-        if self.n_global:  # utterance-level queries over every frame (SALMONN's paper compares this Q-Former too)
-            g = self.global_queries.expand(B, -1, -1)
-            every = frames.reshape(B, n * W, -1)
-            for layer in self.layers:
-                g = layer(g, every, memory_key_padding_mask=~F.pad(_mask(lengths, T), (0, pad)))
-            out = torch.cat([self.out(g), out], 1)  # first, so that padding stays at the end
-        return out, self.out_lengths(lengths)
+        g = self.global_queries.expand(B, -1, -1)  # utterance-level queries over every frame (SALMONN's paper
+        every = frames.reshape(B, n * W, -1)  # compares such a Q-Former with the window-level one)
+        for layer in self.layers if self.n_global else ():
+            g = layer(g, every, memory_key_padding_mask=~F.pad(_mask(lengths, T), (0, pad)))
+        return self.out(q).reshape(B, n * Q, -1), self.out_lengths(lengths), self.out(g)
 
 
 def add_lora(lm: LM, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("qkv", "proj")) -> LM:
@@ -222,16 +221,21 @@ class SpeechAwareLM(nn.Module):
         return torch.where((tokens >= self.vocab)[..., None], new, old)
 
     def inputs(self, feats: torch.Tensor, feat_lengths: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The LM's input vectors: token embeddings, with the adapter's vectors in the AUDIO slots."""
-        if tokens.dim() != 2 or int(tokens.max()) >= self.vocab_size or int(tokens.min()) < AUDIO:
-            raise ValueError(f"tokens must be (B, L) ids in 0..{self.vocab_size - 1} or AUDIO ({AUDIO}) slots")
-        audio, n = self.adapter(feats, feat_lengths)  # (B, N, d), (B,)
-        slots = tokens == AUDIO
-        if not torch.equal(slots.sum(1).cpu(), n.cpu()):
-            raise ValueError(f"each row needs as many AUDIO slots as the adapter gives ({n.tolist()}), "
-                             f"got {slots.sum(1).tolist()}; build rows with salmonn_recipe.Prompter")
+        """The LM's input vectors: token embeddings, with the adapter's vectors in the AUDIO slots and its
+        summary in the SUMMARY slots."""
+        if tokens.dim() != 2 or int(tokens.max()) >= self.vocab_size or int(tokens.min()) < SUMMARY:
+            raise ValueError(f"tokens must be (B, L) ids in 0..{self.vocab_size - 1}, AUDIO ({AUDIO}) or "
+                             f"SUMMARY ({SUMMARY}) slots")
+        audio, n, summary = self.adapter(feats, feat_lengths)  # (B, N, d), (B,), (B, G, d)
+        slots, sslots = tokens == AUDIO, tokens == SUMMARY
+        if not torch.equal(slots.sum(1).cpu(), n.cpu()) or bool((sslots.sum(1) != summary.shape[1]).any()):
+            raise ValueError(f"each row needs as many AUDIO slots as the adapter gives ({n.tolist()}) and "
+                             f"{summary.shape[1]} SUMMARY slots, got {slots.sum(1).tolist()} and "
+                             f"{sslots.sum(1).tolist()}; build rows with salmonn_recipe.Prompter")
         x = self.embed(tokens.clamp(min=0))
         x = x.masked_scatter(slots[..., None], audio[_mask(n.to(audio.device), audio.shape[1])])
+        if summary.shape[1]:
+            x = x.masked_scatter(sslots[..., None], summary.reshape(-1, summary.shape[-1]))
         return x
 
     def logits_of(self, h: torch.Tensor) -> torch.Tensor:

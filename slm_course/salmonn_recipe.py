@@ -24,7 +24,7 @@ import torch
 
 from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
-from slm_course.salmonn import AUDIO, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
+from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
 __all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "answer_of", "encode_speech", "evaluate",
            "load_salmonn", "load_salmonn_data", "train_salmonn"]
@@ -112,15 +112,17 @@ class Prompter:
         V = tokenizer.vocab_size
         self.new = {name: V + i for i, name in enumerate(NEW_TOKENS)}
 
-    def row(self, n_audio: int, prompt: str, answer: str | None = None, tag: str | None = None
-            ) -> tuple[list[int], list[int]]:
+    def row(self, n_audio: int, prompt: str, answer: str | None = None, tag: str | None = None,
+            n_summary: int = 0) -> tuple[list[int], list[int]]:
         """``(ids, targets)``; the prompt is text, or a task tag (Qwen-Audio style) when ``tag`` is given.
 
         Without ``answer`` the row ends at ``<reply>``, where generation starts.
         """
         audio = [self.new["<audio>"]] + [AUDIO] * n_audio + [self.new["</audio>"]]
         ask = [self.new[f"<|{tag}|>"]] if tag is not None else self.tok.encode(prompt)
-        ids = [self.tok.bos_id] + audio + ask + [self.new["<reply>"]]  # SALMONN's order: the request just before the reply
+        # SALMONN's order, the request just before the reply; then the utterance's summary, where the small
+        # LM's attention, which mostly looks a few characters back, reads it first
+        ids = [self.tok.bos_id] + audio + ask + [SUMMARY] * n_summary + [self.new["<reply>"]]
         if answer is None:
             return ids, [IGNORE] * len(ids)
         out = self.tok.encode(answer) + [self.tok.eos_id]
@@ -268,7 +270,8 @@ class Batches:
         i, ans = rng.choice(self.pool[task])
         fam = rng.choice(SEEN_FAMILIES)
         prompt = rng.choice(PROMPTS[task][fam])
-        ids, targets = self.prompter.row(self.n_audio[i], prompt, ans, tag=task if self.cfg.prompts == "tags" else None)
+        ids, targets = self.prompter.row(self.n_audio[i], prompt, ans, tag=task if self.cfg.prompts == "tags" else None,
+                                         n_summary=self.cfg.n_global)
         return i, ids, targets
 
     def collate(self, examples) -> dict:
@@ -378,7 +381,7 @@ def answers(model: SpeechAwareLM, prompter: Prompter, frames: Sequence[torch.Ten
     out: list[str] = []
     for s in range(0, len(frames), batch_size):
         chunk = range(s, min(s + batch_size, len(frames)))
-        rows = [prompter.row(n_audio[i], prompts[i], tag=tag)[0] for i in chunk]
+        rows = [prompter.row(n_audio[i], prompts[i], tag=tag, n_summary=model.adapter.n_global)[0] for i in chunk]
         room = min(max_new_tokens, model.lm.cfg.max_len - max(len(r) for r in rows))
         batch = collate([frames[i] for i in chunk], rows, rows)
         got = model.generate(batch["feats"], batch["feat_lengths"], rows, room, prompter.tok.eos_id, banned)

@@ -7,6 +7,7 @@ from torch import nn
 from slm_course.lm import IGNORE, LM, LMConfig
 from slm_course.salmonn import (
     AUDIO,
+    SUMMARY,
     PoolAdapter,
     SpeechAwareLM,
     WindowQFormer,
@@ -38,46 +39,48 @@ def test_pool_adapter_is_a_masked_mean_of_stride_frames_then_the_mlp():
     torch.manual_seed(0)
     ad = PoolAdapter(6, 8, stride=3)
     x = torch.randn(2, 7, 6)
-    out, n = ad(x, torch.tensor([7, 4]))
+    out, n, summary = ad(x, torch.tensor([7, 4]))
+    assert summary.shape == (2, 0, 8)
     assert out.shape == (2, 3, 8) and n.tolist() == [3, 2]
     normed = ad.norm(x)
     by_hand = [normed[0, 0:3].mean(0), normed[0, 3:6].mean(0), normed[0, 6:7].mean(0), normed[1, 3:4].mean(0)]
     got = [out[0, 0], out[0, 1], out[0, 2], out[1, 1]]
     for want, have in zip(by_hand, got):
         assert torch.allclose(ad.mlp(want), have, atol=1e-6)
-    alone, _ = ad(x[1:, :4], torch.tensor([4]))  # padding does not leak into the means
+    alone, _, _ = ad(x[1:, :4], torch.tensor([4]))  # padding does not leak into the means
     assert torch.allclose(alone[0], out[1, :2], atol=1e-6)
-    ad.n_global = 1  # one more vector at the end: the mean of every frame
-    out_g, n_g = ad(x, torch.tensor([7, 4]))
-    assert n_g.tolist() == [4, 3] and torch.allclose(out_g[:, 1:], out, atol=1e-6)
-    assert torch.allclose(out_g[1, 0], ad.mlp(normed[1, :4].mean(0)), atol=1e-6)
+    ad.n_global = 1  # and a summary: the MLP of the mean of every frame
+    out_g, n_g, summary = ad(x, torch.tensor([7, 4]))
+    assert n_g.tolist() == [3, 2] and torch.allclose(out_g, out, atol=1e-6) and summary.shape == (2, 1, 8)
+    assert torch.allclose(summary[1, 0], ad.mlp(normed[1, :4].mean(0)), atol=1e-6)
 
 
 def test_window_qformer_gives_n_queries_per_window_and_windows_do_not_mix():
     torch.manual_seed(0)
     qf = WindowQFormer(6, 8, window=4, n_queries=2, d_model=16, n_heads=2).eval()
     x = torch.randn(1, 10, 6)
-    out, n = qf(x, torch.tensor([10]))
+    out, n, _ = qf(x, torch.tensor([10]))
     assert out.shape == (1, 6, 8) and n.tolist() == [6]  # 3 windows x 2 queries
     y = x.clone()
     y[0, 5] += torch.randn(6)  # a frame of the second window (not a constant shift: the input LayerNorm removes it)
-    out2, _ = qf(y, torch.tensor([10]))
+    out2, _, _ = qf(y, torch.tensor([10]))
     changed = (out2 - out).abs().amax(-1)[0] > 1e-6
     assert changed.tolist() == [False, False, True, True, False, False]
     padded = torch.cat([x, torch.randn(1, 5, 6)], 1)  # padding after the end changes nothing
-    out3, n3 = qf(padded, torch.tensor([10]))
+    out3, n3, _ = qf(padded, torch.tensor([10]))
     assert n3.tolist() == [6] and torch.allclose(out3[0, :6], out[0], atol=1e-5)
     with pytest.raises(ValueError, match="encoder frames"):
         qf(torch.randn(1, 10, 5), torch.tensor([10]))
     torch.manual_seed(0)
     qg = WindowQFormer(6, 8, window=4, n_queries=2, d_model=16, n_heads=2, n_global=1).eval()
-    out_g, n_g = qg(x, torch.tensor([10]))
-    assert out_g.shape == (1, 7, 8) and n_g.tolist() == [7]
-    out_g2, _ = qg(y, torch.tensor([10]))
+    out_g, n_g, s_g = qg(x, torch.tensor([10]))
+    assert out_g.shape == (1, 6, 8) and n_g.tolist() == [6] and s_g.shape == (1, 1, 8)
+    out_g2, _, s_g2 = qg(y, torch.tensor([10]))
     changed = (out_g2 - out_g).abs().amax(-1)[0] > 1e-6
-    assert changed.tolist() == [True, False, False, True, True, False, False]  # the global query hears every frame
-    out_g3, _ = qg(padded, torch.tensor([10]))
-    assert torch.allclose(out_g3[0, :7], out_g[0], atol=1e-5)
+    assert changed.tolist() == [False, False, True, True, False, False]
+    assert not torch.allclose(s_g2, s_g)  # the utterance-level query hears every frame
+    _, _, s_g3 = qg(padded, torch.tensor([10]))
+    assert torch.allclose(s_g3, s_g, atol=1e-5)  # but not the padding
     with pytest.raises(ValueError, match="window"):
         WindowQFormer(6, 8, window=0)
 
@@ -144,14 +147,17 @@ def test_speech_aware_lm_trains_only_adapter_lora_and_new_rows():
         model(bad)
 
 
-@pytest.mark.parametrize("adapter", ["pool", "qformer"])
+@pytest.mark.parametrize("adapter", ["pool", "qformer", "qformer+summary"])
 def test_greedy_generation_is_the_argmax_of_the_teacher_forced_logits(adapter):
-    ad = PoolAdapter(6, 32, stride=2) if adapter == "pool" else WindowQFormer(6, 32, window=2, d_model=16, n_heads=2)
+    ad = PoolAdapter(6, 32, stride=2) if adapter == "pool" else WindowQFormer(
+        6, 32, window=2, d_model=16, n_heads=2, n_global=int(adapter.endswith("summary")))
     model = _model(ad).eval()
     for layer in lora_layers(model):
         nn.init.normal_(layer.lora_B["default"].weight, std=0.5)  # a LoRA that changes something
     frames, ids, _ = _rows()
     prompts = [ids[0][:8], ids[1][:8]]  # different lengths are decoded in their own groups
+    if ad.n_global:
+        prompts = [p[:-1] + [SUMMARY] + p[-1:] for p in prompts]
     got = model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 5, stop_token=-5)
     for b in range(2):
         row = prompts[b] + got[b]
@@ -166,6 +172,8 @@ def test_prompter_rows_put_the_loss_on_the_answer_and_eos_only():
     p = Prompter(tok)
     ids, targets = p.row(3, "is it", "a man")
     V = tok.vocab_size
+    with_summary, _ = p.row(3, "is it", "a man", n_summary=2)
+    assert with_summary[with_summary.index(V + 2) - 2 : with_summary.index(V + 2)] == [SUMMARY, SUMMARY]
     assert ids[:6] == [tok.bos_id, V, AUDIO, AUDIO, AUDIO, V + 1]  # <bos> <audio> slots </audio>
     reply = ids.index(V + 2)
     assert tok.decode(ids[6:reply]) == "is it" and ids[-1] == tok.eos_id
