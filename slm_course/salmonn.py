@@ -18,7 +18,8 @@ training and measurements are :mod:`slm_course.salmonn_recipe`.
 - :class:`SpeechAwareLM` builds the sequence ``<bos> <audio> a_1 .. a_N </audio> prompt <reply> answer
   <eos>``: the audio slots hold the adapter's vectors, the rest are the frozen LM's character
   embeddings, and a few *new* tokens (``<audio>``, ``</audio>``, ``<reply>``, task tags) get trained
-  embedding rows of their own. The loss is the answer's next-token loss; nothing else is predicted.
+  embedding rows of their own. The loss is the answer's next-token loss (each example's mean, then the
+  mean over examples); nothing else is predicted.
 
 >>> from slm_course.lm import LM, LMConfig
 >>> lm = LM(LMConfig(vocab_size=8, d_model=32, n_heads=2))
@@ -67,7 +68,8 @@ def _check_frames(feats: torch.Tensor, lengths: torch.Tensor, d_in: int) -> torc
 class PoolAdapter(nn.Module):
     """Qwen-Audio's adapter: average-pool the frames by ``stride`` (padding left out of each mean), then an MLP."""
 
-    def __init__(self, d_in: int, d_lm: int, stride: int = 2, hidden: int = 256, n_global: int = 0) -> None:
+    def __init__(self, d_in: int, d_lm: int, stride: int = 2, hidden: int = 256, n_global: int = 0,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be a positive int (frames per LM position), got {stride!r}")
@@ -75,6 +77,7 @@ class PoolAdapter(nn.Module):
             raise ValueError(f"n_global must be 0 or 1 (one vector: the mean of all frames), got {n_global!r}")
         self.d_in, self.stride, self.n_global = d_in, stride, n_global
         self.norm = nn.LayerNorm(d_in)
+        self.drop = nn.Dropout(dropout)  # on the encoder's features while training: 2,700 utterances are few
         self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_lm))
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -87,7 +90,7 @@ class PoolAdapter(nn.Module):
         lengths = _check_frames(feats, lengths, self.d_in)
         B, T, D = feats.shape
         pad = -T % self.stride
-        x = F.pad(self.norm(feats) * _mask(lengths, T)[..., None], (0, 0, 0, pad))  # (B, T + pad, D)
+        x = F.pad(self.drop(self.norm(feats)) * _mask(lengths, T)[..., None], (0, 0, 0, pad))  # (B, T + pad, D)
         count = F.pad(_mask(lengths, T).float(), (0, pad)).view(B, -1, self.stride).sum(-1)  # (B, T')
         pooled = x.view(B, -1, self.stride, D).sum(2) / count.clamp(min=1)[..., None]  # (B, T', D)
         summary = self.mlp(x.sum(1, keepdim=True) / lengths[:, None, None])[:, : self.n_global]  # (B, 0 or 1, d)
@@ -103,7 +106,7 @@ class WindowQFormer(nn.Module):
     """
 
     def __init__(self, d_in: int, d_lm: int, window: int = 4, n_queries: int = 1, d_model: int = 128,
-                 n_layers: int = 1, n_heads: int = 4, n_global: int = 0) -> None:
+                 n_layers: int = 1, n_heads: int = 4, n_global: int = 0, dropout: float = 0.0) -> None:
         super().__init__()
         for name, value in (("window", window), ("n_queries", n_queries), ("n_layers", n_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -112,7 +115,7 @@ class WindowQFormer(nn.Module):
             raise ValueError(f"n_global must be an int >= 0 (queries over the whole utterance), got {n_global!r}")
         self.d_in, self.window, self.n_queries, self.n_global = d_in, window, n_queries, n_global
         self.global_queries = nn.Parameter(torch.randn(n_global, d_model) * 0.02)
-        self.inp = nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, d_model))
+        self.inp = nn.Sequential(nn.LayerNorm(d_in), nn.Dropout(dropout), nn.Linear(d_in, d_model))
         self.pos = nn.Parameter(torch.randn(window, d_model) * 0.02)  # where in its window a frame is
         self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
         self.layers = nn.ModuleList(
@@ -245,7 +248,13 @@ class SpeechAwareLM(nn.Module):
     def forward(self, batch: dict) -> dict:
         x = self.inputs(batch["feats"], batch["feat_lengths"], batch["tokens"])
         logits = self.logits_of(self.lm.hidden(None, embeds=x))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE)
+        targets = batch["targets"]
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")  # (B, L)
+        # each example counts the same, whatever its answer's length: per token, a 40-character transcript
+        # would outweigh "a man" 40 to 1, and the one character that decides who speaks would hardly count
+        counts = (targets != IGNORE).sum(1)
+        rows = counts > 0
+        loss = (per_token.sum(1)[rows] / counts[rows]).mean()
         return {"loss": loss, "logits": logits}
 
     @torch.no_grad()

@@ -1,17 +1,19 @@
 """Notebook 09's recipe: instruction data from the corpus, training and measuring a speech-aware text LM.
 
-- :func:`encode_speech`: the frozen ears, notebook 01's recognizer. Each 33 Hz frame is its
-  convolutions' output (much about the voice) next to its GRU's state (much about the words), as
+- :func:`encode_speech`: the frozen ears. Each 33 Hz frame is notebook 01's recognizer's convolution
+  output and GRU state (much about the words), next to the voice's pitch (:func:`pitch_frames`), as
   SALMONN puts Whisper's frames next to BEATs'.
 - :data:`TASKS` and :data:`PROMPTS`: what a user may ask about an utterance, several phrasings per
-  task in three families; the ``held_out`` family is never trained on. The ``continue`` task (go on
+  task in three families; the ``could`` family is never trained on. The ``continue`` task (go on
   with the story) and the combination "transcribe, then say whether it was a question" are never
   trained on either: they measure task over-fitting.
-- :class:`Prompter`: an example as a token row, ``<bos> <audio> [slots] </audio> prompt <reply>
-  answer <eos>``, with the loss on the answer only.
-- :func:`load_salmonn_data` (cached) holds the encoder frames of the train and test utterances;
+- :class:`Prompter`: an example as a token row, ``<bos> <audio> [slots] </audio> prompt [summary]
+  <reply> answer <eos>``, with the loss on the answer only.
+- :func:`load_salmonn_data` gives the encoder frames of the train and test utterances;
   :func:`train_salmonn` / :func:`load_salmonn` train an adapter, LoRA and the new tokens on a mix
-  dominated by transcription.
+  dominated by transcription; :func:`evaluate` scores each task and family of phrasing.
+- :func:`activation_examples` and :func:`activation_tune`: SALMONN's remedy for task over-fitting, a
+  few steps of LoRA on a dozen long answers that the frozen text LM writes itself.
 """
 
 from __future__ import annotations
@@ -26,48 +28,51 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "answer_of", "encode_speech", "evaluate",
+__all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
+           "answer_of", "encode_speech", "evaluate", "follows_continue", "pitch_frames",
            "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
-RECIPE = 2  # bump when the data or training changes in a way the configs do not show
+RECIPE = 3  # bump when the data or training changes in a way the configs do not show
 
 TASKS = ("transcribe", "gender", "style", "question", "topic", "arithmetic")  # trained
 UNTRAINED = ("continue", "transcribe_question")  # never trained on: over-fitting shows here
 
-# Three families of phrasing per task. "tell" and "ask" are trained; "could" is held out. The text LM
+# Three families of phrasing per task. "tell" and "ask" are trained; "could" is held out, each of its
+# phrasings sharing a key word with the task's trained ones (a character LM knows no synonyms). The text LM
 # writes 27 characters (no "j", no punctuation): every prompt is spelled with them. No prompt names its
 # task's answers ("a man or a woman"): the frozen LM copies words it has just read, and a prompt that
 # offers the answers drowns out what the audio says.
 PROMPTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "transcribe": {"tell": ("transcribe the speech", "write down the words"),
-                   "ask": ("what words are said", "what does the voice say"),
+    "transcribe": {"tell": ("transcribe the speech", "write down the words", "please write what is said"),
+                   "ask": ("what words are said", "what does it say", "which words do you hear"),
                    "could": ("could you write out what is said",)},
-    "gender": {"tell": ("name who is speaking", "tell me who is talking"),
-               "ask": ("who is speaking", "who says this"),
+    "gender": {"tell": ("name the speaker", "tell me who is talking", "please describe the speaker"),
+               "ask": ("who is speaking", "who is the speaker", "who says this"),
                "could": ("could you tell who the speaker is",)},
-    "style": {"tell": ("describe the tone of voice", "name the speaking style"),
-              "ask": ("how is it said", "what is the mood of the voice"),
+    "style": {"tell": ("describe the tone", "name the style", "please say how it sounds"),
+              "ask": ("how does it sound", "what is the mood", "what tone is it"),
               "could": ("could you describe how it sounds",)},
-    "question": {"tell": ("name the kind of sentence", "say how the sentence is meant"),
-                 "ask": ("is it asked or told", "what kind of sentence is it"),
+    "question": {"tell": ("name the kind of sentence", "say if it is asked or told", "please tell if it is asked"),
+                 "ask": ("is it asked or told", "what kind of sentence is it", "was it asked"),
                  "could": ("could you tell if it was asked",)},
-    "topic": {"tell": ("name the topic", "say what it is about"),
-              "ask": ("what is it about", "which topic is this"),
-              "could": ("could you name the theme",)},
-    "arithmetic": {"tell": ("work out the sum", "give the result"),
-                   "ask": ("what is the answer", "how much is it"),
-                   "could": ("could you solve it",)},
-    "continue": {"tell": ("continue the story", "go on with the story"),
-                 "ask": ("what happens next", "how does the story go on"),
+    "topic": {"tell": ("name the topic", "say what it is about", "please give the topic"),
+              "ask": ("what is it about", "which topic is this", "what topic is it"),
+              "could": ("could you say what it is about",)},
+    "arithmetic": {"tell": ("work out the sum", "give the answer", "please solve the sum"),
+                   "ask": ("what is the answer", "how much is it", "what does the sum give"),
+                   "could": ("could you work out the answer",)},
+    "continue": {"tell": ("continue the story", "go on with the story", "please tell what happens next"),
+                 "ask": ("what happens next", "how does the story go on", "what comes next"),
                  "could": ("could you continue the story",)},
     "transcribe_question": {"tell": ("write it down then say if it is asked",),
                             "ask": ("what words are said and is it asked",),
-                            "could": ("could you write it out and say if it was asked",)},
+                            "could": ("could you write out what is said and if it was asked",)},
 }
 SEEN_FAMILIES = ("tell", "ask")
 LONGEST_PROMPT = max(len(p) for task in PROMPTS.values() for family in task.values() for p in family)
 HELD_OUT_FAMILY = "could"
 NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASKS + UNTRAINED)
+CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 
@@ -138,10 +143,35 @@ class Prompter:
 # The frozen ears
 # ---------------------------------------------------------------------------------------------
 
+def pitch_frames(wav: torch.Tensor, n: int, hop: int = 3) -> torch.Tensor:
+    """``(n, 2)``: for each encoder frame (``hop`` pitch frames of 10 ms), the voiced share and the voice's log2 F0.
+
+    The F0 channel holds the frame's mean voiced log2 F0, or the utterance's median where the frame is
+    unvoiced, so that every frame says how high the voice is.
+    """
+    import numpy as np
+
+    from slm_course.expressive import log_f0
+
+    lf0 = log_f0(wav)
+    lf0 = np.pad(lf0, (0, max(0, n * hop - len(lf0))), constant_values=np.nan)[: n * hop].reshape(n, hop)
+    voiced = ~np.isnan(lf0)
+    median = float(np.nanmedian(lf0)) if voiced.any() else 0.0
+    sums = np.where(voiced, lf0, 0.0).sum(1)
+    level = np.where(voiced.any(1), sums / np.maximum(voiced.sum(1), 1), median)
+    return torch.tensor(np.stack([voiced.mean(1), level], 1), dtype=torch.float32)
+
+
 @torch.no_grad()
 def encode_speech(asr, wavs: Sequence[torch.Tensor], batch_size: int = 32, progress: bool = False
                   ) -> list[torch.Tensor]:
-    """Each waveform's encoder frames ``(T', C + 2H)`` at 33 Hz: the recognizer's conv output next to its GRU states."""
+    """Each waveform's encoder frames ``(T', C + 2H + 2)`` at 33 Hz: the recognizer's conv output, its GRU states
+    and the voice's pitch (:func:`pitch_frames`).
+
+    Two ears, as SALMONN pairs Whisper with BEATs: the recognizer was trained to write words whoever
+    speaks (its input is normalised per utterance), so what it keeps of the voice is partial; the pitch
+    tracker hears how high the voice is, which is most of what tells a man from a woman.
+    """
     from tqdm.auto import tqdm
 
     from slm_course.asr import asr_features, pad_features
@@ -149,10 +179,11 @@ def encode_speech(asr, wavs: Sequence[torch.Tensor], batch_size: int = 32, progr
     asr.eval()
     out: list[torch.Tensor] = []
     for i in tqdm(range(0, len(wavs), batch_size), desc="encoding speech", disable=not progress):
-        x, lengths = pad_features([asr_features(w) for w in wavs[i : i + batch_size]])
+        chunk = wavs[i : i + batch_size]
+        x, lengths = pad_features([asr_features(w) for w in chunk])
         conv, states, n = asr.encode(x, lengths)
         both = torch.cat([conv, states], -1)
-        out += [both[b, : int(n[b])].clone() for b in range(len(n))]
+        out += [torch.cat([both[b, : int(n[b])], pitch_frames(w, int(n[b]))], -1) for b, w in enumerate(chunk)]
     return out
 
 
@@ -211,19 +242,21 @@ class _Utt:
 @artifact_record
 @dataclass(frozen=True)
 class SalmonnConfig:
-    adapter: str = "qformer"  # "qformer" (SALMONN: learned queries per window) or "pool" (Qwen-Audio: mean of `stride` frames)
+    adapter: str = "pool"  # "pool" (Qwen-Audio: mean of `stride` frames) or "qformer" (SALMONN: learned queries per window)
     prompts: str = "free"  # "free" (natural-language prompts) or "tags" (one task tag per task, Qwen-Audio style)
     window: int = 4  # Q-Former: frames per window (4 frames = 0.12 s)
     n_queries: int = 1  # Q-Former: queries per window
     stride: int = 2  # pooling: frames per LM position
     n_global: int = 1  # vectors for the whole utterance before the windows' (who speaks, how)
-    lora_rank: int = 8
+    dropout: float = 0.0  # on the encoder's features, while training
+    lora_rank: int = 16
     lora_alpha: float = 16.0
-    lora_targets: tuple[str, ...] = ("qkv", "proj")  # the LM's linear layers that get LoRA (attention)
+    # the LM's linear layers that get LoRA: attention and the MLPs (attention alone learns far less in these steps)
+    lora_targets: tuple[str, ...] = ("qkv", "proj", "mlp.0", "mlp.2")
     mix: tuple[tuple[str, float], ...] = (("transcribe", 0.5), ("gender", 0.1), ("style", 0.1), ("question", 0.1),
                                           ("topic", 0.1), ("arithmetic", 0.1))
-    max_len: int = 128  # the text LM was trained on 128 characters: longer rows are left out
-    steps: int = 1000
+    max_len: int = CONTEXT  # the text LM was trained on 128 positions: longer rows are left out
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -232,9 +265,10 @@ class SalmonnConfig:
 
 def make_adapter(cfg: SalmonnConfig, d_in: int, d_lm: int):
     if cfg.adapter == "qformer":
-        return WindowQFormer(d_in, d_lm, window=cfg.window, n_queries=cfg.n_queries, n_global=cfg.n_global)
+        return WindowQFormer(d_in, d_lm, window=cfg.window, n_queries=cfg.n_queries, n_global=cfg.n_global,
+                             dropout=cfg.dropout)
     if cfg.adapter == "pool":
-        return PoolAdapter(d_in, d_lm, stride=cfg.stride, n_global=cfg.n_global)
+        return PoolAdapter(d_in, d_lm, stride=cfg.stride, n_global=cfg.n_global, dropout=cfg.dropout)
     raise ValueError(f"adapter must be 'qformer' or 'pool', got {cfg.adapter!r}")
 
 
@@ -256,9 +290,10 @@ class Batches:
         self.pool: dict[str, list[tuple[int, str]]] = {}
         for task, _ in cfg.mix:
             rows = []
+            longest = 1 if cfg.prompts == "tags" else max(len(p) for f in SEEN_FAMILIES for p in PROMPTS[task][f])
             for i, u in enumerate(utts):
                 ans = answer_of(u, task)
-                if ans is not None and n_audio[i] + LONGEST_PROMPT + len(ans) + 6 <= cfg.max_len:
+                if ans is not None and n_audio[i] + longest + len(ans) + cfg.n_global + 6 <= cfg.max_len:
                     rows.append((i, ans))
             self.pool[task] = rows
         self.n_audio = n_audio
@@ -318,13 +353,13 @@ def trained_state(model: SpeechAwareLM) -> dict:
 
 
 VARIANTS = {
-    "qformer": SalmonnConfig(),  # SALMONN: a window-level Q-Former, natural-language prompts
-    "pool": SalmonnConfig(adapter="pool"),  # Qwen-Audio: pooling by 2, the same prompts
-    "tags": SalmonnConfig(prompts="tags"),  # the Q-Former with one task tag per task instead of prompts
+    "pool": SalmonnConfig(),  # Qwen-Audio: pooling by 2, natural-language prompts
+    "qformer": SalmonnConfig(adapter="qformer"),  # SALMONN: a window-level Q-Former, the same prompts
+    "tags": SalmonnConfig(prompts="tags"),  # pooling, with one task tag per task instead of prompts (Qwen-Audio)
 }
 
 
-def load_salmonn(variant: str = "qformer", config: SalmonnConfig | None = None, *, data: dict | None = None,
+def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, data: dict | None = None,
                  corpus=None, rebuild: bool = False, progress: bool = True) -> SpeechAwareLM:
     """A trained variant (see :data:`VARIANTS`), from the cache or trained now.
 
@@ -382,18 +417,96 @@ def answers(model: SpeechAwareLM, prompter: Prompter, frames: Sequence[torch.Ten
     for s in range(0, len(frames), batch_size):
         chunk = range(s, min(s + batch_size, len(frames)))
         rows = [prompter.row(n_audio[i], prompts[i], tag=tag, n_summary=model.adapter.n_global)[0] for i in chunk]
-        room = min(max_new_tokens, model.lm.cfg.max_len - max(len(r) for r in rows))
+        room = min(max_new_tokens, CONTEXT - max(len(r) for r in rows))
+        if room < 1:
+            raise ValueError(f"a row is {max(len(r) for r in rows)} positions long: no room for an answer in the "
+                             f"{CONTEXT} the text LM was trained on; use a shorter utterance or prompt")
         batch = collate([frames[i] for i in chunk], rows, rows)
         got = model.generate(batch["feats"], batch["feat_lengths"], rows, room, prompter.tok.eos_id, banned)
         out += [prompter.text(g) for g in got]
     return out
 
 
+SHORT_ANSWERS = frozenset({"a man", "a woman", "a question", "a statement"} | set(NUMBERS))
+
+
+FUNCTION_WORDS = frozenset({"the", "are", "and", "what", "does", "how", "who", "which", "plus", "minus"})
+
+
 def follows_continue(answer: str, transcript: str) -> bool:
-    """Did the model go on with the story? Two words or more, and not a transcript (CER against it above 0.5)."""
+    """Did the model go on with *this* story? A new sentence (three words or more, CER against what was said
+    above 0.5) that names something that was said: a shared word of three letters or more, not a function
+    word (the corpus's stories go on about what they named: "the child kicks the bench" -> "the bench is big")."""
     from slm_course.metrics import cer
 
-    return len(answer.split()) >= 2 and cer(transcript, answer) > 0.5
+    said = {w for w in transcript.split() if len(w) >= 3 and w not in FUNCTION_WORDS}
+    return len(answer.split()) >= 3 and cer(transcript, answer) > 0.5 and bool(said & set(answer.split()))
+
+
+def activation_examples(model: SpeechAwareLM, data: dict, text_lm, n: int = 12, seed: int = 0,
+                        max_len: int = 128) -> list[tuple[int, str, str]]:
+    """SALMONN's activation data: ``n`` training utterances, each with a "continue" prompt and a long answer
+    that the frozen text LM writes itself, going on from the utterance's words: ``(index, prompt, answer)``.
+
+    Each answer is cut at a word so that its row fits ``max_len``, and must go on about what was said
+    (:func:`follows_continue`) with four words or more: up to four draws per utterance, else the next one.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (SALMONN used 12), got {n!r}")
+    rng = random.Random(seed)
+    n_audio = model.adapter.out_lengths(torch.tensor([len(f) for f in data["frames"]])).tolist()
+    out = []
+    for i in rng.sample(range(len(data["utts"])), len(data["utts"])):
+        prompt = rng.choice(PROMPTS["continue"][rng.choice(SEEN_FAMILIES)])
+        room = max_len - n_audio[i] - len(prompt) - model.adapter.n_global - 6
+        said = " ".join(data["utts"][i]["words"])
+        for k in range(4):  # a few draws: the first whose story goes on about what was said
+            story = text_lm.complete(said + " ", max_new_tokens=max(1, min(room, 80)), temperature=0.8,
+                                     seed=seed * 1000 + 4 * i + k)
+            story = " ".join(story[: room + 1].split()[:-1] if len(story) > room else story.split())
+            if len(story.split()) >= 4 and follows_continue(story, said):
+                out.append((i, prompt, story))
+                break
+        if len(out) == n:
+            return out
+    raise ValueError(f"only {len(out)} utterances leave room for a long answer; ask for fewer (n={n})")
+
+
+def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, examples: Sequence[tuple[int, str, str]],
+                    steps: int = 12, lr: float = 1e-3, replay: int = 12, prompts: str = "free", seed: int = 0,
+                    max_len: int = 128, progress: bool = False) -> SpeechAwareLM:
+    """Activation tuning (SALMONN): a few steps on ``examples`` (:func:`activation_examples`), all in one batch,
+    training LoRA only; the adapter and the new token rows stay as they were. In place; returns ``model``."""
+    from slm_course.train import TrainConfig, train
+
+    if not examples:
+        raise ValueError("activation tuning needs examples: make them with activation_examples")
+    keep = {name: p.requires_grad for name, p in model.named_parameters()}
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    n_audio = model.adapter.out_lengths(torch.tensor([len(data["frames"][i]) for i, _, _ in examples])).tolist()
+    rows = [prompter.row(n, prompt, story, tag="continue" if prompts == "tags" else None,
+                         n_summary=model.adapter.n_global) for n, (_, prompt, story) in zip(n_audio, examples)]
+    frames = [data["frames"][i] for i, _, _ in examples]
+    rng = random.Random(seed)
+    n_all = model.adapter.out_lengths(torch.tensor([len(f) for f in data["frames"]])).tolist()
+    fits = [i for i, u in enumerate(data["utts"]) if n_all[i] + LONGEST_PROMPT + len(" ".join(u["words"])) + 8 <= max_len]
+    batches = []
+    for _ in range(steps):  # each step: the examples, and `replay` transcriptions so that transcribing stays as it was
+        extra = rng.sample(fits, replay)
+        more = [prompter.row(n_all[i], rng.choice(PROMPTS["transcribe"][rng.choice(SEEN_FAMILIES)]),
+                             " ".join(data["utts"][i]["words"]), tag="transcribe" if prompts == "tags" else None,
+                             n_summary=model.adapter.n_global) for i in extra]
+        batches.append(collate(frames + [data["frames"][i] for i in extra], [r[0] for r in rows + more],
+                               [r[1] for r in rows + more]))
+    before = frozen_digest(model.lm)
+    train(model, batches, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
+                                      desc="activation tuning"))
+    if frozen_digest(model.lm) != before:
+        raise RuntimeError("the text LM's weights changed during activation tuning: they must stay frozen")
+    for name, p in model.named_parameters():
+        p.requires_grad_(keep[name])
+    return model.eval()
 
 
 def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Sequence[str] = ("tell", "ask", "could"),
@@ -404,9 +517,15 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
     frames, utts = data["frames"], [_Utt(u) for u in data["utts"]]
     if max_utts is not None:
         frames, utts = frames[:max_utts], utts[:max_utts]
+    n_audio = model.adapter.out_lengths(torch.tensor([len(f) for f in frames])).tolist()
     result: dict = {}
     for task in TASKS + UNTRAINED:
-        idx = [i for i, u in enumerate(utts) if task == "continue" or answer_of(u, task) is not None]
+        # the same utterances for every family: those whose row, with the longest phrasing and the answer
+        # (20 characters of story), fits the LM's context
+        longest = max(len(p) for f in PROMPTS[task].values() for p in f)
+        idx = [i for i, u in enumerate(utts) if (task == "continue" or answer_of(u, task) is not None)
+               and n_audio[i] + longest + len(answer_of(u, task) or " " * 20) + model.adapter.n_global + 6
+               <= CONTEXT]
         for fam in ([None] if tag_prompts else families):
             prompts = [PROMPTS[task][fam][k % len(PROMPTS[task][fam])] for k in range(len(idx))] if fam else "x"
             got = answers(model, prompter, [frames[i] for i in idx], prompts, tag=task if tag_prompts else None)

@@ -227,3 +227,67 @@ def test_following_the_continue_instruction_means_new_words_not_a_transcript():
     assert follows_continue("the pig is old", "the farmer counts the pig")
     assert not follows_continue("the farmer counts the pig", "the farmer counts the pig")
     assert not follows_continue("pig", "the farmer counts the pig")
+    assert not follows_continue("the cow is muddy", "the farmer counts the pig")  # a new sentence, but not this story
+    assert not follows_continue("what is the pig", "what does the farmer feed")  # only function words shared
+
+
+def test_pitch_frames_give_each_encoder_frame_the_voice_height():
+    import numpy as np
+
+    from slm_course.salmonn_recipe import pitch_frames
+
+    sr, f0 = 16000, 200.0
+    t = np.arange(sr) / sr
+    wav = np.where(t < 0.5, 0.5 * np.sin(2 * np.pi * f0 * t), 0.0).astype(np.float32)  # voiced, then silence
+    frames = pitch_frames(torch.from_numpy(wav), 33)
+    assert frames.shape == (33, 2)
+    assert frames[:10, 0].min() > 0.9 and frames[-8:, 0].max() == 0  # voiced share
+    assert torch.allclose(frames[:, 1], torch.full((33,), np.log2(f0)), atol=0.05)  # unvoiced frames: the median
+
+
+class _StoryLM:
+    """A text LM stand-in: goes on about the last word it was given."""
+
+    def complete(self, prompt, max_new_tokens=60, temperature=0.0, top_k=None, seed=0):
+        return f"the {prompt.split()[-1]} is very big and old"[:max_new_tokens]
+
+
+def test_activation_tuning_trains_lora_only_on_a_few_self_generated_stories():
+    from slm_course.salmonn_recipe import activation_examples, activation_tune
+
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2)
+    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    torch.manual_seed(0)
+    data = {"frames": [torch.randn(8 + i % 5, 6) for i in range(20)],
+            "utts": [{"words": ["the", "farmer", "feeds", f"the {w}"]} for w in ("pig", "cow", "hen", "goat") * 5]}
+    examples = activation_examples(model, data, _StoryLM(), n=4)
+    assert len(examples) == 4 and all(follows_continue(story, " ".join(data["utts"][i]["words"]))
+                                      for i, _, story in examples)
+    assert all(prompt in PROMPTS["continue"]["tell"] + PROMPTS["continue"]["ask"] for _, prompt, _ in examples)
+    prompter = Prompter(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    digest = frozen_digest(model.lm)
+    activation_tune(model, data, prompter, examples, steps=5, lr=1e-2, replay=2)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)  # the adapter and the new rows stay as they were
+    assert frozen_digest(model.lm) == digest
+    assert all(p.requires_grad == ("lora_" in n or not n.startswith("lm.")) for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="fewer"):
+        activation_examples(model, data, _StoryLM(), n=40)
+
+
+def test_the_loss_weighs_each_example_the_same_whatever_its_answers_length():
+    import torch.nn.functional as F
+
+    model = _model()
+    frames, ids, targets = _rows()  # answers of 3 and 2 tokens
+    out = model(collate(frames, ids, targets))
+    per_row = []
+    for b in range(2):
+        logits = out["logits"][b, : len(ids[b])]
+        per_row.append(F.cross_entropy(logits, torch.tensor(targets[b]), ignore_index=IGNORE))
+    assert torch.allclose(out["loss"], torch.stack(per_row).mean(), atol=1e-6)
+    per_token = F.cross_entropy(out["logits"].reshape(-1, 13), collate(frames, ids, targets)["targets"].reshape(-1),
+                                ignore_index=IGNORE)
+    assert not torch.allclose(out["loss"], per_token)  # not the mean over all tokens
