@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -257,6 +258,7 @@ class SalmonnConfig:
                                           ("topic", 0.1), ("arithmetic", 0.1))
     max_len: int = CONTEXT  # the text LM was trained on 128 positions: longer rows are left out
     steps: int = 3000
+    pretrain_steps: int = 0  # steps on transcription alone before the mix (SALMONN's first stage)
     batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -295,6 +297,9 @@ class Batches:
                 ans = answer_of(u, task)
                 if ans is not None and n_audio[i] + longest + len(ans) + cfg.n_global + 6 <= cfg.max_len:
                     rows.append((i, ans))
+            if not rows:
+                raise ValueError(f"no training utterance has an answer for task {task!r} that fits {cfg.max_len} "
+                                 "positions: take it out of the mix")
             self.pool[task] = rows
         self.n_audio = n_audio
         self.tasks = [t for t, _ in cfg.mix]
@@ -339,9 +344,23 @@ def train_salmonn(data: dict, text_lm, cfg: SalmonnConfig = SalmonnConfig(), pro
     model = build_model(cfg, text_lm, d_in)
     before = frozen_digest(model.lm)
     prompter = Prompter(text_lm.tokenizer)
-    history = train(model, Batches(data["train"], prompter, model, cfg),
-                    TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, eval_every=0,
-                                seed=cfg.seed, progress=progress, desc=f"salmonn ({cfg.adapter}, {cfg.prompts})"))
+    history = None
+    # SALMONN's first stage (there: speech recognition and audio captioning) is transcription alone
+    stages = [(dataclasses.replace(cfg, mix=(("transcribe", 1.0),)), cfg.pretrain_steps, "stage 1"), (cfg, cfg.steps, "")]
+    for stage_cfg, steps, name in stages:
+        if steps == 0:
+            continue
+        h = train(model, Batches(data["train"], prompter, model, stage_cfg),
+                  TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, eval_every=0, seed=cfg.seed,
+                              progress=progress, desc=f"salmonn ({cfg.adapter}, {cfg.prompts}) {name}".rstrip()))
+        if history is None:
+            history = h
+        else:  # one history for both stages
+            history.step += [history.step[-1] + k for k in h.step]
+            history.loss += h.loss
+            history.lr += h.lr
+            history.grad_norm += h.grad_norm
+            history.seconds += h.seconds
     if frozen_digest(model.lm) != before:
         raise RuntimeError("the text LM's weights changed during training: they must stay frozen")
     return model.eval(), history

@@ -291,3 +291,26 @@ def test_the_loss_weighs_each_example_the_same_whatever_its_answers_length():
     per_token = F.cross_entropy(out["logits"].reshape(-1, 13), collate(frames, ids, targets)["targets"].reshape(-1),
                                 ignore_index=IGNORE)
     assert not torch.allclose(out["loss"], per_token)  # not the mean over all tokens
+
+
+def test_training_has_two_stages_and_keeps_the_lm_frozen():
+    from types import SimpleNamespace
+
+    from slm_course.salmonn_recipe import SalmonnConfig, train_salmonn
+
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
+                              tokenizer=tok)
+    digest = frozen_digest(text_lm.model)
+    torch.manual_seed(0)
+    utts = [dict(words=["the", "cup"], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
+                 speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 4)]
+    data = {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+    with pytest.raises(ValueError, match="arithmetic"):  # no utterance here is a sum
+        train_salmonn(data, text_lm, SalmonnConfig(steps=1, batch_size=4), progress=False)
+    cfg = SalmonnConfig(steps=3, pretrain_steps=2, batch_size=4, warmup_steps=0,
+                        mix=(("transcribe", 0.5), ("gender", 0.5)))
+    model, history = train_salmonn(data, text_lm, cfg, progress=False)
+    assert len(history.loss) == 5 and history.step == [1, 2, 3, 4, 5]
+    assert frozen_digest(model.lm) == digest == frozen_digest(text_lm.model)  # the text LM itself is untouched too
+    assert not model.training
