@@ -314,3 +314,34 @@ def test_training_has_two_stages_and_keeps_the_lm_frozen():
     assert len(history.loss) == 5 and history.step == [1, 2, 3, 4, 5]
     assert frozen_digest(model.lm) == digest == frozen_digest(text_lm.model)  # the text LM itself is untouched too
     assert not model.training
+
+
+def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import slm_course.textlm as textlm
+    from slm_course.runtime import load_artifact
+    from slm_course.salmonn_recipe import SalmonnConfig, load_salmonn
+
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    torch.manual_seed(0)
+    text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
+                              tokenizer=tok)
+    monkeypatch.setattr(textlm, "load_text_lm", lambda **kw: text_lm)
+    utts = [dict(words=["the", "cup"], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
+                 speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 4)]
+    data = {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+    cfg = SalmonnConfig(steps=2, batch_size=4, warmup_steps=0, mix=(("transcribe", 0.5), ("gender", 0.5)))
+    model = load_salmonn(config=cfg, data=data, progress=False)
+    files = list(tmp_path.glob("salmonn-*.pt"))
+    assert len(files) == 1
+    saved = load_artifact(files[0])["state_dict"]
+    assert saved and all("lora_" in k or not k.startswith("lm.") for k in saved)  # not the frozen LM's weights
+    again = load_salmonn(config=cfg, data={}, progress=False)  # from the cache: no data needed, nothing trained
+    batch = collate([data["train"]["frames"][0]], [[1, 29, AUDIO, AUDIO, AUDIO, 30, 5, SUMMARY, 31, 6, 2]],
+                    [[IGNORE] * 9 + [6, 2]])
+    assert torch.allclose(model(batch)["logits"], again(batch)["logits"], atol=1e-6)
+    assert again.metrics["params_trained"] > 0 and again.metrics["params_frozen"] > 0
+    with pytest.raises(ValueError, match="unknown variant"):
+        load_salmonn("whisper", progress=False)
