@@ -446,9 +446,6 @@ def answers(model: SpeechAwareLM, prompter: Prompter, frames: Sequence[torch.Ten
     return out
 
 
-SHORT_ANSWERS = frozenset({"a man", "a woman", "a question", "a statement"} | set(NUMBERS))
-
-
 FUNCTION_WORDS = frozenset({"the", "are", "and", "what", "does", "how", "who", "which", "plus", "minus"})
 
 
