@@ -70,7 +70,6 @@ PROMPTS: dict[str, dict[str, tuple[str, ...]]] = {
                             "could": ("could you write out what is said and if it was asked",)},
 }
 SEEN_FAMILIES = ("tell", "ask")
-LONGEST_PROMPT = max(len(p) for task in PROMPTS.values() for family in task.values() for p in family)
 HELD_OUT_FAMILY = "could"
 NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASKS + UNTRAINED)
 CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
@@ -506,7 +505,9 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
     frames = [data["frames"][i] for i, _, _ in examples]
     rng = random.Random(seed)
     n_all = model.adapter.out_lengths(torch.tensor([len(f) for f in data["frames"]])).tolist()
-    fits = [i for i, u in enumerate(data["utts"]) if n_all[i] + LONGEST_PROMPT + len(" ".join(u["words"])) + 8 <= max_len]
+    longest = max(len(p) for f in SEEN_FAMILIES for p in PROMPTS["transcribe"][f])  # as Batches filters
+    fits = [i for i, u in enumerate(data["utts"])
+            if n_all[i] + longest + len(" ".join(u["words"])) + model.adapter.n_global + 6 <= max_len]
     batches = []
     for _ in range(steps):  # each step: the examples, and `replay` transcriptions so that transcribing stays as it was
         extra = rng.sample(fits, replay)
