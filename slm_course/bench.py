@@ -40,6 +40,8 @@ BENCHMARKS: dict[str, tuple[str | Callable[[], dict], str]] = {
                  "the cached speech+text LMs (notebook 07): interleaved, no interleaving, speech only, in 4 settings"),
     "moshi": ("slm_course.moshi_eval:bench_moshi",
               "the cached Moshi-style models (notebook 08): inner monologue, delays, depth transformer, full duplex"),
+    "salmonn": ("slm_course.salmonn_recipe:bench_salmonn",
+                "the cached speech-aware text LMs (notebook 09): tasks, phrasings, over-fitting, adapters, the cascade"),
 }
 
 

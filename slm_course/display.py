@@ -1,7 +1,7 @@
 """Seeing and hearing speech: players and plots with time in seconds (notebook 00 onward).
 
 Also the course's map of the field, :func:`plot_taxonomy` (notebook 00 and the README's
-``docs/taxonomy.png``).
+``docs/taxonomy.png``), and :func:`ask_box`, a widget to ask a model about an utterance (notebook 09).
 
 Every plot takes an optional matplotlib ``ax`` (a new figure is made when it is None), puts time in
 seconds on the x-axis, and returns the ``Axes`` so that plots can be stacked: a spectrogram, then
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from IPython.display import Audio
     from matplotlib.axes import Axes
 
-__all__ = ["play", "play_stereo", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_taxonomy", "plot_tokens", "plot_waveform"]
+__all__ = ["ask_box", "play", "play_stereo", "plot_pitch", "plot_spans", "plot_spectrogram", "plot_taxonomy", "plot_tokens", "plot_waveform"]
 
 _KINDS = ("log_mel", "spectrogram", "mfcc")
 
@@ -47,6 +47,39 @@ def play(wav: torch.Tensor | np.ndarray, sr: int = SR) -> Audio:
     x = audio.check_wav(wav, sr)
     loud = float(x.abs().max()) > 0  # a peak of 0 cannot be normalised
     return Audio(data=x.detach().cpu().numpy(), rate=int(sr), normalize=loud)
+
+
+def ask_box(utterances: dict[str, Any], answer: Any, prompt: str = "who is speaking", sr: int = SR):
+    """A widget: pick an utterance, type an instruction, press "ask": the utterance plays and the answer shows.
+
+    ``utterances``: label -> waveform; ``answer(label, instruction) -> str``. Returns the ``ipywidgets`` box
+    (a cell's last line shows it); ``box.ask()`` asks what the widgets hold, as the button does.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    if not utterances:
+        raise ValueError("utterances is empty: give at least one label -> waveform")
+    if not callable(answer):
+        raise ValueError("answer must be a function (label, instruction) -> str")
+    pick = widgets.Dropdown(options=list(utterances), description="utterance", layout=widgets.Layout(width="80%"))
+    text = widgets.Text(value=prompt, description="instruction", layout=widgets.Layout(width="80%"))
+    button = widgets.Button(description="ask")
+    out = widgets.Output()
+
+    def ask(_=None) -> str:
+        said = str(answer(pick.value, text.value))
+        out.clear_output()
+        with out:
+            display(play(utterances[pick.value], sr))
+            print(f"{text.value!r} -> {said!r}")
+        return said
+
+    button.on_click(ask)
+    text.on_submit(ask)
+    box = widgets.VBox([pick, widgets.HBox([text, button]), out])
+    box.ask = ask
+    return box
 
 
 def play_stereo(left: torch.Tensor | np.ndarray, right: torch.Tensor | np.ndarray, sr: int = SR) -> Audio:

@@ -70,6 +70,8 @@ STEPS: tuple[Step, ...] = (
     Step("moshi", ("moshi-data",), "the Moshi-style model with and without its inner monologue (notebook 08)"),
     Step("moshi-ablations", ("moshi-data",), "its acoustic-delay and depth-transformer ablations (notebook 08)"),
     Step("moshi-delay-swap", ("moshi-data",), "the same model as streaming ASR and streaming TTS (notebook 08)"),
+    Step("salmonn", ("asr", "text-lm"), "the speech-aware text LM: a frozen text LM, an adapter, LoRA (notebook 09)"),
+    Step("salmonn-variants", ("asr", "text-lm"), "its window-level Q-Former and task-tag variants (notebook 09)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -143,6 +145,12 @@ def _build(name: str) -> None:
         data = moshi_recipe.load_moshi_data(progress=False)
         for variant in variants:
             moshi_recipe.load_moshi(variant, data=data, progress=False)
+    elif name.startswith("salmonn"):
+        from slm_course import salmonn_recipe
+
+        data = salmonn_recipe.load_salmonn_data(progress=False)
+        for variant in {"salmonn": ("pool",), "salmonn-variants": ("qformer", "tags")}[name]:
+            salmonn_recipe.load_salmonn(variant, data=data, progress=False)
     elif name == "vocoder":
         units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":

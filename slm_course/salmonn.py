@@ -259,20 +259,25 @@ class SpeechAwareLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, feats: torch.Tensor, feat_lengths: torch.Tensor, prompts: Sequence[Sequence[int]],
-                 max_new_tokens: int, stop_token: int, banned: Sequence[int] = ()) -> list[list[int]]:
+                 max_new_tokens: int, stop_token: int, banned: Sequence[int] = (),
+                 context: int | None = None) -> list[list[int]]:
         """Greedy answers, one per row: ``prompts[b]`` (ids with AUDIO slots, ending where the answer starts).
 
         Decodes with the LM's key/value cache. Rows whose prompts have the same length decode together
-        (positions are absolute, so a batch must start its answers at one position).
+        (positions are absolute, so a batch must start its answers at one position). ``context``: a row
+        (prompt and answer) ends there at the latest, each row by its own length (default: the LM's max_len).
         """
         if len(prompts) != feats.shape[0]:
             raise ValueError(f"one prompt per row: {feats.shape[0]} rows, {len(prompts)} prompts")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         longest = max(len(p) for p in prompts)
-        if longest + max_new_tokens > self.lm.cfg.max_len:
-            raise ValueError(f"prompt ({longest}) + max_new_tokens ({max_new_tokens}) exceeds the LM's "
-                             f"max_len ({self.lm.cfg.max_len}); ask for fewer tokens")
+        context = self.lm.cfg.max_len if context is None else context
+        if not 0 < context <= self.lm.cfg.max_len:
+            raise ValueError(f"context must be in 1..{self.lm.cfg.max_len} (the LM's max_len), got {context!r}")
+        if longest >= context:
+            raise ValueError(f"a prompt is {longest} positions long: no room for an answer in a context of "
+                             f"{context}; use a shorter utterance or prompt")
         was = self.training
         self.eval()
         rows = torch.full((len(prompts), longest), self.vocab - 1, dtype=torch.long)
@@ -287,7 +292,8 @@ class SpeechAwareLM(nn.Module):
             caches: list[dict] = [{} for _ in self.lm.blocks]
             h = self.lm.hidden(None, embeds=x[group, :n], caches=caches)[:, -1:]
             done = torch.zeros(len(group), dtype=torch.bool)
-            for step in range(max_new_tokens):
+            room = min(max_new_tokens, context - n)
+            for step in range(room):
                 logits = self.logits_of(h)[:, -1]
                 if len(banned):
                     logits[:, list(banned)] = float("-inf")
@@ -298,7 +304,7 @@ class SpeechAwareLM(nn.Module):
                             done[k] = True
                         else:
                             answers[b].append(int(nxt[k]))
-                if bool(done.all()) or step + 1 == max_new_tokens:
+                if bool(done.all()) or step + 1 == room:
                     break
                 h = self.lm.hidden(None, embeds=self.embed(nxt[:, None]), caches=caches, start=n + step)
         self.train(was)

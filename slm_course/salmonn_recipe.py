@@ -30,7 +30,7 @@ from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
 __all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
-           "answer_of", "encode_speech", "evaluate", "follows_continue", "pitch_frames",
+           "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
            "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
 RECIPE = 3  # bump when the data or training changes in a way the configs do not show
@@ -190,27 +190,34 @@ def encode_speech(asr, wavs: Sequence[torch.Tensor], batch_size: int = 32, progr
 _FRAMES: dict = {}  # (data key, split) -> raw encoder frames, kept for the life of the process
 
 
-def load_salmonn_data(splits: Sequence[str] = ("train", "test"), *, corpus=None, rebuild: bool = False,
-                      progress: bool = True) -> dict:
+def load_salmonn_data(splits: Sequence[str] = ("train", "test"), *, limit: int | None = None, corpus=None,
+                      rebuild: bool = False, progress: bool = True) -> dict:
     """The encoder frames of each split's utterances and what the tasks need to know of each utterance.
 
     Frames are standardised (each feature to zero mean and unit variance) with the training frames'
     ``mean`` and ``std``, which are cached. The frames themselves are computed now, once per process
-    (about 2 s per 100 utterances): cached, they would take a few hundred MB.
+    (about 2 s per 100 utterances): cached, they would take a few hundred MB. ``limit``: only the first
+    ``limit`` utterances of each split (a notebook that needs a few).
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import corpus_version, load_corpus
 
     if isinstance(splits, str) or not set(splits) <= {"train", "valid", "test"}:
         raise ValueError(f"splits must be a list drawn from 'train', 'valid', 'test', got {splits!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int (utterances per split) or None for all, got {limit!r}")
     asr = load_asr(corpus=corpus, progress=progress)  # the default corpus's recognizer when corpus is None
     corpus = corpus if corpus is not None else load_corpus()
     key = f"salmonn-norm-r{RECIPE}-c{corpus_version(corpus)}-{digest(next(iter(asr.state_dict().values())))}"
 
-    def frames_of(split: str) -> list[torch.Tensor]:
-        if (key, split) not in _FRAMES:
-            wavs = [corpus.wav(u) for u in corpus.split(split)]
-            _FRAMES[key, split] = [f.half() for f in encode_speech(asr, wavs, progress=progress)]
+    def frames_of(split: str, n: int | None = None) -> list[torch.Tensor]:
+        if (key, split) in _FRAMES:  # all of the split, computed before
+            return _FRAMES[key, split][:n]
+        if n is not None:  # the first n only, not kept
+            return [f.half() for f in encode_speech(asr, [corpus.wav(u) for u in corpus.split(split)[:n]],
+                                                    progress=progress)]
+        wavs = [corpus.wav(u) for u in corpus.split(split)]
+        _FRAMES[key, split] = [f.half() for f in encode_speech(asr, wavs, progress=progress)]
         return _FRAMES[key, split]
 
     def build() -> dict:
@@ -220,8 +227,8 @@ def load_salmonn_data(splits: Sequence[str] = ("train", "test"), *, corpus=None,
     norm = cached(key, build, rebuild=rebuild)
     data: dict = dict(norm)
     for split in splits:
-        utts = corpus.split(split)
-        data[split] = {"frames": [((f.float() - norm["mean"]) / norm["std"]) for f in frames_of(split)],
+        utts = corpus.split(split)[:limit]
+        data[split] = {"frames": [((f.float() - norm["mean"]) / norm["std"]) for f in frames_of(split, limit)],
                        "utts": [{"id": u.id, "words": list(u.words), "speaker": u.speaker, "gender": u.gender,
                                  "style": u.style, "question": u.question, "kind": u.kind, "topic": u.topic}
                                 for u in utts]}
@@ -416,7 +423,7 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
     if unexpected or any("lora_" in k or not k.startswith("lm.") for k in missing):
         raise RuntimeError(f"the cached model does not fit this code (missing {missing[:3]}, unexpected "
                            f"{unexpected[:3]}); load it with rebuild=True")
-    model.history, model.metrics = dict(record["history"]), dict(record["metrics"])
+    model.cfg, model.history, model.metrics = record["config"], dict(record["history"]), dict(record["metrics"])
     return model.eval()
 
 
@@ -435,12 +442,13 @@ def answers(model: SpeechAwareLM, prompter: Prompter, frames: Sequence[torch.Ten
     for s in range(0, len(frames), batch_size):
         chunk = range(s, min(s + batch_size, len(frames)))
         rows = [prompter.row(n_audio[i], prompts[i], tag=tag, n_summary=model.adapter.n_global)[0] for i in chunk]
-        room = min(max_new_tokens, CONTEXT - max(len(r) for r in rows))
-        if room < 1:
+        if max(len(r) for r in rows) >= CONTEXT:
             raise ValueError(f"a row is {max(len(r) for r in rows)} positions long: no room for an answer in the "
                              f"{CONTEXT} the text LM was trained on; use a shorter utterance or prompt")
         batch = collate([frames[i] for i in chunk], rows, rows)
-        got = model.generate(batch["feats"], batch["feat_lengths"], rows, room, prompter.tok.eos_id, banned)
+        # each row may run to the end of the context the text LM was trained on, whatever its neighbours' lengths
+        got = model.generate(batch["feats"], batch["feat_lengths"], rows, max_new_tokens, prompter.tok.eos_id, banned,
+                             context=CONTEXT)
         out += [prompter.text(g) for g in got]
     return out
 
@@ -449,73 +457,79 @@ FUNCTION_WORDS = frozenset({"the", "are", "and", "what", "does", "how", "who", "
 
 
 def follows_continue(answer: str, transcript: str) -> bool:
-    """Did the model go on with *this* story? A new sentence (three words or more, CER against what was said
-    above 0.5) that names something that was said: a shared word of three letters or more, not a function
-    word (the corpus's stories go on about what they named: "the child kicks the bench" -> "the bench is big")."""
+    """Did the model do what "continue the story" asks, SALMONN's *instruction following*: a new sentence of three
+    words or more, not the utterance's own words again (CER against what was said above 0.5), not a label."""
     from slm_course.metrics import cer
 
+    return len(answer.split()) >= 3 and cer(transcript, answer) > 0.5
+
+
+def on_topic(answer: str, transcript: str) -> bool:
+    """Does the answer name something that was said: a shared word of three letters or more, not a function word
+    (the corpus's stories go on about what they named: "the child kicks the bench" -> "the bench is big")."""
     said = {w for w in transcript.split() if len(w) >= 3 and w not in FUNCTION_WORDS}
-    return len(answer.split()) >= 3 and cer(transcript, answer) > 0.5 and bool(said & set(answer.split()))
+    return bool(said & set(answer.split()))
 
 
-def activation_examples(model: SpeechAwareLM, data: dict, text_lm, n: int = 12, seed: int = 0,
-                        max_len: int = 128) -> list[tuple[int, str, str]]:
-    """SALMONN's activation data: ``n`` training utterances, each with a "continue" prompt and a long answer
-    that the frozen text LM writes itself, going on from the utterance's words: ``(index, prompt, answer)``.
+def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n: int = 12, scale: float = 0.6,
+                        candidates: int = 400, min_cer: float = 0.5, seed: int = 0, prompts: str = "free"
+                        ) -> list[tuple[int, str, str]]:
+    """SALMONN's activation data: ``n`` long answers to "continue the story" that the model writes itself, with
+    its LoRA scaled down to ``scale`` (:func:`~slm_course.salmonn.set_lora_scale`): ``(index, prompt, answer)``.
 
-    Each answer is cut at a word so that its row fits ``max_len``, and must go on about what was said
-    (:func:`follows_continue`) with four words or more: up to four draws per utterance, else the next one.
+    With less LoRA the frozen LM's own habit (going on with a text) comes back; the answers kept are those that
+    follow the instruction with four words or more (:func:`follows_continue`), from ``candidates`` training
+    utterances drawn at random. ``model`` is left as it was.
     """
+    import copy
+
+    from slm_course.metrics import cer
+    from slm_course.salmonn import set_lora_scale
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (SALMONN used 12), got {n!r}")
+    if not 0 <= scale < 1:
+        raise ValueError(f"scale must be in [0, 1): the LoRA scaled down, 1 being as trained; got {scale!r}")
     rng = random.Random(seed)
-    n_audio = model.adapter.out_lengths(torch.tensor([len(f) for f in data["frames"]])).tolist()
-    out = []
-    for i in rng.sample(range(len(data["utts"])), len(data["utts"])):
-        prompt = rng.choice(PROMPTS["continue"][rng.choice(SEEN_FAMILIES)])
-        room = max_len - n_audio[i] - len(prompt) - model.adapter.n_global - 6
-        said = " ".join(data["utts"][i]["words"])
-        for k in range(4):  # a few draws: the first whose story goes on about what was said
-            story = text_lm.complete(said + " ", max_new_tokens=max(1, min(room, 80)), temperature=0.8,
-                                     seed=seed * 1000 + 4 * i + k)
-            story = " ".join(story[: room + 1].split()[:-1] if len(story) > room else story.split())
-            if len(story.split()) >= 4 and follows_continue(story, said):
-                out.append((i, prompt, story))
-                break
-        if len(out) == n:
-            return out
-    raise ValueError(f"only {len(out)} utterances leave room for a long answer; ask for fewer (n={n})")
+    idx = rng.sample(range(len(data["utts"])), min(candidates, len(data["utts"])))
+    asks = [rng.choice(PROMPTS["continue"][rng.choice(SEEN_FAMILIES)]) for _ in idx]
+    damped = copy.deepcopy(model)
+    set_lora_scale(damped, scale)
+    got = answers(damped, prompter, [data["frames"][i] for i in idx], asks,
+                  tag="continue" if prompts == "tags" else None)
+    out = [(i, ask, a) for i, ask, a in zip(idx, asks, got) if len(a.split()) >= 4
+           and follows_continue(a, " ".join(data["utts"][i]["words"])) and cer(" ".join(data["utts"][i]["words"]), a) > min_cer]
+    if len(out) < n:
+        raise ValueError(f"only {len(out)} of {len(idx)} answers at LoRA scale {scale} go on with the story; ask for "
+                         f"fewer (n={n}), draw more candidates, or scale the LoRA further down")
+    return out[:n]
 
 
 def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, examples: Sequence[tuple[int, str, str]],
-                    steps: int = 12, lr: float = 1e-3, replay: int = 12, prompts: str = "free", seed: int = 0,
-                    max_len: int = 128, progress: bool = False) -> SpeechAwareLM:
-    """Activation tuning (SALMONN): a few steps on ``examples`` (:func:`activation_examples`), all in one batch,
-    training LoRA only; the adapter and the new token rows stay as they were. In place; returns ``model``."""
+                    cfg: SalmonnConfig | None = None, steps: int = 24, lr: float = 1e-3, replay: int = 32,
+                    seed: int = 0, progress: bool = False) -> SpeechAwareLM:
+    """Activation tuning (SALMONN): ``steps`` steps on ``examples`` (:func:`activation_examples`), all of them in
+    each batch beside ``replay`` rows drawn from the training mix (``cfg``, the model's own recipe) so that what
+    was learnt stays; LoRA only: the adapter and the new token rows stay as they were. In place; returns ``model``.
+    """
     from slm_course.train import TrainConfig, train
 
     if not examples:
         raise ValueError("activation tuning needs examples: make them with activation_examples")
+    cfg = cfg if cfg is not None else SalmonnConfig()
     keep = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
     n_audio = model.adapter.out_lengths(torch.tensor([len(data["frames"][i]) for i, _, _ in examples])).tolist()
-    rows = [prompter.row(n, prompt, story, tag="continue" if prompts == "tags" else None,
+    rows = [prompter.row(n, prompt, story, tag="continue" if cfg.prompts == "tags" else None,
                          n_summary=model.adapter.n_global) for n, (_, prompt, story) in zip(n_audio, examples)]
-    frames = [data["frames"][i] for i, _, _ in examples]
+    mix = Batches(data, prompter, model, cfg)
     rng = random.Random(seed)
-    n_all = model.adapter.out_lengths(torch.tensor([len(f) for f in data["frames"]])).tolist()
-    longest = max(len(p) for f in SEEN_FAMILIES for p in PROMPTS["transcribe"][f])  # as Batches filters
-    fits = [i for i, u in enumerate(data["utts"])
-            if n_all[i] + longest + len(" ".join(u["words"])) + model.adapter.n_global + 6 <= max_len]
     batches = []
-    for _ in range(steps):  # each step: the examples, and `replay` transcriptions so that transcribing stays as it was
-        extra = rng.sample(fits, replay)
-        more = [prompter.row(n_all[i], rng.choice(PROMPTS["transcribe"][rng.choice(SEEN_FAMILIES)]),
-                             " ".join(data["utts"][i]["words"]), tag="transcribe" if prompts == "tags" else None,
-                             n_summary=model.adapter.n_global) for i in extra]
-        batches.append(collate(frames + [data["frames"][i] for i in extra], [r[0] for r in rows + more],
-                               [r[1] for r in rows + more]))
+    for _ in range(steps):
+        more = [mix.example(rng) for _ in range(replay)]
+        batches.append(collate([data["frames"][i] for i, _, _ in examples] + [data["frames"][i] for i, _, _ in more],
+                               [r[0] for r in rows] + [m[1] for m in more], [r[1] for r in rows] + [m[2] for m in more]))
     before = frozen_digest(model.lm)
     train(model, batches, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
                                       desc="activation tuning"))
@@ -527,16 +541,23 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
 
 
 def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Sequence[str] = ("tell", "ask", "could"),
-             tag_prompts: bool = False, max_utts: int | None = None) -> dict:
-    """Per task and family of phrasing: accuracy (transcription: CER), on the test split's held-out speakers."""
+             tag_prompts: bool = False, max_utts: int | None = None, tasks: Sequence[str] | None = None) -> dict:
+    """Per task and family of phrasing: accuracy (transcription: CER; the untrained tasks: the share of answers
+    that follow the instruction), on the test split's held-out speakers. ``tasks``: a few (default: all)."""
     from slm_course.metrics import cer
+
+    tasks = tuple(TASKS + UNTRAINED) if tasks is None else tuple(tasks)
+    if isinstance(tasks, str) or not tasks or not set(tasks) <= set(TASKS + UNTRAINED):
+        raise ValueError(f"tasks must be drawn from {TASKS + UNTRAINED}, got {tasks!r}")
+    if not families or not set(families) <= {"tell", "ask", "could"}:
+        raise ValueError(f"families must be drawn from ('tell', 'ask', 'could'), got {families!r}")
 
     frames, utts = data["frames"], [_Utt(u) for u in data["utts"]]
     if max_utts is not None:
         frames, utts = frames[:max_utts], utts[:max_utts]
     n_audio = model.adapter.out_lengths(torch.tensor([len(f) for f in frames])).tolist()
     result: dict = {}
-    for task in TASKS + UNTRAINED:
+    for task in tasks:
         # the same utterances for every family: those whose row, with the longest phrasing and the answer
         # (20 characters of story), fits the LM's context
         longest = max(len(p) for f in PROMPTS[task].values() for p in f)
@@ -552,7 +573,9 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
                 result[key] = {"cer": cer(truth, got)}
             elif task == "continue":
                 tr = [answer_of(utts[i], "transcribe") for i in idx]
-                result[key] = {"follows": sum(follows_continue(a, t) for a, t in zip(got, tr)) / len(idx)}
+                result[key] = {"follows": sum(follows_continue(a, t) for a, t in zip(got, tr)) / len(idx),
+                               "on_topic": sum(follows_continue(a, t) and on_topic(a, t) for a, t in zip(got, tr))
+                               / len(idx)}
             elif task == "transcribe_question":
                 ok = [a.endswith(t.split()[-1]) and cer(" ".join(t.split()[:-2]), " ".join(a.split()[:-2])) < 0.3
                       for a, t in zip(got, truth)]
@@ -562,3 +585,92 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
             result[key]["n"] = len(idx)
             result[key]["example"] = got[0]
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+
+ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 5e-4, "replay": 64}  # notebook 09's activation tuning
+LABELS = ("gender", "style", "question", "topic")  # the tasks answered with a label
+
+
+def seen_unseen(result: dict, tasks: Sequence[str] = LABELS) -> tuple[float, float]:
+    """Mean accuracy over ``tasks`` in the trained families of phrasing, and in the held-out one."""
+    seen = [result[f"{t}/{f}"]["acc"] for t in tasks for f in SEEN_FAMILIES]
+    return sum(seen) / len(seen), sum(result[f"{t}/{HELD_OUT_FAMILY}"]["acc"] for t in tasks) / len(tasks)
+
+
+def bench_salmonn() -> dict:
+    """Notebook 09's models (cached, or trained with its recipe), measured on every held-out speaker's utterance."""
+    import copy
+
+    import numpy as np
+
+    from slm_course.asr_recipe import load_asr
+    from slm_course.cascade import what_text_loses
+    from slm_course.corpus import load_corpus
+    from slm_course.salmonn import set_lora_scale
+    from slm_course.textlm import load_text_lm
+
+    data = load_salmonn_data(progress=False)
+    text_lm = load_text_lm(progress=False)
+    prompter = Prompter(text_lm.tokenizer)
+    models = {v: load_salmonn(v, data=data, progress=False) for v in VARIANTS}
+    pool, test = models["pool"], data["test"]
+    res = evaluate(pool, prompter, test)
+    out: dict = {t: round((res[f"{t}/tell"]["acc"] + res[f"{t}/ask"]["acc"]) / 2, 3) for t in LABELS + ("arithmetic",)}
+    out["arithmetic_n"] = res["arithmetic/tell"]["n"]
+    out["transcribe_cer"] = round((res["transcribe/tell"]["cer"] + res["transcribe/ask"]["cer"]) / 2, 3)
+    out["transcribe_cer_unseen_prompt"] = round(res["transcribe/could"]["cer"], 3)
+    seen, unseen = seen_unseen(res)
+    out |= {"seen_prompt_acc": round(seen, 3), "unseen_prompt_acc": round(unseen, 3)}
+    before = evaluate(pool, prompter, test, families=(HELD_OUT_FAMILY,), tasks=UNTRAINED)
+    tuned = copy.deepcopy(pool)
+    examples = activation_examples(pool, data["train"], prompter, n=ACTIVATION["n"], scale=ACTIVATION["scale"])
+    activation_tune(tuned, data["train"], prompter, examples, pool.cfg, steps=ACTIVATION["steps"],
+                    lr=ACTIVATION["lr"], replay=ACTIVATION["replay"])
+    after = evaluate(tuned, prompter, test, families=SEEN_FAMILIES[:1] + (HELD_OUT_FAMILY,),
+                     tasks=("transcribe",) + LABELS + UNTRAINED)
+    out |= {"instruction_following_before_activation": round(before["continue/could"]["follows"], 3),
+            "instruction_following_after_activation": round(after["continue/could"]["follows"], 3),
+            "on_topic_before_activation": round(before["continue/could"]["on_topic"], 3),
+            "on_topic_after_activation": round(after["continue/could"]["on_topic"], 3),
+            "transcribe_question_before_activation": round(before["transcribe_question/could"]["follows"], 3),
+            "transcribe_question_after_activation": round(after["transcribe_question/could"]["follows"], 3),
+            "transcribe_cer_after_activation": round(after["transcribe/tell"]["cer"], 3),
+            "unseen_prompt_acc_after_activation": round(
+                sum(after[f"{t}/{HELD_OUT_FAMILY}"]["acc"] for t in LABELS) / len(LABELS), 3),
+            "activation": dict(ACTIVATION)}
+    scaling = {}
+    for f in (0.8, 0.6, 0.4):
+        m = copy.deepcopy(pool)
+        set_lora_scale(m, f)
+        r = evaluate(m, prompter, test, families=("tell", HELD_OUT_FAMILY), tasks=("transcribe", "continue"))
+        scaling[str(f)] = {"instruction_following": round(r["continue/could"]["follows"], 3),
+                           "transcribe_cer": round(r["transcribe/tell"]["cer"], 3)}
+    out["lora_scaling"] = scaling
+    n_frames = torch.tensor([len(f) for f in test["frames"]])
+    seconds = float(n_frames.sum()) * 0.03  # one encoder frame per 30 ms
+    for name, m in models.items():
+        tags = m.cfg.prompts == "tags"
+        r = res if name == "pool" else evaluate(m, prompter, test, families=("tell",), tag_prompts=tags,
+                                                tasks=("transcribe",) + LABELS)
+        fam = "tag" if tags else "tell"
+        out[f"adapter_{name}" if name != "tags" else "prompts_tags"] = {
+            "vectors_per_second": round(float(m.adapter.out_lengths(n_frames).sum()) / seconds, 1),
+            "transcribe_cer": round(r[f"transcribe/{fam}"]["cer"], 3),
+            **{t: round(r[f"{t}/{fam}"]["acc"], 3) for t in LABELS},
+            "params_trained": m.metrics["params_trained"], "train_seconds": round(m.metrics["train_seconds"], 1)}
+    lost = what_text_loses(load_corpus(progress=False), load_asr(progress=False))
+    for label in ("gender", "style", "question"):
+        out[f"cascade_{label}"] = round(lost[f"{label}_acc_text"], 3)
+        out[f"cascade_{label}_chance"] = round(lost[f"{label}_chance"], 3)
+    decl = [i for i, u in enumerate(test["utts"]) if u["kind"] in ("statement", "declarative_question")]
+    got = answers(pool, prompter, [test["frames"][i] for i in decl], PROMPTS["question"]["tell"][0])
+    out["question_declarative"] = round(float(np.mean([a == answer_of(_Utt(test["utts"][i]), "question")
+                                                        for a, i in zip(got, decl)])), 3)
+    out |= {"params_trained": pool.metrics["params_trained"], "params_frozen": pool.metrics["params_frozen"],
+            "train_seconds": round(sum(m.metrics["train_seconds"] for m in models.values()), 1),
+            "test_utterances": len(test["utts"])}
+    return out

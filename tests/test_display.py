@@ -128,3 +128,21 @@ def test_plot_taxonomy_names_each_family_its_factorisation_and_notebooks() -> No
 
     fig, given = plt.subplots()
     assert display.plot_taxonomy(given) is given  # draws into the Axes it is given
+
+
+def test_ask_box_asks_the_function_about_the_picked_utterance(wav: torch.Tensor) -> None:
+    asked = []
+
+    def answer(label, instruction):
+        asked.append((label, instruction))
+        return f"{instruction} about {label}"
+
+    box = display.ask_box({"one": wav, "two": wav * 0.5}, answer, prompt="who is it")
+    pick, text = box.children[0], box.children[1].children[0]
+    pick.value, text.value = "two", "how does it sound"
+    assert box.ask() == "how does it sound about two"
+    assert asked == [("two", "how does it sound")]
+    with pytest.raises(ValueError, match="empty"):
+        display.ask_box({}, answer)
+    with pytest.raises(ValueError, match="function"):
+        display.ask_box({"one": wav}, "not a function")

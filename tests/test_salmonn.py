@@ -22,10 +22,12 @@ from slm_course.salmonn_recipe import (
     SEEN_FAMILIES,
     TASKS,
     Prompter,
+    SalmonnConfig,
     answer_of,
     arithmetic_answer,
     collate,
     follows_continue,
+    on_topic,
 )
 from slm_course.text import CharTokenizer
 
@@ -163,8 +165,16 @@ def test_greedy_generation_is_the_argmax_of_the_teacher_forced_logits(adapter):
         row = prompts[b] + got[b]
         logits = model(collate([frames[b]], [row], [[IGNORE] * len(row)]))["logits"][0]
         assert got[b] == logits[len(prompts[b]) - 1 : -1].argmax(-1).tolist()
+    # each row runs to the end of the context by its own length, not its batch's longest
+    capped = model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 60,
+                            stop_token=-5, context=14)
+    assert [len(c) for c in capped] == [14 - len(p) for p in prompts]
+    assert [c[:5] for c in capped] == got
+    with pytest.raises(ValueError, match="no room"):
+        model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 5, 2,
+                       context=len(prompts[1]))
     with pytest.raises(ValueError, match="max_len"):
-        model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 60, 2)
+        model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 5, 2, context=10**6)
 
 
 def test_prompter_rows_put_the_loss_on_the_answer_and_eos_only():
@@ -223,12 +233,15 @@ def test_answers_come_from_the_corpus_labels():
         answer_of(u, "translate")
 
 
-def test_following_the_continue_instruction_means_new_words_not_a_transcript():
+def test_following_the_continue_instruction_means_new_words_not_a_transcript_or_a_label():
     assert follows_continue("the pig is old", "the farmer counts the pig")
+    assert follows_continue("the cow is muddy", "the farmer counts the pig")  # a new sentence: it follows
     assert not follows_continue("the farmer counts the pig", "the farmer counts the pig")
-    assert not follows_continue("pig", "the farmer counts the pig")
-    assert not follows_continue("the cow is muddy", "the farmer counts the pig")  # a new sentence, but not this story
-    assert not follows_continue("what is the pig", "what does the farmer feed")  # only function words shared
+    assert not follows_continue("the farmer counts the pigs", "the farmer counts the pig")
+    assert not follows_continue("a man", "the farmer counts the pig")
+    assert on_topic("the pig is old", "the farmer counts the pig")
+    assert not on_topic("the cow is muddy", "the farmer counts the pig")  # ... but not about this story
+    assert not on_topic("what is the pig", "what does the farmer feed")  # only function words shared
 
 
 def test_pitch_frames_give_each_encoder_frame_the_voice_height():
@@ -245,36 +258,60 @@ def test_pitch_frames_give_each_encoder_frame_the_voice_height():
     assert torch.allclose(frames[:, 1], torch.full((33,), np.log2(f0)), atol=0.05)  # unvoiced frames: the median
 
 
-class _StoryLM:
-    """A text LM stand-in: goes on about the last word it was given."""
-
-    def complete(self, prompt, max_new_tokens=60, temperature=0.0, top_k=None, seed=0):
-        return f"the {prompt.split()[-1]} is very big and old"[:max_new_tokens]
+def _lora_scales(model):
+    return {layer.scaling["default"] for layer in lora_layers(model)}
 
 
-def test_activation_tuning_trains_lora_only_on_a_few_self_generated_stories():
+def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_lora_scaled_down(monkeypatch):
+    from slm_course import salmonn_recipe
     from slm_course.salmonn_recipe import activation_examples, activation_tune
 
     tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
-    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2)
+    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
     model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
     torch.manual_seed(0)
+    animals = ("pig", "cow", "hen", "goat") * 5
     data = {"frames": [torch.randn(8 + i % 5, 6) for i in range(20)],
-            "utts": [{"words": ["the", "farmer", "feeds", f"the {w}"]} for w in ("pig", "cow", "hen", "goat") * 5]}
-    examples = activation_examples(model, data, _StoryLM(), n=4)
-    assert len(examples) == 4 and all(follows_continue(story, " ".join(data["utts"][i]["words"]))
-                                      for i, _, story in examples)
-    assert all(prompt in PROMPTS["continue"]["tell"] + PROMPTS["continue"]["ask"] for _, prompt, _ in examples)
+            "utts": [{"words": ["the", "farmer", "feeds", "the", w], "gender": "male", "style": "calm",
+                      "question": False, "kind": "statement", "topic": "farm"} for w in animals]}
+    seen_scales = []
+
+    def fake_answers(m, prompter, frames, prompts, tag=None, **kw):  # the damped model "writes" these
+        seen_scales.append(_lora_scales(m))
+        return ["the farmer feeds the pig" if k % 3 == 0 else "a man" if k % 3 == 1 else "the big barn is old and red"
+                for k in range(len(frames))]
+
+    monkeypatch.setattr(salmonn_recipe, "answers", fake_answers)
     prompter = Prompter(tok)
+    examples = activation_examples(model, data, prompter, n=4, scale=0.5)
+    assert seen_scales == [{0.5 * 4.0 / 2}] and _lora_scales(model) == {4.0 / 2}  # a damped copy; the model as it was
+    assert len(examples) == 4 and all(story == "the big barn is old and red" for _, _, story in examples)
+    assert all(prompt in PROMPTS["continue"]["tell"] + PROMPTS["continue"]["ask"] for _, prompt, _ in examples)
+    with pytest.raises(ValueError, match="fewer"):
+        activation_examples(model, data, prompter, n=40)
+    with pytest.raises(ValueError, match="scale"):
+        activation_examples(model, data, prompter, n=4, scale=1.0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     digest = frozen_digest(model.lm)
-    activation_tune(model, data, prompter, examples, steps=5, lr=1e-2, replay=2)
+    cfg = SalmonnConfig(mix=(("transcribe", 0.5), ("gender", 0.5)))
+    activation_tune(model, data, prompter, examples, cfg, steps=5, lr=1e-2, replay=2)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)  # the adapter and the new rows stay as they were
     assert frozen_digest(model.lm) == digest
     assert all(p.requires_grad == ("lora_" in n or not n.startswith("lm.")) for n, p in model.named_parameters())
-    with pytest.raises(ValueError, match="fewer"):
-        activation_examples(model, data, _StoryLM(), n=40)
+    with pytest.raises(ValueError, match="examples"):
+        activation_tune(model, data, prompter, [], cfg)
+
+
+def test_evaluate_and_load_salmonn_data_refuse_what_they_cannot_do():
+    from slm_course.salmonn_recipe import evaluate, load_salmonn_data
+
+    with pytest.raises(ValueError, match="tasks"):
+        evaluate(_model(), None, {"frames": [], "utts": []}, tasks=("translate",))
+    with pytest.raises(ValueError, match="families"):
+        evaluate(_model(), None, {"frames": [], "utts": []}, families=("politely",))
+    with pytest.raises(ValueError, match="limit"):
+        load_salmonn_data(("test",), limit=0)
 
 
 def test_the_loss_weighs_each_example_the_same_whatever_its_answers_length():

@@ -20,7 +20,7 @@ One module per notebook (``ch00``, ``ch01``, ...); every check is importable fro
 
 from __future__ import annotations
 
-from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08
+from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09
 from .ch00 import *  # noqa: F403
 from .ch01 import *  # noqa: F403
 from .ch02 import *  # noqa: F403
@@ -30,8 +30,9 @@ from .ch05 import *  # noqa: F403
 from .ch06 import *  # noqa: F403
 from .ch07 import *  # noqa: F403
 from .ch08 import *  # noqa: F403
+from .ch09 import *  # noqa: F403
 from .quiz import Question, check_explanation, check_quiz, show_quiz
 
 __all__ = ["Question", "check_explanation", "check_quiz", "show_quiz"]
-for _chapter in (ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08):
+for _chapter in (ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09):
     __all__ += _chapter.__all__

@@ -1,0 +1,96 @@
+"""Notebook 09's exercise checks accept the solutions and name the usual mistakes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slm_course import checks
+
+
+def pool_adapter(adapter, feats, lengths, exclude_padding=True):
+    B, T, D = feats.shape
+    s = adapter.stride
+    mask = (torch.arange(T)[None] < lengths[:, None]).float()
+    x = adapter.norm(feats) * mask[..., None]
+    pad = -T % s
+    x, mask = F.pad(x, (0, 0, 0, pad)), F.pad(mask, (0, pad))
+    count = mask.view(B, -1, s).sum(-1) if exclude_padding else torch.full((B, (T + pad) // s), float(s))
+    return adapter.mlp(x.view(B, -1, s, D).sum(2) / count.clamp(min=1)[..., None])
+
+
+def window_qformer(qf, feats, lengths, hide_padding=True):
+    B, T, _ = feats.shape
+    W, Q = qf.window, qf.n_queries
+    pad = -T % W
+    x = F.pad(qf.inp(feats), (0, 0, 0, pad))
+    n = x.shape[1] // W
+    frames = x.view(B * n, W, -1) + qf.pos
+    real = F.pad(torch.arange(T)[None] < lengths[:, None], (0, pad)).view(B * n, W)
+    padding = ~real
+    padding[:, 0] = False
+    q = qf.queries.expand(B * n, Q, -1)
+    for layer in qf.layers:
+        q = layer(q, frames, memory_key_padding_mask=padding if hide_padding else None)
+    return qf.out(q).reshape(B, n * Q, -1)
+
+
+def lora_linear(x, W, b, A, B, alpha, rank):
+    return x @ W.T + b + (alpha / rank) * (x @ A.T) @ B.T
+
+
+def lora_merge(W, A, B, alpha, rank):
+    return W + (alpha / rank) * B @ A
+
+
+def test_the_solutions_pass(capsys):
+    checks.check_pool_adapter(pool_adapter)
+    checks.check_window_qformer(window_qformer)
+    checks.check_lora_linear(lora_linear)
+    checks.check_lora_merge(lora_merge)
+    assert capsys.readouterr().out.count("✓") == 4
+
+
+def test_pool_adapter_check_names_the_padding_mistake():
+    with pytest.raises(AssertionError, match="padding frames"):
+        checks.check_pool_adapter(lambda a, f, n: pool_adapter(a, f, n, exclude_padding=False))
+
+
+def test_pool_adapter_check_wants_the_vectors_alone_and_the_right_shape():
+    with pytest.raises(AssertionError, match="only the tensor"):
+        checks.check_pool_adapter(lambda a, f, n: (pool_adapter(a, f, n), n))
+    with pytest.raises(AssertionError, match="shape"):
+        checks.check_pool_adapter(lambda a, f, n: pool_adapter(a, f, n)[:, :-1])  # the last group dropped
+
+
+def test_window_qformer_check_names_the_padding_and_the_position_mistakes():
+    with pytest.raises(AssertionError, match="padding"):
+        checks.check_window_qformer(lambda q, f, n: window_qformer(q, f, n, hide_padding=False))
+
+    def no_positions(qf, feats, lengths):
+        saved = qf.pos.data.clone()
+        qf.pos.data.zero_()
+        try:
+            return window_qformer(qf, feats, lengths)
+        finally:
+            qf.pos.data.copy_(saved)
+
+    with pytest.raises(AssertionError, match="qformer.pos"):
+        checks.check_window_qformer(no_positions)
+
+
+def test_lora_checks_name_the_missing_update_and_the_missing_scale():
+    with pytest.raises(AssertionError, match="frozen layer alone"):
+        checks.check_lora_linear(lambda x, W, b, A, B, alpha, r: x @ W.T + b)
+    with pytest.raises(AssertionError, match="alpha / rank"):
+        checks.check_lora_linear(lambda x, W, b, A, B, alpha, r: x @ W.T + b + x @ A.T @ B.T)
+    with pytest.raises(AssertionError, match="W \\+ \\(alpha / rank\\)"):
+        checks.check_lora_merge(lambda W, A, B, alpha, r: W + B @ A)
+    with pytest.raises(AssertionError, match="shape"):
+        checks.check_lora_merge(lambda W, A, B, alpha, r: A.T @ B.T)
+
+
+def test_quiz_09_answers():
+    answers = {1: 50, 2: 10240, 3: "b", 4: "b", 5: "c"}
+    checks.check_quiz("09", answers)
+    with pytest.raises(AssertionError):
+        checks.check_quiz("09", {**answers, 2: 16 * 128})
