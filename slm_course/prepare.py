@@ -56,6 +56,10 @@ STEPS: tuple[Step, ...] = (
     Step("norm-unit-lm", ("normalizer", "extra-corpus"), "the unit LM on speaker-normalised units (notebook 05)"),
     Step("text-lm", (), "the character text LM (notebook 01; TWIST copies it in notebook 05)"),
     Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 05)"),
+    Step("salmonn", ("asr", "text-lm"),
+         "the speech-aware text LM (a frozen text LM, an adapter, LoRA) and its activation tuning (notebook 09)"),
+    Step("salmonn-qformer", ("asr", "text-lm"), "its window-level Q-Former variant (notebook 09)"),
+    Step("salmonn-tags", ("asr", "text-lm"), "its task-tag variant (notebook 09)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
     Step("audiolm", ("normalizer", "codec"), "AudioLM's tokens and acoustic stage (notebook 06)"),
@@ -70,8 +74,6 @@ STEPS: tuple[Step, ...] = (
     Step("moshi", ("moshi-data",), "the Moshi-style model with and without its inner monologue (notebook 08)"),
     Step("moshi-ablations", ("moshi-data",), "its acoustic-delay and depth-transformer ablations (notebook 08)"),
     Step("moshi-delay-swap", ("moshi-data",), "the same model as streaming ASR and streaming TTS (notebook 08)"),
-    Step("salmonn", ("asr", "text-lm"), "the speech-aware text LM: a frozen text LM, an adapter, LoRA (notebook 09)"),
-    Step("salmonn-variants", ("asr", "text-lm"), "its window-level Q-Former and task-tag variants (notebook 09)"),
     Step("vocoder", ("ssl-units",), "the unit-to-speech decoder (notebook 02)"),
     Step("fsdd-asr", (), "the recogniser trained on FSDD digits (notebook 01)", fsdd=True),
     Step("fsdd-unit-lm", ("ssl-units",), "FSDD digits as units and their unit LM (notebook 04)", fsdd=True),
@@ -149,8 +151,10 @@ def _build(name: str) -> None:
         from slm_course import salmonn_recipe
 
         data = salmonn_recipe.load_salmonn_data(progress=False)
-        for variant in {"salmonn": ("pool",), "salmonn-variants": ("qformer", "tags")}[name]:
-            salmonn_recipe.load_salmonn(variant, data=data, progress=False)
+        variant = {"salmonn": "pool", "salmonn-qformer": "qformer", "salmonn-tags": "tags"}[name]
+        salmonn_recipe.load_salmonn(variant, data=data, progress=False)
+        if variant == "pool":
+            salmonn_recipe.load_activated("pool", data=data, progress=False)
     elif name == "vocoder":
         units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":

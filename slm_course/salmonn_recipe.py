@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, Windo
 
 __all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
            "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
-           "load_salmonn", "load_salmonn_data", "train_salmonn"]
+           "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
 RECIPE = 3  # bump when the data or training changes in a way the configs do not show
 
@@ -73,6 +74,10 @@ SEEN_FAMILIES = ("tell", "ask")
 HELD_OUT_FAMILY = "could"
 NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASKS + UNTRAINED)
 CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
+# notebook 09's activation tuning: SALMONN's 12 examples, written with the LoRA at 0.6 of its size; small steps,
+# with rows of the training mix beside them
+ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 5e-4, "replay": 64}
+ACTIVATION_RECIPE = 2  # bump when the choice of activation examples changes (the trained variants stay cached)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 
@@ -282,8 +287,6 @@ def make_adapter(cfg: SalmonnConfig, d_in: int, d_lm: int):
 
 def build_model(cfg: SalmonnConfig, text_lm, d_in: int) -> SpeechAwareLM:
     """The frozen text LM with LoRA, the adapter and the new token rows (a copy: ``text_lm`` is left as it is)."""
-    import copy
-
     lm = add_lora(copy.deepcopy(text_lm.model), rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
     return SpeechAwareLM(lm, make_adapter(cfg, d_in, lm.cfg.d_model), len(NEW_TOKENS))
 
@@ -427,6 +430,43 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
     return model.eval()
 
 
+def load_activated(variant: str = "pool", *, data: dict | None = None, corpus=None, rebuild: bool = False,
+                   progress: bool = True) -> SpeechAwareLM:
+    """``variant`` (:func:`load_salmonn`) after activation tuning with :data:`ACTIVATION`, from the cache or tuned now.
+
+    The cache holds the tuned LoRA matrices and the examples it was tuned on (``model.examples``:
+    ``(training utterance index, prompt, answer)``).
+    """
+    from slm_course.corpus import corpus_version
+    from slm_course.textlm import load_text_lm
+
+    base = load_salmonn(variant, data=data, corpus=corpus, progress=progress)
+    text_lm = load_text_lm(progress=progress)
+    prompter = Prompter(text_lm.tokenizer)
+
+    def build() -> dict:
+        import time
+
+        train_data = data if data is not None and "train" in data else load_salmonn_data(corpus=corpus,
+                                                                                          progress=progress)
+        t0 = time.perf_counter()
+        examples = activation_examples(base, train_data["train"], prompter, n=ACTIVATION["n"],
+                                       scale=ACTIVATION["scale"], prompts=base.cfg.prompts)
+        tuned = activation_tune(copy.deepcopy(base), train_data["train"], prompter, examples, base.cfg,
+                                steps=ACTIVATION["steps"], lr=ACTIVATION["lr"], replay=ACTIVATION["replay"],
+                                progress=progress)
+        return {"state_dict": {k: v for k, v in tuned.state_dict().items() if "lora_" in k}, "examples": examples,
+                "metrics": {"train_seconds": time.perf_counter() - t0}}
+
+    key = (f"salmonn-activated-r{RECIPE}.{ACTIVATION_RECIPE}-c{corpus_version(corpus)}-{frozen_digest(base.lm)[:10]}-"
+           f"{digest(base.cfg)}-{digest(ACTIVATION)}")
+    record = cached(key, build, rebuild=rebuild)
+    model = copy.deepcopy(base)
+    model.load_state_dict(record["state_dict"], strict=False)
+    model.examples, model.metrics = [tuple(e) for e in record["examples"]], dict(record["metrics"])
+    return model.eval()
+
+
 # ---------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------
@@ -456,12 +496,21 @@ def answers(model: SpeechAwareLM, prompter: Prompter, frames: Sequence[torch.Ten
 FUNCTION_WORDS = frozenset({"the", "are", "and", "what", "does", "how", "who", "which", "plus", "minus"})
 
 
+def _vocabulary() -> frozenset[str]:
+    from slm_course.corpus.grammar import Grammar
+
+    return frozenset(Grammar().vocabulary())
+
+
 def follows_continue(answer: str, transcript: str) -> bool:
     """Did the model do what "continue the story" asks, SALMONN's *instruction following*: a new sentence of three
-    words or more, not the utterance's own words again (CER against what was said above 0.5), not a label."""
+    words or more, all words of the corpus but one at most (not a run of letters), and not the utterance's own
+    words again (CER against what was said above 0.5) nor a label."""
     from slm_course.metrics import cer
 
-    return len(answer.split()) >= 3 and cer(transcript, answer) > 0.5
+    words = answer.split()
+    unknown = sum(w not in _vocabulary() for w in words)
+    return len(words) >= 3 and unknown <= 1 and cer(transcript, answer) > 0.5
 
 
 def on_topic(answer: str, transcript: str) -> bool:
@@ -478,11 +527,10 @@ def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n:
     its LoRA scaled down to ``scale`` (:func:`~slm_course.salmonn.set_lora_scale`): ``(index, prompt, answer)``.
 
     With less LoRA the frozen LM's own habit (going on with a text) comes back; the answers kept are those that
-    follow the instruction with four words or more (:func:`follows_continue`), from ``candidates`` training
-    utterances drawn at random. ``model`` is left as it was.
+    follow the instruction with four words or more (:func:`follows_continue`, and a CER above ``min_cer`` against
+    what was said), from ``candidates`` training utterances drawn at random, in the order drawn. ``model`` is
+    left as it was.
     """
-    import copy
-
     from slm_course.metrics import cer
     from slm_course.salmonn import set_lora_scale
 
@@ -591,7 +639,6 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
 # The benchmark
 # ---------------------------------------------------------------------------------------------
 
-ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 5e-4, "replay": 64}  # notebook 09's activation tuning
 LABELS = ("gender", "style", "question", "topic")  # the tasks answered with a label
 
 
@@ -603,8 +650,6 @@ def seen_unseen(result: dict, tasks: Sequence[str] = LABELS) -> tuple[float, flo
 
 def bench_salmonn() -> dict:
     """Notebook 09's models (cached, or trained with its recipe), measured on every held-out speaker's utterance."""
-    import copy
-
     import numpy as np
 
     from slm_course.asr_recipe import load_asr
@@ -626,10 +671,7 @@ def bench_salmonn() -> dict:
     seen, unseen = seen_unseen(res)
     out |= {"seen_prompt_acc": round(seen, 3), "unseen_prompt_acc": round(unseen, 3)}
     before = evaluate(pool, prompter, test, families=(HELD_OUT_FAMILY,), tasks=UNTRAINED)
-    tuned = copy.deepcopy(pool)
-    examples = activation_examples(pool, data["train"], prompter, n=ACTIVATION["n"], scale=ACTIVATION["scale"])
-    activation_tune(tuned, data["train"], prompter, examples, pool.cfg, steps=ACTIVATION["steps"],
-                    lr=ACTIVATION["lr"], replay=ACTIVATION["replay"])
+    tuned = load_activated("pool", data=data, progress=False)
     after = evaluate(tuned, prompter, test, families=SEEN_FAMILIES[:1] + (HELD_OUT_FAMILY,),
                      tasks=("transcribe",) + LABELS + UNTRAINED)
     out |= {"instruction_following_before_activation": round(before["continue/could"]["follows"], 3),
@@ -641,7 +683,7 @@ def bench_salmonn() -> dict:
             "transcribe_cer_after_activation": round(after["transcribe/tell"]["cer"], 3),
             "unseen_prompt_acc_after_activation": round(
                 sum(after[f"{t}/{HELD_OUT_FAMILY}"]["acc"] for t in LABELS) / len(LABELS), 3),
-            "activation": dict(ACTIVATION)}
+            "activation": dict(ACTIVATION), "activation_seconds": round(tuned.metrics["train_seconds"], 1)}
     scaling = {}
     for f in (0.8, 0.6, 0.4):
         m = copy.deepcopy(pool)

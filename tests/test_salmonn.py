@@ -239,6 +239,8 @@ def test_following_the_continue_instruction_means_new_words_not_a_transcript_or_
     assert not follows_continue("the farmer counts the pig", "the farmer counts the pig")
     assert not follows_continue("the farmer counts the pigs", "the farmer counts the pig")
     assert not follows_continue("a man", "the farmer counts the pig")
+    assert follows_continue("the pig is oldd", "the farmer counts the pig")  # one misspelt word is still a sentence
+    assert not follows_continue("sheeeeenit platatemen the bench", "the farmer counts the pig")  # not words
     assert on_topic("the pig is old", "the farmer counts the pig")
     assert not on_topic("the cow is muddy", "the farmer counts the pig")  # ... but not about this story
     assert not on_topic("what is the pig", "what does the farmer feed")  # only function words shared
@@ -278,14 +280,15 @@ def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_
 
     def fake_answers(m, prompter, frames, prompts, tag=None, **kw):  # the damped model "writes" these
         seen_scales.append(_lora_scales(m))
-        return ["the farmer feeds the pig" if k % 3 == 0 else "a man" if k % 3 == 1 else "the big barn is old and red"
-                for k in range(len(frames))]
+        return ["the farmer feeds the pig" if k % 3 == 0 else "a man" if k % 3 == 1 else
+                "the big barn is old and red" if k % 6 == 2 else f"the barn is red {'x' * k}" for k in range(len(frames))]
 
     monkeypatch.setattr(salmonn_recipe, "answers", fake_answers)
     prompter = Prompter(tok)
     examples = activation_examples(model, data, prompter, n=4, scale=0.5)
     assert seen_scales == [{0.5 * 4.0 / 2}] and _lora_scales(model) == {4.0 / 2}  # a damped copy; the model as it was
-    assert len(examples) == 4 and all(story == "the big barn is old and red" for _, _, story in examples)
+    stories = [story for _, _, story in examples]
+    assert len(stories) == 4 and all(s.startswith(("the barn is red", "the big barn")) for s in stories)
     assert all(prompt in PROMPTS["continue"]["tell"] + PROMPTS["continue"]["ask"] for _, prompt, _ in examples)
     with pytest.raises(ValueError, match="fewer"):
         activation_examples(model, data, prompter, n=40)
