@@ -93,7 +93,9 @@ def arithmetic_answer(words: Sequence[str]) -> str | None:
 
 
 def answer_of(utt, task: str) -> str | None:
-    """The checkable answer of ``task`` for a corpus utterance, or None when the task does not apply to it."""
+    """The checkable answer of ``task`` for a corpus utterance (or one stored by :func:`load_salmonn_data`, a dict),
+    or None when the task does not apply to it."""
+    utt = _Utt(utt) if isinstance(utt, dict) else utt
     words = tuple(utt.words)
     if task == "transcribe":
         return " ".join(words)
@@ -710,7 +712,7 @@ def bench_salmonn() -> dict:
         out[f"cascade_{label}_chance"] = round(lost[f"{label}_chance"], 3)
     decl = [i for i, u in enumerate(test["utts"]) if u["kind"] in ("statement", "declarative_question")]
     got = answers(pool, prompter, [test["frames"][i] for i in decl], PROMPTS["question"]["tell"][0])
-    out["question_declarative"] = round(float(np.mean([a == answer_of(_Utt(test["utts"][i]), "question")
+    out["question_declarative"] = round(float(np.mean([a == answer_of(test["utts"][i], "question")
                                                         for a, i in zip(got, decl)])), 3)
     out |= {"params_trained": pool.metrics["params_trained"], "params_frozen": pool.metrics["params_frozen"],
             "train_seconds": round(sum(m.metrics["train_seconds"] for m in models.values()), 1),

@@ -229,6 +229,7 @@ def test_answers_come_from_the_corpus_labels():
     q = _U(words=("what", "is", "ten", "minus", "six"), gender="female", question=True, kind="arithmetic", topic=None)
     assert [answer_of(q, t) for t in TASKS] == ["what is ten minus six", "a woman", "calm", "a question", None, "four"]
     assert answer_of(q, "transcribe_question") == "what is ten minus six a question"
+    assert answer_of(dict(vars(q)), "arithmetic") == "four"  # a stored utterance (a dict) answers the same
     with pytest.raises(ValueError, match="unknown task"):
         answer_of(u, "translate")
 
