@@ -57,9 +57,8 @@ STEPS: tuple[Step, ...] = (
     Step("text-lm", (), "the character text LM (notebook 01; TWIST copies it in notebook 05)"),
     Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 05)"),
     Step("salmonn", ("asr", "text-lm"),
-         "the speech-aware text LM (a frozen text LM, an adapter, LoRA) and its activation tuning (notebook 09)"),
-    Step("salmonn-qformer", ("asr", "text-lm"), "its window-level Q-Former variant (notebook 09)"),
-    Step("salmonn-tags", ("asr", "text-lm"), "its task-tag variant (notebook 09)"),
+         "the speech-aware text LM (a frozen text LM, an adapter, LoRA), its activation tuning, and its Q-Former "
+         "and task-tag variants (notebook 09)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
     Step("audiolm", ("normalizer", "codec"), "AudioLM's tokens and acoustic stage (notebook 06)"),
@@ -147,14 +146,13 @@ def _build(name: str) -> None:
         data = moshi_recipe.load_moshi_data(progress=False)
         for variant in variants:
             moshi_recipe.load_moshi(variant, data=data, progress=False)
-    elif name.startswith("salmonn"):
+    elif name == "salmonn":
         from slm_course import salmonn_recipe
 
-        data = salmonn_recipe.load_salmonn_data(progress=False)
-        variant = {"salmonn": "pool", "salmonn-qformer": "qformer", "salmonn-tags": "tags"}[name]
-        salmonn_recipe.load_salmonn(variant, data=data, progress=False)
-        if variant == "pool":
-            salmonn_recipe.load_activated("pool", data=data, progress=False)
+        data = salmonn_recipe.load_salmonn_data(progress=False)  # the speech encoded once, for every variant
+        for variant in salmonn_recipe.VARIANTS:
+            salmonn_recipe.load_salmonn(variant, data=data, progress=False)
+        salmonn_recipe.load_activated("pool", data=data, progress=False)
     elif name == "vocoder":
         units_recipe.load_unit_vocoder(ulm_recipe.load_tokenizer(ulm_recipe.UNITS), progress=False)
     elif name == "fsdd-asr":

@@ -245,7 +245,8 @@ class SpeechAwareLM(nn.Module):
         """(B, L, d) hidden states -> (B, L, V + n): the frozen LM's tied head, with the new rows."""
         return h @ torch.cat([self.lm.tok_emb[0].weight, self.new_emb.weight]).T
 
-    def forward(self, batch: dict) -> dict:
+    def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each example's mean loss over its answer tokens (the rows that have targets), and the logits."""
         x = self.inputs(batch["feats"], batch["feat_lengths"], batch["tokens"])
         logits = self.logits_of(self.lm.hidden(None, embeds=x))
         targets = batch["targets"]
@@ -254,8 +255,15 @@ class SpeechAwareLM(nn.Module):
         # would outweigh "a man" 40 to 1, and the one character that decides who speaks would hardly count
         counts = (targets != IGNORE).sum(1)
         rows = counts > 0
-        loss = (per_token.sum(1)[rows] / counts[rows]).mean()
-        return {"loss": loss, "logits": logits}
+        return per_token.sum(1)[rows] / counts[rows], logits
+
+    def forward(self, batch: dict) -> dict:
+        """``{"loss", "logits"}``; a batch cut into parts (``{"parts": [batch, ...]}``) gives the loss of all
+        its examples together, and no logits."""
+        if "parts" in batch:
+            return {"loss": torch.cat([self.example_losses(part)[0] for part in batch["parts"]]).mean()}
+        losses, logits = self.example_losses(batch)
+        return {"loss": losses.mean(), "logits": logits}
 
     @torch.no_grad()
     def generate(self, feats: torch.Tensor, feat_lengths: torch.Tensor, prompts: Sequence[Sequence[int]],

@@ -273,9 +273,20 @@ class SalmonnConfig:
     steps: int = 3000
     pretrain_steps: int = 0  # steps on transcription alone before the mix (SALMONN's first stage)
     batch_size: int = 32
+    parts: int = 4  # each batch is cut by row length into parts padded apart: the same gradient, less padding
     lr: float = 2e-3
     warmup_steps: int = 50
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("pool", "qformer"):
+            raise ValueError(f"adapter must be 'pool' or 'qformer', got {self.adapter!r}")
+        if self.prompts not in ("free", "tags"):
+            raise ValueError(f"prompts must be 'free' or 'tags', got {self.prompts!r}")
+        for name in ("steps", "batch_size", "parts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SalmonnConfig.{name} must be a positive int, got {value!r}")
 
 
 def make_adapter(cfg: SalmonnConfig, d_in: int, d_lm: int):
@@ -294,7 +305,12 @@ def build_model(cfg: SalmonnConfig, text_lm, d_in: int) -> SpeechAwareLM:
 
 
 class Batches:
-    """``step -> batch``: a task drawn from the mix, then an utterance it applies to and a trained phrasing."""
+    """``step -> batch``: each example a task drawn from the mix, then an utterance it applies to and a trained
+    phrasing. A label row ("a man") is short and a transcript's long, so one batch padded to its longest row
+    would be much padding: the batch is cut by row length into ``cfg.parts`` parts (``{"parts": [...]}``), each
+    padded to its own longest row. :class:`~slm_course.salmonn.SpeechAwareLM` gives such a batch the loss of the
+    whole (each example weighing the same), so the gradient is that of one batch, for fewer positions.
+    """
 
     def __init__(self, data: dict, prompter: Prompter, model: SpeechAwareLM, cfg: SalmonnConfig) -> None:
         self.frames, self.prompter, self.cfg = data["frames"], prompter, cfg
@@ -329,8 +345,16 @@ class Batches:
         return collate([self.frames[i] for i, _, _ in examples], [e[1] for e in examples], [e[2] for e in examples])
 
     def __call__(self, step: int) -> dict:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ValueError(f"step must be an int >= 1 (train() counts from 1), got {step!r}")
         rng = random.Random(self.cfg.seed * 1_000_003 + step)
-        return self.collate([self.example(rng) for _ in range(self.cfg.batch_size)])
+        examples = [self.example(rng) for _ in range(self.cfg.batch_size)]
+        if self.cfg.parts == 1:
+            return self.collate(examples)
+        # the same examples cut by row length into parts, each padded to its own longest row only
+        examples.sort(key=lambda e: len(e[1]))
+        size = -(-len(examples) // self.cfg.parts)
+        return {"parts": [self.collate(examples[j : j + size]) for j in range(0, len(examples), size)]}
 
 
 def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: Sequence[list[int]]) -> dict:

@@ -386,3 +386,42 @@ def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(
     assert again.metrics["params_trained"] > 0 and again.metrics["params_frozen"] > 0
     with pytest.raises(ValueError, match="unknown variant"):
         load_salmonn("whisper", progress=False)
+
+
+def test_a_batch_cut_by_length_into_parts_has_the_whole_batchs_loss_and_gradient_for_less_padding():
+    from types import SimpleNamespace
+
+    from slm_course.salmonn_recipe import Batches, build_model
+
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
+                              tokenizer=tok)
+    words = ["the", "cup", "is", "red", "and", "the", "cat", "is", "big"]
+    utts = [dict(words=words[: 2 + i % 7], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
+                 speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 10)]
+    data = {"frames": [torch.randn(4 + 2 * (i % 7), 5) for i in range(len(utts))], "utts": utts}
+    mix = (("transcribe", 0.5), ("gender", 0.5))
+    whole_cfg, cut_cfg = (SalmonnConfig(batch_size=8, parts=p, mix=mix) for p in (1, 3))
+    torch.manual_seed(0)
+    model = build_model(whole_cfg, text_lm, 5)
+    with torch.no_grad():  # LoRA's B starts at zero: give it a value so that its gradient is not trivial
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    whole, cut = Batches(data, Prompter(tok), model, whole_cfg)(2), Batches(data, Prompter(tok), model, cut_cfg)(2)
+    assert len(cut["parts"]) == 3 and sum(len(p["tokens"]) for p in cut["parts"]) == 8
+    lengths = [(p["tokens"] != 2).sum(1) for p in cut["parts"]]
+    assert all(int(a.max()) <= int(b.min()) for a, b in zip(lengths, lengths[1:]))  # cut by row length
+    assert sum(p["tokens"].numel() for p in cut["parts"]) < whole["tokens"].numel()  # fewer padded positions
+    grads = []
+    for batch in (whole, cut):
+        model.zero_grad()
+        loss = model(batch)["loss"]
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)  # the same examples, the same loss
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))  # and gradient
+    with pytest.raises(ValueError, match="parts"):
+        SalmonnConfig(parts=0)
+    with pytest.raises(ValueError, match="step"):
+        Batches(data, Prompter(tok), model, cut_cfg)(0)
