@@ -58,7 +58,7 @@ STEPS: tuple[Step, ...] = (
     Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 05)"),
     Step("salmonn", ("asr", "text-lm"),
          "the speech-aware text LM (a frozen text LM, an adapter, LoRA), its activation tuning, and its Q-Former "
-         "and task-tag variants (notebook 09)"),
+         "and task-tag variants, trained to step 1,000 of its schedule (notebook 09)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),
     Step("audiolm", ("normalizer", "codec"), "AudioLM's tokens and acoustic stage (notebook 06)"),

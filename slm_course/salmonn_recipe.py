@@ -30,7 +30,7 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
+__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
            "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
            "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
@@ -271,6 +271,9 @@ class SalmonnConfig:
                                           ("topic", 0.1), ("arithmetic", 0.1))
     max_len: int = CONTEXT  # the text LM was trained on 128 positions: longer rows are left out
     steps: int = 3000
+    # end after this many steps of the mix, the learning rate still on the schedule of `steps`: the longer run's
+    # model at that step (how the variants are compared, at a third of the cost)
+    stop_at: int | None = None
     pretrain_steps: int = 0  # steps on transcription alone before the mix (SALMONN's first stage)
     batch_size: int = 32
     parts: int = 4  # each batch is cut by row length into parts padded apart: the same gradient, less padding
@@ -287,6 +290,10 @@ class SalmonnConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SalmonnConfig.{name} must be a positive int, got {value!r}")
+        if self.stop_at is not None and (isinstance(self.stop_at, bool) or not isinstance(self.stop_at, int)
+                                         or not 1 <= self.stop_at <= self.steps):
+            raise ValueError(f"SalmonnConfig.stop_at must be None (train all {self.steps} steps) or an int from 1 "
+                             f"to steps={self.steps}, got {self.stop_at!r}")
 
 
 def make_adapter(cfg: SalmonnConfig, d_in: int, d_lm: int):
@@ -372,6 +379,15 @@ def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: S
 
 def train_salmonn(data: dict, text_lm, cfg: SalmonnConfig = SalmonnConfig(), progress: bool = True):
     """Train the adapter, LoRA and the new tokens on the training utterances; the text LM's weights stay as they were."""
+    model, history, _ = _train(data, text_lm, cfg, progress)
+    return model, history
+
+
+def _train(data: dict, text_lm, cfg: SalmonnConfig, progress: bool, snapshot_at: int | None = None):
+    """:func:`train_salmonn`, and the trained state at step ``snapshot_at`` of the mix with the seconds it took to
+    get there (``None`` without ``snapshot_at``): what ``dataclasses.replace(cfg, stop_at=snapshot_at)`` trains."""
+    import time
+
     from slm_course.train import TrainConfig, train
 
     torch.manual_seed(cfg.seed)
@@ -379,15 +395,27 @@ def train_salmonn(data: dict, text_lm, cfg: SalmonnConfig = SalmonnConfig(), pro
     model = build_model(cfg, text_lm, d_in)
     before = frozen_digest(model.lm)
     prompter = Prompter(text_lm.tokenizer)
-    history = None
+    history, snapshot = None, None
+    t0 = time.perf_counter()
+
+    def take(m) -> dict:
+        nonlocal snapshot
+        if snapshot is None:  # the first call, at step snapshot_at (the evaluations after it are not needed)
+            snapshot = {"state": copy.deepcopy(trained_state(m)), "seconds": time.perf_counter() - t0}
+        return {}
+
     # SALMONN's first stage (there: speech recognition and audio captioning) is transcription alone
-    stages = [(dataclasses.replace(cfg, mix=(("transcribe", 1.0),)), cfg.pretrain_steps, "stage 1"), (cfg, cfg.steps, "")]
-    for stage_cfg, steps, name in stages:
+    stages = [(dataclasses.replace(cfg, mix=(("transcribe", 1.0),)), cfg.pretrain_steps, "stage 1", None),
+              (cfg, cfg.steps, "", cfg.stop_at)]
+    for stage_cfg, steps, name, stop_at in stages:
         if steps == 0:
             continue
+        last = name == ""
         h = train(model, Batches(data["train"], prompter, model, stage_cfg),
-                  TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, eval_every=0, seed=cfg.seed,
-                              progress=progress, desc=f"salmonn ({cfg.adapter}, {cfg.prompts}) {name}".rstrip()))
+                  TrainConfig(steps=steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                              eval_every=snapshot_at if last and snapshot_at else 0, seed=cfg.seed,
+                              progress=progress, desc=f"salmonn ({cfg.adapter}, {cfg.prompts}) {name}".rstrip()),
+                  evaluate=take if last and snapshot_at else None, stop_at=stop_at)
         if history is None:
             history = h
         else:  # one history for both stages
@@ -398,7 +426,7 @@ def train_salmonn(data: dict, text_lm, cfg: SalmonnConfig = SalmonnConfig(), pro
             history.seconds += h.seconds
     if frozen_digest(model.lm) != before:
         raise RuntimeError("the text LM's weights changed during training: they must stay frozen")
-    return model.eval(), history
+    return model.eval(), history, snapshot
 
 
 def trained_state(model: SpeechAwareLM) -> dict:
@@ -406,10 +434,13 @@ def trained_state(model: SpeechAwareLM) -> dict:
     return {k: v for k, v in model.state_dict().items() if "lora_" in k or not k.startswith("lm.")}
 
 
+COMPARED_AT = 1000  # the step of the 3,000-step schedule at which the adapters and the prompt forms are compared
 VARIANTS = {
-    "pool": SalmonnConfig(),  # Qwen-Audio: pooling by 2, natural-language prompts
-    "qformer": SalmonnConfig(adapter="qformer"),  # SALMONN: a window-level Q-Former, the same prompts
-    "tags": SalmonnConfig(prompts="tags"),  # pooling, with one task tag per task instead of prompts (Qwen-Audio)
+    "pool": SalmonnConfig(),  # the main model, Qwen-Audio's: pooling by 2, natural-language prompts
+    # the comparisons, each run cut at step COMPARED_AT of the same schedule (the main run's state there for pooling)
+    f"pool@{COMPARED_AT}": SalmonnConfig(stop_at=COMPARED_AT),
+    f"qformer@{COMPARED_AT}": SalmonnConfig(adapter="qformer", stop_at=COMPARED_AT),  # SALMONN's window Q-Former
+    f"tags@{COMPARED_AT}": SalmonnConfig(prompts="tags", stop_at=COMPARED_AT),  # one task tag per task (Qwen-Audio)
 }
 
 
@@ -431,19 +462,31 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
     text_lm = load_text_lm(progress=progress)
     lm_key = frozen_digest(text_lm.model)
 
+    def key_of(c: SalmonnConfig) -> str:
+        return f"salmonn-r{RECIPE}-c{corpus_version(corpus)}-{lm_key[:10]}-{digest(c)}"
+
+    def record_of(model, c: SalmonnConfig, history: dict, seconds: float, state: dict) -> dict:
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        record = model_record(model, c, history, {"params_trained": trained, "params_frozen": frozen,
+                                                  "train_seconds": seconds}, text_lm=lm_key)
+        record["state_dict"] = state
+        return record
+
     def build() -> dict:
         train_data = data if data is not None and "train" in data else load_salmonn_data(corpus=corpus,
                                                                                           progress=progress)
-        model, history = train_salmonn(train_data, text_lm, cfg, progress=progress)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        record = model_record(model, cfg, history, {"params_trained": trained, "params_frozen": frozen,
-                                                    "train_seconds": history.seconds}, text_lm=lm_key)
-        record["state_dict"] = trained_state(model)
-        return record
+        # a full run keeps its state at COMPARED_AT too: the same as a run cut there, cached as that (no cost)
+        at = COMPARED_AT if cfg.stop_at is None and COMPARED_AT < cfg.steps else None
+        model, history, snap = _train(train_data, text_lm, cfg, progress, snapshot_at=at)
+        if snap is not None:
+            short = dataclasses.replace(cfg, stop_at=at)
+            n = cfg.pretrain_steps + at
+            cut = {"loss": history.loss[:n], "seconds": snap["seconds"]}
+            cached(key_of(short), lambda: record_of(model, short, cut, snap["seconds"], snap["state"]))
+        return record_of(model, cfg, history.summary(), history.seconds, trained_state(model))
 
-    record = cached(f"salmonn-r{RECIPE}-c{corpus_version(corpus)}-{lm_key[:10]}-{digest(cfg)}", build,
-                    rebuild=rebuild)
+    record = cached(key_of(cfg), build, rebuild=rebuild)
     if record["text_lm"] != lm_key:
         raise RuntimeError("the cached speech-aware LM was trained on another text LM; load it with rebuild=True")
     d_in = record["state_dict"]["adapter.inp.0.weight" if cfg.adapter == "qformer" else "adapter.norm.weight"].shape[-1]
@@ -725,10 +768,14 @@ def bench_salmonn() -> dict:
         r = res if name == "pool" else evaluate(m, prompter, test, families=("tell",), tag_prompts=tags,
                                                 tasks=("transcribe",) + LABELS)
         fam = "tag" if tags else "tell"
-        out[f"adapter_{name}" if name != "tags" else "prompts_tags"] = {
+        kind = name.split("@")[0]
+        key = ("prompts_tags" if kind == "tags" else f"adapter_{kind}") + (f"_at_{m.cfg.stop_at}" if m.cfg.stop_at else "")
+        out[key] = {
+            "steps": m.cfg.stop_at or m.cfg.steps,
             "vectors_per_second": round(float(m.adapter.out_lengths(n_frames).sum()) / seconds, 1),
             "transcribe_cer": round(r[f"transcribe/{fam}"]["cer"], 3),
             **{t: round(r[f"{t}/{fam}"]["acc"], 3) for t in LABELS},
+            "final_loss": round(float(np.mean(m.history["loss"][-100:])), 3),
             "params_trained": m.metrics["params_trained"], "train_seconds": round(m.metrics["train_seconds"], 1)}
     lost = what_text_loses(load_corpus(progress=False), load_asr(progress=False))
     for label in ("gender", "style", "question"):
@@ -739,6 +786,8 @@ def bench_salmonn() -> dict:
     out["question_declarative"] = round(float(np.mean([a == answer_of(test["utts"][i], "question")
                                                         for a, i in zip(got, decl)])), 3)
     out |= {"params_trained": pool.metrics["params_trained"], "params_frozen": pool.metrics["params_frozen"],
-            "train_seconds": round(sum(m.metrics["train_seconds"] for m in models.values()), 1),
+            # what `prepare` spends: the cut pooling run is the main run's state at its step, not trained again
+            "train_seconds": round(sum(m.metrics["train_seconds"] for n, m in models.items() if n != f"pool@{COMPARED_AT}")
+                                   + tuned.metrics["train_seconds"], 1),
             "test_utterances": len(test["utts"])}
     return out

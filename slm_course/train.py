@@ -216,6 +216,7 @@ def train(
     *,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     device: torch.device | str | None = None,
+    stop_at: int | None = None,
 ) -> History:
     """Train ``model`` for ``config.steps`` AdamW steps and return its :class:`History`.
 
@@ -223,10 +224,17 @@ def train(
     iterable of batches, restarted when exhausted. ``model(batch)`` must return a scalar loss or a
     dict with a ``"loss"`` entry. ``evaluate(model)`` (optional) returns a dict of metrics; it runs
     under ``torch.no_grad()`` in eval mode every ``config.eval_every`` steps and after the last one.
-    Batches are moved to ``device`` (default: where the model's parameters are).
+    Batches are moved to ``device`` (default: where the model's parameters are). ``stop_at``: end after
+    that step, the learning rate still following the schedule of ``config.steps``: the model is then
+    the longer run's at that step (to compare runs part way, at a fraction of the cost).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                or not 1 <= stop_at <= config.steps):
+        raise ValueError(f"stop_at must be None (run all {config.steps} steps) or an int from 1 to {config.steps}, "
+                         f"got {stop_at!r}")
+    last = config.steps if stop_at is None else stop_at
     seed_everything(config.seed)
     if device is None:
         first = next(model.parameters(), None)
@@ -248,7 +256,7 @@ def train(
     start = time.perf_counter()
 
     postfix: dict[str, str] = {}
-    bar = tqdm(range(1, config.steps + 1), desc=config.desc, disable=not config.progress, leave=True)
+    bar = tqdm(range(1, last + 1), desc=config.desc, disable=not config.progress, leave=True)
     for step in bar:
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
@@ -276,10 +284,10 @@ def train(
         for key, value in extras.items():
             history.extras.setdefault(key, []).append(value)
 
-        if evaluate is not None and (step == config.steps or (config.eval_every and step % config.eval_every == 0)):
+        if evaluate is not None and (step == last or (config.eval_every and step % config.eval_every == 0)):
             history.evals.append(_evaluate(model, evaluate, step))
             postfix.update({k: f"{v:.4g}" for k, v in history.evals[-1].items() if k != "step"})
-        if config.progress and (step % 10 == 0 or step == config.steps):
+        if config.progress and (step % 10 == 0 or step == last):
             postfix["loss"] = f"{history.final_loss(10):.4f}"
             bar.set_postfix(postfix, refresh=False)
 

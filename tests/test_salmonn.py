@@ -388,6 +388,40 @@ def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(
         load_salmonn("whisper", progress=False)
 
 
+def test_a_full_run_caches_its_state_at_the_comparison_step_as_the_run_cut_there(monkeypatch, tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    import slm_course.salmonn_recipe as R
+    import slm_course.textlm as textlm
+
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path / "a"))
+    monkeypatch.setattr(R, "COMPARED_AT", 2)
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    torch.manual_seed(0)
+    text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
+                              tokenizer=tok)
+    monkeypatch.setattr(textlm, "load_text_lm", lambda **kw: text_lm)
+    utts = [dict(words=["the", "cup"], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
+                 speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 4)]
+    data = {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+    cfg = R.SalmonnConfig(steps=5, batch_size=4, warmup_steps=0, mix=(("transcribe", 0.5), ("gender", 0.5)))
+    full = R.load_salmonn(config=cfg, data=data, progress=False)
+    assert len(list((tmp_path / "a").glob("salmonn-*.pt"))) == 2  # the run, and its state at step 2
+    short = dataclasses.replace(cfg, stop_at=2)
+    kept = R.load_salmonn(config=short, data={}, progress=False)  # from the cache: nothing trained
+    assert len(kept.history["loss"]) == 2 and kept.history["loss"] == full.history["loss"][:2]
+    assert kept.metrics["train_seconds"] < full.metrics["train_seconds"]
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path / "b"))  # now train the cut run itself
+    alone = R.load_salmonn(config=short, data=data, progress=False)
+    assert alone.history["loss"] == kept.history["loss"]
+    for k, v in alone.state_dict().items():
+        assert torch.equal(v, kept.state_dict()[k]), k
+    assert not all(torch.equal(v, full.state_dict()[k]) for k, v in alone.state_dict().items())
+    with pytest.raises(ValueError, match="stop_at"):
+        R.SalmonnConfig(steps=5, stop_at=6)
+
+
 def test_a_batch_cut_by_length_into_parts_has_the_whole_batchs_loss_and_gradient_for_less_padding():
     from types import SimpleNamespace
 

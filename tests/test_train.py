@@ -54,6 +54,19 @@ def test_same_seed_same_history() -> None:
     assert run(seed=2).loss != a.loss
 
 
+def test_stop_at_ends_the_run_where_the_longer_run_was_at_that_step() -> None:
+    full, cut = run(steps=150), run(steps=150, stop_at=60)
+    assert cut.step == list(range(1, 61))
+    assert cut.loss == full.loss[:60] and cut.lr == full.lr[:60]  # the schedule is the 150-step one
+    assert cut.lr[-1] > run(steps=60).lr[-1]  # not a 60-step schedule's end, decayed to 10%
+    assert [e["step"] for e in cut.evals] == []  # no evaluate given
+    evaluated = run(steps=150, stop_at=60, evaluate=lambda m: {"w": float(m.linear.weight.sum())})
+    assert [e["step"] for e in evaluated.evals] == [50, 60]  # every eval_every=50, and where it stopped
+    for bad in (0, 151, 2.5, True):
+        with pytest.raises(ValueError, match="stop_at"):
+            run(steps=150, stop_at=bad)
+
+
 def test_iterable_batches_are_cycled() -> None:
     gen = torch.Generator().manual_seed(0)
     data = [make_batch(gen) for _ in range(3)]
