@@ -768,8 +768,9 @@ def bench_salmonn() -> dict:
         r = res if name == "pool" else evaluate(m, prompter, test, families=("tell",), tag_prompts=tags,
                                                 tasks=("transcribe",) + LABELS)
         fam = "tag" if tags else "tell"
-        kind = name.split("@")[0]
-        key = ("prompts_tags" if kind == "tags" else f"adapter_{kind}") + (f"_at_{m.cfg.stop_at}" if m.cfg.stop_at else "")
+        kind = name.split("@")[0]  # the Q-Former and the tags are cut short; "steps" says where each stopped
+        key = ("prompts_tags" if kind == "tags" else f"adapter_{kind}") + (
+            f"_at_{m.cfg.stop_at}" if kind == "pool" and m.cfg.stop_at else "")
         out[key] = {
             "steps": m.cfg.stop_at or m.cfg.steps,
             "vectors_per_second": round(float(m.adapter.out_lengths(n_frames).sum()) / seconds, 1),

@@ -357,14 +357,12 @@ def test_training_has_two_stages_and_keeps_the_lm_frozen():
     assert not model.training
 
 
-def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(monkeypatch, tmp_path):
+def tiny_text_lm_and_data(monkeypatch) -> dict:
+    """A tiny text LM in place of the course's (``load_text_lm`` patched) and 8 training utterances of noise."""
     from types import SimpleNamespace
 
     import slm_course.textlm as textlm
-    from slm_course.runtime import load_artifact
-    from slm_course.salmonn_recipe import SalmonnConfig, load_salmonn
 
-    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
     tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
     torch.manual_seed(0)
     text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
@@ -372,7 +370,15 @@ def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(
     monkeypatch.setattr(textlm, "load_text_lm", lambda **kw: text_lm)
     utts = [dict(words=["the", "cup"], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
                  speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 4)]
-    data = {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+    return {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+
+
+def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(monkeypatch, tmp_path):
+    from slm_course.runtime import load_artifact
+    from slm_course.salmonn_recipe import SalmonnConfig, load_salmonn
+
+    monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path))
+    data = tiny_text_lm_and_data(monkeypatch)
     cfg = SalmonnConfig(steps=2, batch_size=4, warmup_steps=0, mix=(("transcribe", 0.5), ("gender", 0.5)))
     model = load_salmonn(config=cfg, data=data, progress=False)
     files = list(tmp_path.glob("salmonn-*.pt"))
@@ -390,21 +396,12 @@ def test_load_salmonn_caches_only_the_trained_parts_and_restores_the_same_model(
 
 def test_a_full_run_caches_its_state_at_the_comparison_step_as_the_run_cut_there(monkeypatch, tmp_path):
     import dataclasses
-    from types import SimpleNamespace
 
     import slm_course.salmonn_recipe as R
-    import slm_course.textlm as textlm
 
     monkeypatch.setenv("SLM_COURSE_CACHE", str(tmp_path / "a"))
     monkeypatch.setattr(R, "COMPARED_AT", 2)
-    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
-    torch.manual_seed(0)
-    text_lm = SimpleNamespace(model=LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)),
-                              tokenizer=tok)
-    monkeypatch.setattr(textlm, "load_text_lm", lambda **kw: text_lm)
-    utts = [dict(words=["the", "cup"], gender=g, style="calm", question=False, kind="statement", topic="kitchen",
-                 speaker="s", id=str(i)) for i, g in enumerate(["male", "female"] * 4)]
-    data = {"train": {"frames": [torch.randn(6, 5) for _ in utts], "utts": utts}}
+    data = tiny_text_lm_and_data(monkeypatch)
     cfg = R.SalmonnConfig(steps=5, batch_size=4, warmup_steps=0, mix=(("transcribe", 0.5), ("gender", 0.5)))
     full = R.load_salmonn(config=cfg, data=data, progress=False)
     assert len(list((tmp_path / "a").glob("salmonn-*.pt"))) == 2  # the run, and its state at step 2
