@@ -30,8 +30,8 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
-           "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
+__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples",
+           "activation_tune", "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
            "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
 RECIPE = 3  # bump when the data or training changes in a way the configs do not show
