@@ -15,6 +15,7 @@ seed. The same recipe also runs on real speech, the spoken digits of FSDD (:func
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import soundfile as sf
@@ -348,12 +349,15 @@ def digit_accuracy(model: CtcAsr, recordings: Sequence[Recording] | Sequence[tup
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_asr() -> dict:
-    """The notebook's recogniser (cached, or trained with the recipe): CER/WER on held-out and training speakers."""
+def bench_asr(seed: int = 0) -> dict:
+    """The notebook's recogniser (cached, or trained with the recipe): CER/WER on held-out and training speakers.
+
+    ``seed``: the same recipe from another seed (weights, dropout, batch order), for the spread.
+    """
     from slm_course.corpus import load_corpus
 
     corpus = load_corpus(progress=False)
-    model = load_asr(progress=False)
+    model = load_asr(replace(CONFIG, seed=seed), progress=False)
     test = evaluate_asr(model, corpus, "test")
     valid = evaluate_asr(model, corpus, "valid")
     tail = model.history["loss"][-20:]
@@ -368,15 +372,17 @@ def bench_asr() -> dict:
     }
 
 
-def bench_fsdd_asr(config: AsrConfig = FSDD_CONFIG, unseen_speakers: int | None = None) -> dict:
+def bench_fsdd_asr(config: AsrConfig = FSDD_CONFIG, unseen_speakers: int | None = None, seed: int = 0) -> dict:
     """FSDD digits: the notebook's recogniser (cached; takes 5-49) on takes 0-4; then each speaker left out in turn.
 
     ``unseen_speakers`` is how many speakers (the first, by name) are held out in turn, one training
     run of ``config`` each (default None: every speaker); ``loso_train_seconds`` is their total.
+    ``seed`` replaces ``config.seed`` in every run, for the spread over seeds.
     Raises :class:`slm_course.fsdd.FsddMissing` (which says how to get FSDD) when it is not here.
     """
     from slm_course.fsdd import load_fsdd
 
+    config = replace(config, seed=seed) if seed else config
     fsdd = load_fsdd()
     pairs = dict(zip(fsdd.recordings, fsdd_examples(fsdd.recordings)))  # read and resample once, reuse below
     model = load_fsdd_asr(config, fsdd=fsdd, progress=False)

@@ -60,8 +60,20 @@ def available() -> dict[str, str]:
     return {name: about for name, (_, about) in BENCHMARKS.items()}
 
 
-def run(name: str) -> dict:
-    """Run one benchmark on one torch thread: its metrics, then `benchmark`, `seconds` and `environment`.
+def seeded() -> list[str]:
+    """The benchmarks that take ``seed``: their models retrained from another seed, to show the spread."""
+    import inspect
+
+    return sorted(name for name in BENCHMARKS if "seed" in inspect.signature(_resolve(name)).parameters)
+
+
+def run(name: str, seed: int = 0) -> dict:
+    """Run one benchmark on one torch thread: its metrics, then `benchmark`, `seed`, `seconds` and `environment`.
+
+    ``seed`` (default 0, the notebooks' models) retrains the benchmark's own models from another seed
+    (cached like the others), for the spread of its headline over seeds; only :func:`seeded`
+    benchmarks take one. What the models are measured with (the recogniser that scores speech, the
+    corpus) keeps seed 0.
 
     `environment` records what the numbers depend on beyond the recipe: Python, torch and numpy
     versions, the CPU's vector extensions (kernels differ in their order of sums), and whether the
@@ -69,6 +81,10 @@ def run(name: str) -> dict:
     """
     if name not in BENCHMARKS:
         raise KeyError(f"no benchmark {name!r}; `slm-course bench --list` shows: {', '.join(sorted(available()))}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if seed and name not in seeded():
+        raise ValueError(f"benchmark {name!r} has one seed; --seed applies to: {', '.join(seeded())}.")
     import torch
 
     from slm_course.environment import describe
@@ -77,10 +93,10 @@ def run(name: str) -> dict:
     torch.set_num_threads(1)  # what it trains is then the same model as `slm-course prepare` builds, on any machine
     t0 = time.perf_counter()
     try:
-        metrics = _resolve(name)()
+        metrics = _resolve(name)(seed=seed) if seed else _resolve(name)()
     finally:
         torch.set_num_threads(threads)
-    return {"benchmark": name, **metrics, "seconds": round(time.perf_counter() - t0, 1), "environment": describe()}
+    return {"benchmark": name, "seed": seed, **metrics, "seconds": round(time.perf_counter() - t0, 1), "environment": describe()}
 
 
 def _build_in_fresh_process(out: Path, n_utterances: int, seed: int) -> dict:

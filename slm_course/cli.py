@@ -2,7 +2,7 @@
 
     slm-course corpus build --out DIR [--utterances N] [--seed S]
     slm-course bench --list
-    slm-course bench NAME [--json]
+    slm-course bench NAME [--json] [--seed S]
     slm-course exercises [--check]
     slm-course prepare [--jobs N] [--list]
     slm-course doctor [--lock FILE]
@@ -41,8 +41,8 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"{name:12s} {about}")
         return 0
     try:
-        result = bench.run(args.name)
-    except KeyError as err:
+        result = bench.run(args.name, seed=args.seed)
+    except (KeyError, ValueError) as err:
         print(err.args[0], file=sys.stderr)
         return 2
     if not args.json:
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("name", nargs="?", help="benchmark name (see --list)")
     bench.add_argument("--list", action="store_true", help="list the benchmarks")
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
+    bench.add_argument("--seed", type=int, default=0,
+                       help="retrain the benchmark's models from this seed (default 0: the notebooks' models)")
     bench.set_defaults(func=_bench)
 
     ex = sub.add_parser("exercises", help="generate exercises/ from solutions/")

@@ -12,6 +12,7 @@ loads the trained codec from the cache or trains it with the same recipe and see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -167,19 +168,19 @@ def evaluate_levels(
     return rows
 
 
-def bench_codec(n_test: int = 120) -> dict:
+def bench_codec(n_test: int = 120, seed: int = 0) -> dict:
     """The notebook's codec (cached, or trained with the same recipe): bitrate vs quality on held-out speakers.
 
     ``n_test`` held-out utterances (the first of the test split, which cycles through its speakers)
     are encoded, decoded with 1, 2, 4 and 8 levels, and scored; the ASR's CER on the originals is
-    reported beside them.
+    reported beside them. ``seed``: the same recipe from another seed (weights, codebooks, crops).
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
     from slm_course.metrics import cer
 
     corpus = load_corpus(progress=False)
-    codec = load_codec(progress=False)
+    codec = load_codec(replace(CONFIG, seed=seed), progress=False)
     asr = load_asr(progress=False)
     test = corpus.split("test")[:n_test]
     wavs, texts = [corpus.wav(u) for u in test], [u.text for u in test]

@@ -217,17 +217,20 @@ def transcript_nll(text_lm, texts: Sequence[str]) -> float:
     return sum(losses) / sum(weights) if weights else float("nan")
 
 
-def bench_moshi(n_answers: int = 100, n_stream: int = 60) -> dict:
-    """Every variant of notebook 08 (cached, or trained with its recipe), measured on held-out users' dialogues."""
+def bench_moshi(n_answers: int = 100, n_stream: int = 60, seed: int = 0) -> dict:
+    """Every variant of notebook 08 (cached, or trained with its recipe), measured on held-out users' dialogues.
+
+    ``seed``: every variant retrained from that seed (the dialogues and their tokens keep seed 0).
+    """
     from slm_course.asr_recipe import load_asr
     from slm_course.cascade import Cascade
     from slm_course.corpus.dialogues import answer_candidates, load_dialogues
-    from slm_course.moshi_recipe import VARIANTS, load_moshi, load_moshi_data
+    from slm_course.moshi_recipe import VARIANTS, config_for, load_moshi, load_moshi_data
     from slm_course.textlm import load_text_lm
 
     data, dset = load_moshi_data(progress=False), load_dialogues(progress=False)
     asr, text_lm = load_asr(progress=False), load_text_lm(progress=False)
-    models = {v: load_moshi(v, data=data, progress=False) for v in VARIANTS}
+    models = {v: load_moshi(v, config_for(data, v, seed=seed), data=data, progress=False) for v in VARIANTS}
     full = models["full"]
     out: dict = {"params": full.num_params(), "steps": full.cfg.steps,
                  "train_seconds": round(sum(m.metrics["train_seconds"] for m in models.values()), 1)}

@@ -19,6 +19,7 @@ Every test is a pair: the model should give the true member a higher token-norma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -400,11 +401,16 @@ def evaluate(lm: SpiritLM, data: dict) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def bench_spiritlm() -> dict:
+def bench_spiritlm(seed: int = 0) -> dict:
     """The interleaved model, its no-interleaving ablation and a speech-only model (cached, or trained), every test,
     and the interleaved model's in-context ASR and TTS; what the warm start buys: the interleaved recipe from a
     random start (``_cold``; trained here if missing); and the expressive model (``_expressive``), with the
-    style that continuations keep (``style_kept_*``, :func:`slm_course.expressive_recipe.style_kept`)."""
+    style that continuations keep (``style_kept_*``, :func:`slm_course.expressive_recipe.style_kept`).
+
+    ``seed`` > 0 retrains the models of the headline rows from that seed (the interleaved, no-interleaving
+    and expressive models; the tokens, the text LM and the vocoders keep seed 0) and measures only them:
+    no speech-only, cold-start or few-shot keys.
+    """
     from slm_course.corpus import load_corpus
     from slm_course.ulm_recipe import load_tokenizer
 
@@ -413,21 +419,23 @@ def bench_spiritlm() -> dict:
     out: dict = {}
     runs = (("interleaved", True, ""), ("no_interleave", True, "_no_interleave"),
             ("speech_only", True, "_speech_only"), ("interleaved", False, "_cold"))
-    for mix, warm, suffix in runs:
-        lm = load_spiritlm(SpiritConfig(mix=mix, warm=warm), corpus=corpus, progress=False)
+    for mix, warm, suffix in runs if not seed else runs[:2]:
+        lm = load_spiritlm(SpiritConfig(mix=mix, warm=warm, seed=seed), corpus=corpus, progress=False)
         out |= {f"{k}{suffix}": v for k, v in evaluate(lm, data).items()}
         if not suffix:
+            base = lm
             out |= {"params": lm.metrics["params"], "train_seconds": round(lm.metrics["train_seconds"], 1),
-                    "steps": lm.config.steps, "asr_cer_fewshot": few_shot_asr(lm, data),
-                    "tts_cer_fewshot": few_shot_tts(lm, data, corpus), "shots": [0, 1, 2, 4]}
+                    "steps": lm.config.steps}
+            if not seed:
+                out |= {"asr_cer_fewshot": few_shot_asr(lm, data), "tts_cer_fewshot": few_shot_tts(lm, data, corpus),
+                        "shots": [0, 1, 2, 4]}
     # The expressive variant: the interleaved recipe on units + pitch + style, and the style its speech keeps
     from slm_course.expressive_recipe import load_expressive_tokens, style_kept
 
-    expressive = load_spiritlm(expressive=True, corpus=corpus, progress=False)
+    expressive = load_spiritlm(replace(CONFIG, seed=seed), expressive=True, corpus=corpus, progress=False)
     expressive_data = spirit_data(corpus, load_expressive_tokens(corpus=corpus))
     out |= {f"{k}_expressive": v for k, v in evaluate(expressive, expressive_data).items()}
-    kept = style_kept(expressive, expressive_data, load_spiritlm(corpus=corpus, progress=False), data, corpus,
-                      samples=3)
+    kept = style_kept(expressive, expressive_data, base, data, corpus, samples=3)
     out |= {f"style_kept_{k}": v for k, v in kept.items() if k != "real"}
     out |= {"style_probe_real": kept["real"], "style_samples": 3}
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -193,12 +194,13 @@ def load_hubert(
 
 
 def load_ssl_units(
-    layer: int | None = None, k: int = 100, seed: int = 0, *, corpus: Corpus | None = None, rebuild: bool = False,
-    progress: bool = True,
+    layer: int | None = None, k: int = 100, seed: int = 0, *, config: HubertConfig | None = None,
+    corpus: Corpus | None = None, rebuild: bool = False, progress: bool = True,
 ) -> SslUnits:
-    """Self-supervised units: k-means (K=``k``) on one layer of :func:`load_hubert` (default: ``unit_layer``); cached."""
+    """Self-supervised units: k-means (K=``k``, seeded by ``seed``) on one layer of :func:`load_hubert` (default:
+    ``unit_layer``) trained with ``config`` (default: the course's); cached."""
 
-    config = HubertConfig()
+    config = recipe_config(config, HubertConfig())
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= config.n_layers):
         raise ValueError(f"layer must be an int in 0..{config.n_layers} (0 = the input stage), got {layer!r}")
     layer = config.unit_layer if layer is None else layer
@@ -292,13 +294,15 @@ def resynthesis_cer(tokenizer: KMeansUnits, vocoder: UnitVocoder, utterances: Se
     return cer(refs, asr.transcribe(resynth)), cer(refs, asr.transcribe(list(wavs)))
 
 
-def bench_units(n_test: int = 120) -> dict:
+def bench_units(n_test: int = 120, seed: int = 0) -> dict:
     """Log-mel and self-supervised units (K=100) on 120 utterances of the held-out speakers (as notebook 02).
 
     ``abx_*`` are on the units (each frame as its unit's centroid); ``abx_across_onehot_*`` and
     ``abx_across_dense_*`` are the one-hot and pre-quantisation views; ``resynth_cer`` is the ASR CER of
     the SSL units resynthesised by their :class:`UnitVocoder` (60 utterances), ``original_cer`` that of
     the originals. Models come from the cache, or are trained with the notebook's recipe and seed.
+    ``seed`` redraws the whole pipeline: the log-mel k-means (HuBERT's targets), HuBERT, its k-means and
+    the vocoder; the recogniser that scores the resynthesis keeps seed 0.
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
@@ -307,11 +311,11 @@ def bench_units(n_test: int = 120) -> dict:
     test = corpus.split("test")[:n_test]
     wavs = [corpus.wav(u) for u in test]
     items = abx_items(test)
-    mel = load_mel_units()
-    ssl = load_ssl_units(progress=False)
+    mel = load_mel_units(seed=seed)
+    ssl = load_ssl_units(seed=seed, config=replace(HubertConfig(), seed=seed), progress=False)
     m = evaluate_units(mel, test, wavs, items)
     s = evaluate_units(ssl, test, wavs, items)
-    vocoder = load_unit_vocoder(ssl, progress=False)
+    vocoder = load_unit_vocoder(ssl, replace(VOCODER_CONFIG, seed=seed), progress=False)
     resynth, original = resynthesis_cer(ssl, vocoder, test[:60], wavs[:60], load_asr(progress=False))
     r = lambda x: round(float(x), 4)  # noqa: E731
     return {

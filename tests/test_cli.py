@@ -51,3 +51,24 @@ def test_corpus_build_prints_summary_json(tmp_path, capsys):
 def test_corpus_build_needs_out():
     with pytest.raises(SystemExit):
         cli.main(["corpus", "build"])
+
+
+def test_bench_seed_reaches_the_benchmark_and_its_json(monkeypatch, capsys):
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", (lambda seed=0: {"drawn": seed * 10}, "a toy"))
+    assert cli.main(["bench", "toy", "--json", "--seed", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["seed"] == 2 and result["drawn"] == 20
+    assert bench.run("toy")["seed"] == 0
+
+
+def test_a_seed_for_a_benchmark_with_one_model_is_refused_with_the_ones_that_take_it(monkeypatch, capsys):
+    monkeypatch.setitem(bench.BENCHMARKS, "toy", (lambda: {"accuracy": 0.5}, "a toy"))
+    assert cli.main(["bench", "toy", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "one seed" in err and "asr" in err and "toy" not in bench.seeded()
+    with pytest.raises(ValueError, match="int >= 0"):
+        bench.run("asr", seed=-1)
+
+
+def test_the_headline_models_can_be_retrained_from_another_seed():
+    assert {"asr", "fsdd-asr", "units", "codec", "spiritlm"} <= set(bench.seeded())
