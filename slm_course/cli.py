@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--list", action="store_true", help="list the benchmarks")
     bench.add_argument("--json", action="store_true", help="print only the JSON line")
     bench.add_argument("--seed", type=int, default=0,
-                       help="retrain the benchmark's models from this seed (default 0: the notebooks' models)")
+                       help="retrain the benchmark's models from this seed, for the spread over seeds (default 0: the "
+                            "notebooks' models; a benchmark that takes none says which do)")
     bench.set_defaults(func=_bench)
 
     ex = sub.add_parser("exercises", help="generate exercises/ from solutions/")

@@ -297,12 +297,12 @@ def plot_tokens(
 # learns; the notebooks that build it; "(to come)" marks notebooks not written yet.
 _FAMILIES = (
     ("pure speech LMs", r"$p(\mathrm{speech})$", "GSLM, AudioLM, TWIST", "notebooks 04-06", "C0"),
-    ("speech+text LMs", r"$p(\mathrm{text},\ \mathrm{speech})$", "SpiRit-LM, Moshi", "notebooks 07-08 (08 to come)", "C2"),
+    ("speech+text LMs", r"$p(\mathrm{text},\ \mathrm{speech})$", "SpiRit-LM, Moshi", "notebooks 07-08", "C2"),
     (
         "speech-aware text LMs",
         r"$p(\mathrm{text} \mid \mathrm{speech},\ \mathrm{text})$",
         "SALMONN, Qwen-Audio",
-        "notebook 09 (to come)",
+        "notebook 09",
         "C4",
     ),
 )
