@@ -61,6 +61,7 @@ __all__ = [
     "train_unit_vocoder",
 ]
 
+SPREAD_SEEDS = (0, 1, 2)  # the seeds of bench_units' spread
 RECIPE = 1  # bump when the recipe changes in a way the configs do not show: cached models are rebuilt
 VOCODER_CONFIG = VocoderConfig()  # the course's unit vocoder
 
@@ -303,9 +304,13 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
     the originals. Models come from the cache, or are trained with the notebook's recipe and seed.
     ``seed`` redraws the whole pipeline: the log-mel k-means (HuBERT's targets), HuBERT, its k-means and
     the vocoder; the recogniser that scores the resynthesis keeps seed 0.
+    ``speaker_probe_*``: how well a bag of units names which held-out speaker talks (chance 0.25).
+    ``abx_across_{ssl,mel}_seeds`` (with the default ``seed``): ABX across speakers on units for seeds
+    ``SPREAD_SEEDS``, each the whole pipeline from that seed (HuBERT and the k-means trained here if missing).
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
+    from slm_course.normalizer import speaker_probe
 
     corpus = load_corpus(progress=False)
     test = corpus.split("test")[:n_test]
@@ -318,6 +323,15 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
     vocoder = load_unit_vocoder(ssl, replace(VOCODER_CONFIG, seed=seed), progress=False)
     resynth, original = resynthesis_cer(ssl, vocoder, test[:60], wavs[:60], load_asr(progress=False))
     r = lambda x: round(float(x), 4)  # noqa: E731
+    spread: dict = {}
+    if not seed:
+        def across(tok: KMeansUnits) -> float:
+            return r(evaluate_units(tok, test, wavs, items)["abx_across"])
+
+        others = [k for k in SPREAD_SEEDS if k]
+        spread["abx_across_ssl_seeds"] = [r(s["abx_across"])] + [
+            across(load_ssl_units(seed=k, config=replace(HubertConfig(), seed=k), progress=False)) for k in others]
+        spread["abx_across_mel_seeds"] = [r(m["abx_across"])] + [across(load_mel_units(seed=k)) for k in others]
     return {
         "pnmi_mel": r(m["pnmi"]), "pnmi_ssl": r(s["pnmi"]),
         "abx_within_mel": r(m["abx_within"]), "abx_within_ssl": r(s["abx_within"]),
@@ -326,4 +340,6 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
         "abx_across_dense_mel": r(m["abx_across_dense"]), "abx_across_dense_ssl": r(s["abx_across_dense"]),
         "bitrate_bps": r(s["bitrate_bps"]), "bitrate_mel_bps": r(m["bitrate_bps"]),
         "resynth_cer": r(resynth), "original_cer": r(original),
+        "speaker_probe_mel": r(speaker_probe(mel, corpus)), "speaker_probe_ssl": r(speaker_probe(ssl, corpus)),
+        **spread,
     }
