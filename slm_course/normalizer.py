@@ -1,7 +1,7 @@
 """Speaker-normalised units: a speech normaliser over the tiny HuBERT (notebook 05).
 
 The SSL units of notebook 02 say who is speaking as well as what: a bag of units names which of the 4
-held-out voices spoke nearly every time (:func:`speaker_probe`; chance 0.25). So a unit LM must learn each
+held-out voices spoke nearly every time (:func:`slm_course.probes.speaker_probe`; chance 0.25). So a unit LM must learn each
 word once per kind of voice, and a new voice spells the words with units it has rarely seen. A **speech
 normaliser** (Lee et al., 2022, "Textless speech-to-speech translation on real data") maps any voice to the
 units that *one reference voice* gives for the same words:
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slm_course.corpus import corpus_version
+from slm_course.probes import speaker_probe  # noqa: F401  (notebooks 05-06 call it as normalizer.speaker_probe)
 from slm_course.runtime import artifact_record, digest, recipe_config
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 from slm_course.train import model_record, restore
@@ -272,17 +273,3 @@ def load_normalized_units(config: NormalizerConfig | None = None, *, corpus: Cor
     name = f"normalizer-r{RECIPE}-c{corpus_version(corpus)}-{digest(ssl.centroids)}-{config.key()}"
     record = cached(name, build, rebuild=rebuild)
     return NormalizedUnits(restore(SpeechNormalizer(ssl.model, ssl.vocab_size), record), ssl, config)
-
-
-def speaker_probe(tokenizer: SpeechTokenizer, corpus: Corpus, seqs: Sequence[torch.Tensor] | None = None) -> float:
-    """How well a bag of units names the speaker among the 4 held-out voices (test split, 5-fold; chance 0.25)."""
-    from sklearn.model_selection import cross_val_score
-
-    from slm_course.probes import make_probe
-
-    utts = corpus.split("test")
-    if seqs is None:
-        seqs = [tokenizer.encode(corpus.wav(u)).ids for u in utts]
-    bag = np.stack([np.bincount(s.numpy(), minlength=tokenizer.vocab_size) / max(1, len(s)) for s in seqs])
-    return float(cross_val_score(make_probe(), bag, [u.speaker for u in utts], cv=5).mean())
-

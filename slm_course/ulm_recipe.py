@@ -314,7 +314,7 @@ def bench_ulm() -> dict:
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
-    from slm_course.normalizer import speaker_probe
+    from slm_course.probes import speaker_probe
     from slm_course.textlm import load_text_lm
 
     corpus = load_corpus(progress=False)

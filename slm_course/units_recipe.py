@@ -312,7 +312,7 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
-    from slm_course.normalizer import speaker_probe
+    from slm_course.probes import speaker_probe
 
     corpus = load_corpus(progress=False)
     test = corpus.split("test")[:n_test]
