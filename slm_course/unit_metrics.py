@@ -6,6 +6,9 @@
 - :func:`abx`: the ABX discrimination error (Schatz et al., 2013) on phones in the same context,
   within and across speakers: is the frame sequence of an A token closer (DTW with the angular
   distance, :func:`dtw_distance`) to another token of its phone than to a token of another phone?
+- :func:`word_abx`: the same question for whole words where there are no phone alignments (FSDD's
+  spoken digits): is a word closer to the same word said by another speaker than to another word
+  said by that speaker?
 
 These take frames from any tokenizer (or any per-frame features), so every chapter measures units
 the same way.
@@ -32,6 +35,7 @@ __all__ = [
     "AbxItem",
     "abx",
     "abx_items",
+    "word_abx",
     "dtw_distance",
     "frame_phones",
     "phone_unit_counts",
@@ -229,3 +233,41 @@ def abx(
     if not scores:
         raise ValueError("no ABX trials: each minimal pair needs two tokens of one phone (A and X)")
     return float(1.0 - np.mean([np.mean(v) for v in scores.values()]))
+
+
+def word_abx(
+    frames: Sequence[torch.Tensor], words: Sequence, speakers: Sequence, trials: int = 600, seed: int = 0
+) -> float:
+    """ABX error (0 = perfect, 0.5 = chance) on whole words across speakers, from ``trials`` random trials.
+
+    ``frames[i]`` is the ``(T, D)`` frame sequence of a recording of word ``words[i]`` by ``speakers[i]``.
+    A trial draws X (word w, speaker s2), A (word w, another speaker s1) and B (another word, also by s1):
+    it is right when X is nearer to A than to B by :func:`dtw_distance` (a tie counts half). The speaker
+    of A and B is the same, so only what the words share across voices helps.
+    """
+    if not len(frames) == len(words) == len(speakers):
+        raise ValueError(f"one word and one speaker per recording: {len(frames)} frames, {len(words)} words, "
+                         f"{len(speakers)} speakers")
+    cells: dict[tuple, list[int]] = defaultdict(list)
+    for i, (w, s) in enumerate(zip(words, speakers)):
+        cells[(w, s)].append(i)
+    vocab, voices = sorted(set(words), key=str), sorted(set(speakers), key=str)
+    if len(vocab) < 2 or len(voices) < 2:
+        raise ValueError(f"word ABX needs at least 2 words and 2 speakers, got {len(vocab)} and {len(voices)}")
+    rng = np.random.default_rng(seed)
+    errors, done = 0.0, 0
+    for _ in range(trials * 20):  # a cell may be empty (a word a speaker never said): draw again
+        s1, s2 = rng.choice(len(voices), 2, replace=False)
+        w, other = rng.choice(len(vocab), 2, replace=False)
+        a, b, x = (cells[(vocab[w], voices[s1])], cells[(vocab[other], voices[s1])], cells[(vocab[w], voices[s2])])
+        if not (a and b and x):
+            continue
+        xi, ai, bi = x[rng.integers(len(x))], a[rng.integers(len(a))], b[rng.integers(len(b))]
+        xa, xb = dtw_distance(frames[xi], frames[ai]), dtw_distance(frames[xi], frames[bi])
+        errors += 1.0 if xb < xa else 0.5 if xb == xa else 0.0
+        done += 1
+        if done == trials:
+            break
+    if not done:
+        raise ValueError("no word was said by two speakers with another word by one of them: nothing to compare")
+    return errors / done

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +52,7 @@ __all__ = [
     "VOCODER_CONFIG",
     "bench_units",
     "evaluate_units",
+    "fsdd_units",
     "load_hubert",
     "load_mel_units",
     "load_ssl_units",
@@ -285,6 +287,35 @@ def evaluate_units(
     return out
 
 
+def fsdd_units(tokenizer: KMeansUnits, fsdd: Any = None, takes: int = 10, trials: int = 600,
+               seed: int = 0) -> dict[str, float]:
+    """Units on human voices: FSDD's first ``takes`` takes of each digit by each speaker (none of them trained on).
+
+    ``digit_abx_across``: :func:`~slm_course.unit_metrics.word_abx` on whole digits, each frame as its
+    unit's centroid (chance 0.5); ``speaker_probe``: how well a bag of units names which of FSDD's
+    speakers said a digit (5-fold; chance one over the number of speakers). Raises
+    :class:`slm_course.fsdd.FsddMissing` (which says how to get FSDD) when it is not here.
+    """
+    from sklearn.model_selection import cross_val_score
+
+    from slm_course.fsdd import load_fsdd
+    from slm_course.probes import make_probe
+    from slm_course.unit_metrics import word_abx
+
+    fsdd = fsdd or load_fsdd()
+    recs = [r for r in fsdd.recordings if r.take < takes]
+    frames, bags = [], []
+    for r in recs:
+        units = kmeans_assign(tokenizer.features(fsdd.wav(r)), tokenizer.centroids)
+        frames.append(tokenizer.centroids[units])
+        bags.append(np.bincount(units.numpy(), minlength=tokenizer.vocab_size) / len(units))
+    speakers = [r.speaker for r in recs]
+    return {
+        "digit_abx_across": word_abx(frames, [r.digit for r in recs], speakers, trials=trials, seed=seed),
+        "speaker_probe": float(cross_val_score(make_probe(), np.stack(bags), speakers, cv=5).mean()),
+    }
+
+
 def resynthesis_cer(tokenizer: KMeansUnits, vocoder: UnitVocoder, utterances: Sequence[Utterance],
                     wavs: Sequence[torch.Tensor], asr: Any) -> tuple[float, float]:
     """ASR CER of resynthesised speech (units -> vocoder -> ASR) and of the original speech."""
@@ -308,7 +339,8 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
     ``abx_across_{ssl,mel}_seeds`` (with the default ``seed``): ABX across speakers on units for seeds
     ``SPREAD_SEEDS``, each the whole pipeline from that seed (HuBERT and the k-means trained here if missing),
     on every test utterance (``abx_seeds_utterances``): on 120 the sampling of ABX trials alone moves the
-    error by about 0.02, as much as a seed does.
+    error by about 0.02, as much as a seed does. ``fsdd_*`` (where FSDD is here): :func:`fsdd_units` on human
+    voices, for both tokenizers, and the digit ABX over the seeds.
     """
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
@@ -337,6 +369,20 @@ def bench_units(n_test: int = 120, seed: int = 0) -> dict:
             across(load_ssl_units(seed=k, config=replace(HubertConfig(), seed=k), progress=False)) for k in SPREAD_SEEDS]
         spread["abx_across_mel_seeds"] = [across(load_mel_units(seed=k)) for k in SPREAD_SEEDS]
         spread["abx_seeds_utterances"] = len(every)
+    from slm_course.fsdd import FsddMissing, load_fsdd
+
+    try:  # human voices, none of them trained on
+        fsdd = load_fsdd()
+        for name, tok in (("mel", mel), ("ssl", ssl)):
+            spread |= {f"fsdd_{k}_{name}": r(v) for k, v in fsdd_units(tok, fsdd).items()}
+        if not seed:
+            spread["fsdd_digit_abx_across_ssl_seeds"] = [spread["fsdd_digit_abx_across_ssl"]] + [
+                r(fsdd_units(load_ssl_units(seed=k, config=replace(HubertConfig(), seed=k), progress=False),
+                             fsdd)["digit_abx_across"]) for k in SPREAD_SEEDS[1:]]
+            spread["fsdd_digit_abx_across_mel_seeds"] = [spread["fsdd_digit_abx_across_mel"]] + [
+                r(fsdd_units(load_mel_units(seed=k), fsdd)["digit_abx_across"]) for k in SPREAD_SEEDS[1:]]
+    except FsddMissing:
+        pass  # the FSDD keys are absent; the synthetic-corpus ones do not need it
     return {
         "pnmi_mel": r(m["pnmi"]), "pnmi_ssl": r(s["pnmi"]),
         "abx_within_mel": r(m["abx_within"]), "abx_within_ssl": r(s["abx_within"]),

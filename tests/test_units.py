@@ -145,6 +145,38 @@ def test_dtw_distance_known_values():
     assert unit_metrics.dtw_distance(a, -a) == pytest.approx(1.0)
 
 
+def _words(gen: torch.Generator, word_scale: float, voice_scale: float):
+    """3 speakers x 4 words x 2 takes of 6 frames: each frame a word direction plus a speaker direction."""
+    word_dirs, voice_dirs = torch.randn(4, 16, generator=gen), torch.randn(3, 16, generator=gen)
+    frames, words, speakers = [], [], []
+    for s in range(3):
+        for w in range(4):
+            for _ in range(2):
+                noise = 0.05 * torch.randn(6, 16, generator=gen)
+                frames.append(word_scale * word_dirs[w] + voice_scale * voice_dirs[s] + noise)
+                words.append(f"w{w}")
+                speakers.append(f"s{s}")
+    return frames, words, speakers
+
+
+def test_word_abx_is_zero_when_words_carry_across_voices_and_near_chance_when_only_the_voice_does():
+    gen = torch.Generator().manual_seed(0)
+    assert unit_metrics.word_abx(*_words(gen, 1.0, 0.3), trials=200) == 0.0
+    voice_only = unit_metrics.word_abx(*_words(gen, 0.0, 1.0), trials=400)
+    assert 0.35 < voice_only < 0.65  # X is from another voice: A and B are equally far
+    assert unit_metrics.word_abx(*_words(gen, 1.0, 0.3), trials=50, seed=3) == 0.0
+
+
+def test_word_abx_refuses_inputs_it_cannot_score():
+    frames = [torch.randn(5, 4) for _ in range(4)]
+    with pytest.raises(ValueError, match="one word and one speaker"):
+        unit_metrics.word_abx(frames, ["a", "b", "a"], ["x", "x", "y", "y"])
+    with pytest.raises(ValueError, match="2 words and 2 speakers"):
+        unit_metrics.word_abx(frames, ["a"] * 4, ["x", "x", "y", "y"])
+    with pytest.raises(ValueError, match="nothing to compare"):  # no word said by both speakers
+        unit_metrics.word_abx(frames, ["a", "b", "c", "d"], ["x", "x", "y", "y"], trials=5)
+
+
 def test_dtw_distance_is_the_best_path_mean():
     # the recursion keeps the smallest *summed* cost, then divides by that path's length
     # (ZeroSpeech's convention); on short random sequences this is the brute-force best mean or close to it
