@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -296,23 +295,18 @@ def fsdd_units(tokenizer: KMeansUnits, fsdd: Any = None, takes: int = 10, trials
     speakers said a digit (5-fold; chance one over the number of speakers). Raises
     :class:`slm_course.fsdd.FsddMissing` (which says how to get FSDD) when it is not here.
     """
-    from sklearn.model_selection import cross_val_score
-
     from slm_course.fsdd import load_fsdd
-    from slm_course.probes import make_probe
+    from slm_course.probes import bag_probe
     from slm_course.unit_metrics import word_abx
 
     fsdd = fsdd or load_fsdd()
     recs = [r for r in fsdd.recordings if r.take < takes]
-    frames, bags = [], []
-    for r in recs:
-        units = kmeans_assign(tokenizer.features(fsdd.wav(r)), tokenizer.centroids)
-        frames.append(tokenizer.centroids[units])
-        bags.append(np.bincount(units.numpy(), minlength=tokenizer.vocab_size) / len(units))
+    units = [kmeans_assign(tokenizer.features(fsdd.wav(r)), tokenizer.centroids) for r in recs]
     speakers = [r.speaker for r in recs]
     return {
-        "digit_abx_across": word_abx(frames, [r.digit for r in recs], speakers, trials=trials, seed=seed),
-        "speaker_probe": float(cross_val_score(make_probe(), np.stack(bags), speakers, cv=5).mean()),
+        "digit_abx_across": word_abx([tokenizer.centroids[u] for u in units], [r.digit for r in recs], speakers,
+                                     trials=trials, seed=seed),
+        "speaker_probe": bag_probe(units, speakers, tokenizer.vocab_size),
     }
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from slm_course import probes
 from slm_course.probes import features_of, probe_accuracy, utterance_features
 
 
@@ -37,3 +38,12 @@ def test_probe_errors():
         probe_accuracy(x, [0, 1], x, [0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         probe_accuracy(x, [0, 1, 0, 1], np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+def test_bag_probe_reads_labels_that_the_units_carry_and_not_others():
+    gen = torch.Generator().manual_seed(0)
+    labels = [i % 2 for i in range(40)]
+    carried = [torch.randint(0, 5, (30,), generator=gen) + 5 * y for y in labels]  # label 1 uses units 5-9
+    assert probes.bag_probe(carried, labels, vocab_size=10) == 1.0
+    noise = [torch.randint(0, 10, (30,), generator=gen) for _ in labels]
+    assert probes.bag_probe(noise, labels, vocab_size=10) < 0.8
