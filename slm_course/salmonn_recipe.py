@@ -658,9 +658,13 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
 
 
 def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Sequence[str] = ("tell", "ask", "could"),
-             tag_prompts: bool = False, max_utts: int | None = None, tasks: Sequence[str] | None = None) -> dict:
+             tag_prompts: bool = False, max_utts: int | None = None, tasks: Sequence[str] | None = None,
+             progress: bool = False) -> dict:
     """Per task and family of phrasing: accuracy (transcription: CER; the untrained tasks: the share of answers
-    that follow the instruction), on the test split's held-out speakers. ``tasks``: a few (default: all)."""
+    that follow the instruction), on the test split's held-out speakers. ``tasks``: a few (default: all);
+    ``progress``: a bar over the (task, family) pairs."""
+    from tqdm.auto import tqdm
+
     from slm_course.metrics import cer
 
     tasks = tuple(TASKS + UNTRAINED) if tasks is None else tuple(tasks)
@@ -674,6 +678,8 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
         frames, utts = frames[:max_utts], utts[:max_utts]
     n_audio = model.adapter.out_lengths(torch.tensor([len(f) for f in frames])).tolist()
     result: dict = {}
+    bar = tqdm(total=len(tasks) * (1 if tag_prompts else len(families)), desc="evaluating", disable=not progress,
+               leave=False)
     for task in tasks:
         # the same utterances for every family: those whose row, with the longest phrasing and the answer
         # (20 characters of story), fits the LM's context
@@ -701,6 +707,8 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
                 result[key] = {"acc": sum(a == t for a, t in zip(got, truth)) / len(idx)}
             result[key]["n"] = len(idx)
             result[key]["example"] = got[0]
+            bar.update()
+    bar.close()
     return result
 
 

@@ -30,12 +30,12 @@ def next_word_margin(lm, prefix, true_units, other_units):
 
 
 def merge_pitch_units(units, durations, pitch, pitch_times, n_units, frame_rate, pitch_first=True, shift=True,
-                      starts_at_end=False):
+                      starts_at_end=False, digits=9):
     ends = torch.cumsum(durations, 0).double() / frame_rate
     starts = ends if starts_at_end else ends - durations.double() / frame_rate
-    timed = [(t, 0 if pitch_first else 2, k, (n_units if shift else 0) + p)
+    timed = [(round(t, digits), 0 if pitch_first else 2, k, (n_units if shift else 0) + p)
              for k, (p, t) in enumerate(zip(pitch, pitch_times))]
-    timed += [(float(t), 1, k, int(u)) for k, (u, t) in enumerate(zip(units.tolist(), starts.tolist()))]
+    timed += [(round(t, digits), 1, k, int(u)) for k, (u, t) in enumerate(zip(units.tolist(), starts.tolist()))]
     return [i for *_, i in sorted(timed)]
 
 
@@ -50,6 +50,7 @@ def test_solutions_pass(capsys):
     (lambda *a: merge_pitch_units(*a, pitch_first=False), "pitch token before a unit at the same time"),
     (lambda *a: merge_pitch_units(*a, starts_at_end=True), "starts at the sum of the durations before it"),
     (lambda *a: merge_pitch_units(*a, shift=False), "n_units \\+ p"),
+    (lambda *a: merge_pitch_units(*a, digits=17), "rounded to the nanosecond"),
     (lambda u, *a: [int(x) for x in u], "drops nothing"),
     (lambda *a: sorted(merge_pitch_units(*a)), "keep the units in their order"),
 ])
@@ -62,6 +63,8 @@ def test_merge_mistakes_are_named(wrong, message):
     (lambda *a: interleave(*a)[:-1], "ends with <eos>"),
     (lambda *a: interleave(*a)[1:], "starts with <bos>"),
     (lambda w, u, s, v, e: interleave([x + " " for x in w], u, s, v, e), "walk the spans"),
+    # a marker for every word: each word made a span of its own
+    (lambda w, u, s, v, e: interleave(w, u, [(kind, 1) for kind, n in s for _ in range(n)], v, e), "one marker per span"),
 ])
 def test_interleave_mistakes_are_named(wrong, message):
     with pytest.raises(AssertionError, match=message):

@@ -47,6 +47,9 @@ def check_interleave(fn: Callable[..., torch.Tensor]) -> None:
         if not bool((got == vocab.text_marker).any() | (got == vocab.speech_marker).any()):
             _fail(f"{said}: open every span with its marker, vocab.text_marker ({vocab.text_marker}) or "
                   f"vocab.speech_marker ({vocab.speech_marker})")
+        markers = int(((got == vocab.text_marker) | (got == vocab.speech_marker)).sum())
+        if markers > len(spans):
+            _fail(f"{said}: one marker per span, not per word ({markers} markers for {len(spans)} spans)")
         raw = [int(x) for u in units for x in u]
         if any(int(x) in raw for x in got[1:-1]) and not bool((got >= vocab.unit_offset).any()) and "speech" in name:
             _fail(f"{said}: a unit u is id vocab.unit_offset + u ({vocab.unit_offset} + u): use vocab.units(...)")
@@ -142,6 +145,9 @@ def check_merge_pitch_units(fn: Callable[..., list]) -> None:
         ("no pitch tokens (an unvoiced stretch)", torch.tensor([1, 2]), torch.tensor([2, 2]), [], []),
         ("a pitch token after the last unit starts", torch.tensor([9, 8]), torch.tensor([1, 6]), [2, 4, 6],
          [0.0, 0.08, 0.16]),
+        # 280 x 0.01 s is 2.8000000000000003 in float64, 140 / 50 is 2.8: one time to the nanosecond
+        ("a pitch token at 2.8 s, when a unit starts", torch.tensor([4, 7, 2]), torch.tensor([140, 5, 5]), [3],
+         [280 * 0.01]),
     ]
     for name, units, durations, pitch, times in cases:
         expected = want(units, durations, pitch, times, 10, 50.0)
@@ -158,7 +164,7 @@ def check_merge_pitch_units(fn: Callable[..., list]) -> None:
             _fail(f"{said}: pitch token p is id n_units + p, after the units' ids")
         _fail(f"{said}: a unit starts at the sum of the durations before it, divided by the frame rate (in float64: "
               "in float32 4 / 50 falls just before 0.08); sort all tokens by time, a pitch token before a unit at "
-              "the same time")
+              "the same time, comparing times rounded to the nanosecond (280 x 0.01 s is 2.8000000000000003)")
     _ok("merge is correct: one stream in time order, each pitch token just before the units it describes")
 
 
