@@ -91,10 +91,11 @@ def test_check_lowpass_fir(capsys):
         checks.check_lowpass_fir(lambda c, sr, n: torch.roll(_lowpass(c, sr, n), 1))
 
 
-def _downsample(wav, sr, factor, n_taps=101, filtered=True, pad=True, cutoff=None):
+def _downsample(wav, sr, factor, n_taps=101, filtered=True, pad=True, cutoff=None, cast=True):
     if not filtered:
         return wav[::factor]
     h = _lowpass(cutoff or sr / (2 * factor), sr, n_taps)
+    h = h.to(wav.dtype) if cast else h
     y = torch.nn.functional.conv1d(wav[None, None], h[None, None], padding=n_taps // 2 if pad else 0)[0, 0]
     return y[::factor]
 
@@ -109,6 +110,8 @@ def test_check_downsample(capsys):
         checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, cutoff=sr / (4 * f)))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_downsample(lambda w, sr, f, n=101: 0.5 * _downsample(w, sr, f, n))
+    with pytest.raises(AssertionError, match="cast the taps to wav.dtype"):  # float64 taps on float32 audio
+        checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, cast=False))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,11 +70,12 @@ def test_ema_check_explains_mistakes(wrong, words):
 # ---------------------------------------------------------------------------------------------
 
 
-def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True, one_sample=False):
+def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True, one_sample=False, copy=True):
     dead = size < threshold if strict else size <= threshold
     n = int(dead.sum())
     picks = samples[torch.randint(len(samples), (1 if one_sample else n,), generator=gen)].expand(n, -1)
-    embed, size, sums = embed.clone(), size.clone(), sums.clone()
+    if copy:
+        embed, size, sums = embed.clone(), size.clone(), sums.clone()
     embed[dead] = picks
     if reset:
         size[dead] = threshold
@@ -93,6 +94,7 @@ def test_restart_check_accepts_a_right_restart(capsys):
         (lambda *a: _restart(*a, reset=False), "will not stick"),
         (lambda *a: _restart(*a, strict=False), "strictly"),
         (lambda *a: _restart(*a, one_sample=True), "same sample"),
+        (lambda *a: _restart(*a, copy=False), "changed the embed, cluster_size, embed_sum passed in"),
         (lambda e, s, m, x, t, g: (e, s, m), "kept their codewords"),
         (lambda e, s, m, x, t, g: (e + 0 * s[:, None] + (s < t)[:, None] * 1.0, s, m), "rows of samples"),
     ],
@@ -108,11 +110,12 @@ def test_restart_check_explains_mistakes(wrong, words):
 
 
 def _mel(wav_hat, wav, power=1.0, log=torch.log10, floor=1e-5, resolutions=((512, 40), (1024, 80), (2048, 128)),
-         total=False):
+         total=False, squared=False):
     losses = []
     for n, m in resolutions:
         mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, hop_length=n // 4, n_mels=m, power=power)
-        losses.append((log(mel(wav_hat) + floor) - log(mel(wav) + floor)).abs().mean())
+        diff = log(mel(wav_hat) + floor) - log(mel(wav) + floor)
+        losses.append((diff**2 if squared else diff.abs()).mean())
     return torch.stack(losses).sum() if total else torch.stack(losses).mean()
 
 
@@ -132,6 +135,7 @@ def test_mel_check_accepts_the_codec_loss(capsys):
         (lambda a, b: _mel(a, b, resolutions=((512, 40),)), "all three resolutions"),
         (lambda a, b: _mel(a, b, floor=0.0), "floor"),
         (lambda a, b: _mel(a, b, floor=0.0) * float("inf"), "floor 1e-5"),
+        (lambda a, b: _mel(a, b, squared=True), "not the squared one"),
     ],
 )
 def test_mel_check_explains_mistakes(wrong, words):
@@ -144,12 +148,12 @@ def test_mel_check_explains_mistakes(wrong, words):
 # ---------------------------------------------------------------------------------------------
 
 
-def _entropy_bitrate(ids, vocab, rate, log=torch.log2, per_frame=False, pooled=False):
+def _entropy_bitrate(ids, vocab, rate, log=torch.log2, per_frame=False, pooled=False, skip_zeros=True):
     rows = [ids.flatten()] * len(ids) if pooled else list(ids)
     bits = 0.0
     for row in rows:
         p = torch.bincount(row, minlength=vocab).double() / len(row)
-        p = p[p > 0]
+        p = p[p > 0] if skip_zeros else p
         bits += float(-(p * log(p)).sum())
     return bits if per_frame else rate * bits
 
@@ -168,6 +172,7 @@ def test_entropy_check_accepts_the_formula(capsys):
         (lambda i, v, r: r * len(i) * math.log2(v), "fixed rate"),
         (lambda i, v, r: r * sum(math.log2(len(row.unique())) for row in i), "codes used"),
         (lambda i, v, r: _entropy_bitrate(i, v, r, pooled=True), "one histogram per level"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, skip_zeros=False), "0 \\* log2\\(0\\) is nan"),
     ],
 )
 def test_entropy_check_explains_mistakes(wrong, words):

@@ -8,14 +8,18 @@ from slm_course.checks.quiz import _check_one
 from slm_course.ulm import N_SPECIAL
 
 
-def bigram_logprob(train_seqs, seq, n_symbols, alpha):
+def bigram_table(train_seqs, n_symbols, alpha, dim=1):
     V = n_symbols + N_SPECIAL
     counts = torch.full((V, V), float(alpha))
     for s in train_seqs:
         t = [1] + [u + N_SPECIAL for u in s.tolist()] + [2]
         for a, b in zip(t, t[1:]):
             counts[a, b] += 1
-    logp = (counts / counts.sum(1, keepdim=True)).log()
+    return (counts / counts.sum(dim, keepdim=True)).log()
+
+
+def bigram_logprob(train_seqs, seq, n_symbols, alpha, dim=1):
+    logp = bigram_table(train_seqs, n_symbols, alpha, dim)
     t = [1] + [u + N_SPECIAL for u in seq.tolist()] + [2]
     return float(sum(logp[a, b] for a, b in zip(t, t[1:])))
 
@@ -46,11 +50,12 @@ def windowed_logprob(model, tokens, k):
 
 
 def test_solutions_pass(capsys):
+    checks.check_bigram_table(bigram_table)
     checks.check_bigram_logprob(bigram_logprob)
     checks.check_duration_table(duration_table)
     checks.check_sample_durations(sample_durations)
     checks.check_windowed_logprob(windowed_logprob)
-    assert capsys.readouterr().out.count("✓") == 4
+    assert capsys.readouterr().out.count("✓") == 5
 
 
 def test_bigram_mistakes_are_named():
@@ -58,6 +63,23 @@ def test_bigram_mistakes_are_named():
         checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, 0.0))
     with pytest.raises(AssertionError, match="count bigrams over <bos> seq <eos>"):
         checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, a) - 1.0)
+
+
+def test_a_column_normalised_table_is_named_though_its_sequence_scores_are_right():
+    checks.check_bigram_logprob(lambda tr, s, n, a: bigram_logprob(tr, s, n, a, dim=0))  # the same scores ...
+    with pytest.raises(AssertionError, match="normalised each column"):  # ... so the table itself is checked
+        checks.check_bigram_table(lambda tr, n, a: bigram_table(tr, n, a, dim=0))
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (lambda tr, n, a: bigram_table(tr, n, a).exp(), "probabilities; return their log"),
+    (lambda tr, n, a: bigram_table(tr, n, 0.0), "add alpha to every count"),
+    (lambda tr, n, a: bigram_table(tr, n, a)[:, :-1], "shape"),
+    (lambda tr, n, a: bigram_table(tr, n, a) + 0.1, "count bigrams over <bos> seq <eos>"),
+])
+def test_bigram_table_mistakes_are_named(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_bigram_table(wrong)
 
 
 def bigram_variant(train_seqs, seq, n_symbols, alpha, eos=True, offset=N_SPECIAL):

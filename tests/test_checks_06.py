@@ -10,7 +10,7 @@ from slm_course.ulm import N_SPECIAL
 
 
 def level_probs(logits, pos, n_levels, codebook_size, temperature=1.0, top_k=None, *, specials=N_SPECIAL,
-                level_of=lambda pos, q: (pos - 1) % q, top_k_first=False, scale=None):
+                level_of=lambda pos, q: (pos - 1) % q, top_k_first=False, scale=None, clamp=True):
     """The solution; the keyword arguments make the usual mistakes."""
     lo = specials + level_of(pos, n_levels) * codebook_size
     x = logits / temperature if scale is None else logits * scale(temperature)
@@ -18,7 +18,7 @@ def level_probs(logits, pos, n_levels, codebook_size, temperature=1.0, top_k=Non
         x = x.masked_fill(x < x.topk(min(top_k, len(x))).values[-1], float("-inf"))
     level = x[lo : lo + codebook_size]
     if top_k is not None and not top_k_first:
-        level = level.masked_fill(level < level.topk(min(top_k, codebook_size)).values[-1], float("-inf"))
+        level = level.masked_fill(level < level.topk(min(top_k, codebook_size) if clamp else top_k).values[-1], float("-inf"))
     p = torch.zeros_like(logits)
     p[lo : lo + codebook_size] = level.softmax(-1)
     return p
@@ -72,6 +72,8 @@ def test_level_probs_mistakes_are_named():
         checks.check_level_probs(lambda lg, pos, q, n, t, k: level_probs(lg, pos, q, n, t, k)[3:11])
     with pytest.raises(AssertionError, match="kept .* codes"):  # top-k ignored
         checks.check_level_probs(lambda lg, pos, q, n, t, k: level_probs(lg, pos, q, n, t, None))
+    with pytest.raises(AssertionError, match="keeps all its"):  # topk(top_k) on a level smaller than top_k
+        checks.check_level_probs(lambda *a: level_probs(*a, clamp=False))
 
 
 def test_duration_counts_mistakes_are_named():

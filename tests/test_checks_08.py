@@ -20,10 +20,10 @@ def undelay(grid, delays):
     return torch.stack([grid[s, d : d + T] for s, d in enumerate(delays)])
 
 
-def align_text(words, frames, first=1):
+def align_text(words, frames, first=1, frame_of=lambda start: int(start / 0.08)):
     out, last = [0] * frames, -2
     for tok, start in words:
-        f = max(int(start / 0.08), last + 2, first)
+        f = max(frame_of(start), last + 2, first)
         out[f - 1], out[f], last = 1, tok, f
     return torch.tensor(out)
 
@@ -37,14 +37,14 @@ def crowded(words, frames):
     return torch.tensor(out)
 
 
-def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None):
+def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None, scale=True):
     prev = [text]
     for k in range(len(depth.heads)):
         logits = depth(z, torch.tensor([prev]))[k][0]
         if temperature == 0:
             prev.append(int(logits.argmax()))
             continue
-        logits = logits / temperature
+        logits = logits / temperature if scale else logits
         if top_k is not None:
             logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
         prev.append(int(torch.multinomial(logits.softmax(-1), 1, generator=generator)))
@@ -78,4 +78,28 @@ def test_usual_mistakes_are_named():
                                 depth_step(d, z, t, temperature, None, generator))
     with pytest.raises(AssertionError, match="sample"):
         checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None: depth_step(d, z, t))
+
+
+def test_depth_step_check_wants_top_k_and_the_temperature():
+    with pytest.raises(AssertionError, match="not only the best"):  # top-k taken as top-1
+        checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None:
+                                depth_step(d, z, t, temperature, 1 if top_k else None, generator))
+    with pytest.raises(AssertionError, match="divide the logits by the temperature"):
+        checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None:
+                                depth_step(d, z, t, temperature, top_k, generator, scale=False))
+
+
+def epad_after(words, frames):
+    out, last = [0] * frames, -2
+    for tok, start in words:
+        f = max(int(start / 0.08), last + 2, 0)
+        out[f], out[f + 1], last = tok, 1, f + 1
+    return torch.tensor(out)
+
+
+def test_align_text_check_wants_the_frame_a_word_starts_in():
+    with pytest.raises(AssertionError, match="just \\*before\\* its word"):
+        checks.check_align_text(epad_after)
+    with pytest.raises(AssertionError, match="do not round"):
+        checks.check_align_text(lambda w, n: align_text(w, n, frame_of=lambda start: round(start / 0.08)))
     assert len(_toy_depth().heads) == 3

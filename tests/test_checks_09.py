@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from slm_course import checks
 
 
-def pool_adapter(adapter, feats, lengths, exclude_padding=True):
+def pool_adapter(adapter, feats, lengths, exclude_padding=True, zero_before_norm=False):
     B, T, D = feats.shape
     s = adapter.stride
     mask = (torch.arange(T)[None] < lengths[:, None]).float()
-    x = adapter.norm(feats) * mask[..., None]
+    x = adapter.norm(feats * mask[..., None]) if zero_before_norm else adapter.norm(feats) * mask[..., None]
     pad = -T % s
     x, mask = F.pad(x, (0, 0, 0, pad)), F.pad(mask, (0, pad))
     count = mask.view(B, -1, s).sum(-1) if exclude_padding else torch.full((B, (T + pad) // s), float(s))
@@ -53,6 +53,8 @@ def test_the_solutions_pass(capsys):
 def test_pool_adapter_check_names_the_padding_mistake():
     with pytest.raises(AssertionError, match="padding frames"):
         checks.check_pool_adapter(lambda a, f, n: pool_adapter(a, f, n, exclude_padding=False))
+    with pytest.raises(AssertionError, match="after the LayerNorm"):  # LayerNorm(0) is its bias, not 0
+        checks.check_pool_adapter(lambda a, f, n: pool_adapter(a, f, n, zero_before_norm=True))
 
 
 def test_pool_adapter_check_wants_the_vectors_alone_and_the_right_shape():

@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
     raise CheckFailed(message)
 
 
-def _as_float(value: Any, call: str) -> float:
+def _as_float(value: Any, call: str, unit: str = "", nonfinite_hint: str = "") -> float:
     """A number from a float, int, numpy scalar or one-element tensor; a clear error otherwise."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -32,9 +32,9 @@ def _as_float(value: Any, call: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        _fail(f"{call} returned {value!r} ({type(value).__name__}); return one number in Hz")
+        _fail(f"{call} returned {value!r} ({type(value).__name__}); return one number" + (f" in {unit}" if unit else ""))
     if not math.isfinite(number):
-        _fail(f"{call} returned {number}; return a finite number (did you divide by a lag of 0?)")
+        _fail(f"{call} returned {number}; return a finite number{nonfinite_hint}")
     return number
 
 

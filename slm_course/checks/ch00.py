@@ -81,7 +81,7 @@ def check_autocorrelation_f0(fn: Callable[..., float], corpus: Any = None) -> No
         frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))  # a 40 ms frame
         kind = "pure tone" if n_harmonics == 1 else f"voiced frame with {n_harmonics} harmonics"
         call = f"estimate_f0({kind} at {f0:g} Hz, sr={sr})"
-        got = _as_float(fn(frame.clone(), sr), call)
+        got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         if abs(got - f0) > 0.03 * f0:
             if sr != 16000 and abs(got - f0 * 16000 / sr) <= 0.05 * f0 * 16000 / sr:
                 hint = f" - did you use 16000 instead of the sr argument ({sr})?"
@@ -115,7 +115,7 @@ def _corpus_f0_cases(fn: Callable[..., float], corpus: Any) -> list[tuple[str, f
         frame = wav[centre * hop - half : centre * hop + half]  # 40 ms around the frame's centre
         f0 = float(f0s[centre])
         call = f"estimate_f0 on a 40 ms voiced frame of {utt.id} ({gender} speaker {utt.speaker}, '{utt.text}')"
-        got = _as_float(fn(frame.clone(), sr), call)
+        got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         if abs(got - f0) > 0.05 * f0:
             _fail(f"{call} returned {got:.1f} Hz; audio.pitch finds {f0:.1f} Hz there{_f0_hint(got, f0, sr)}")
         out.append((gender, f0, got))
@@ -349,6 +349,19 @@ def check_downsample(fn: Callable[..., torch.Tensor]) -> None:
             f"{call}: output sample {k} is {float(got[k]):+.5f}, expected {float(expected[k]):+.5f}; filter with "
             f"lowpass_fir(sr / (2 factor), sr, n_taps), centred (padding n_taps // 2), then keep [::factor]"
         )
+    call = f"downsample(float32 white noise of {len(wav)} samples, sr=16000, factor=2)"
+    try:  # audio is float32: taps built in float64 must be cast to it before the convolution
+        got = fn(wav.float(), 16000, 2, 101)
+    except RuntimeError as err:
+        if "type" in str(err).lower():
+            _fail(f"{call} raised '{str(err).splitlines()[0]}': the input is float32 and your taps are not; "
+                  "cast the taps to wav.dtype (taps.to(wav.dtype)) before the convolution")
+        raise
+    got = _as_tensor(got, call, (-(-len(wav) // 2),))
+    if not torch.allclose(got, _downsample_reference(wav, 16000, 2, 101), atol=1e-4):
+        _fail(f"{call} differs from the float64 result by up to "
+              f"{float((got - _downsample_reference(wav, 16000, 2, 101)).abs().max()):.3g}: the same filter must work "
+              "for float32 audio (cast the taps to wav.dtype)")
     t = torch.arange(16000, dtype=torch.float64) / 16000
     quiet = float(_downsample_reference(torch.sin(2 * math.pi * 7000 * t), 16000, 2, 101)[200:-200].abs().max())
     _ok(
@@ -412,7 +425,7 @@ def check_fine_f0(fn: Callable[..., float]) -> None:
     for f0, sr, n_harmonics in _FINE_F0_CASES:
         frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))  # 40 ms
         call = f"estimate_f0_fine(voiced frame at {f0:g} Hz with {n_harmonics} harmonics, sr={sr})"
-        got = _as_float(fn(frame.clone(), sr), call)
+        got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         lag = sr / f0
         integer = [sr / math.floor(lag), sr / math.ceil(lag)]
         worst_integer = max(worst_integer, min(abs(g - f0) / f0 for g in integer))

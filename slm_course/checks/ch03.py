@@ -134,8 +134,15 @@ def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor,
     samples = torch.randn(100, D, generator=g) + 10  # far from every codeword
     dead = size < threshold
     call = "restart_dead_codes"
-    got = _tensors(fn(embed.clone(), size.clone(), embed_sum.clone(), samples.clone(), threshold,
-                      torch.Generator().manual_seed(0)), 3, call, "embed (K, D), cluster_size (K,), embed_sum (K, D)")
+    given = (embed.clone(), size.clone(), embed_sum.clone())
+    got = _tensors(fn(*given, samples.clone(), threshold, torch.Generator().manual_seed(0)), 3, call,
+                   "embed (K, D), cluster_size (K,), embed_sum (K, D)")
+    changed = [name for name, t, before in zip(("embed", "cluster_size", "embed_sum"), given, (embed, size, embed_sum))
+               if not torch.equal(t, before)]
+    if changed:
+        _fail(f"{call} changed the {', '.join(changed)} passed in: change copies (embed.clone(), ...) and return "
+              "them; the caller's tensors must keep their old values (the cell below measures how far a code "
+              "moved from them)")
     new_embed, new_size, new_sum = got
     if tuple(new_embed.shape) != (K, D) or tuple(new_size.shape) != (K,) or tuple(new_sum.shape) != (K, D):
         _fail(f"{call} returned shapes {[tuple(t.shape) for t in got]}; expected (K, D), (K,), (K, D) = "
@@ -175,13 +182,14 @@ def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor,
 
 
 def _mel_variant(wav_hat, wav, power=1.0, log=torch.log10, floor=1e-5, resolutions=((512, 40), (1024, 80), (2048, 128)),
-                 reduce="mean"):
+                 reduce="mean", squared=False):
     import torchaudio
 
     losses = []
     for n, m in resolutions:
         mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, hop_length=n // 4, n_mels=m, power=power)
-        losses.append((log(mel(wav_hat) + floor) - log(mel(wav) + floor)).abs().mean())
+        diff = log(mel(wav_hat) + floor) - log(mel(wav) + floor)
+        losses.append((diff**2 if squared else diff.abs()).mean())
     total = torch.stack(losses)
     return float(total.mean() if reduce == "mean" else total.sum())
 
@@ -220,6 +228,8 @@ def check_multires_mel_loss(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> 
             (dict(reduce="sum"), "average the three resolutions' losses; do not add them"),
             (dict(resolutions=((512, 40),)), "use all three resolutions: (512, 40), (1024, 80), (2048, 128)"),
             (dict(floor=0.0), "add the floor 1e-5 before the log (digital silence would give log10(0) = -inf)"),
+            (dict(squared=True), "take the mean *absolute* difference of the log-mels (L1), not the squared one "
+             "(L2): L1 does not let a few loud errors dominate"),
         ]
         for kwargs, advice in variants:
             with torch.no_grad():
@@ -260,7 +270,9 @@ def check_entropy_bitrate(fn: Callable[[torch.Tensor, int, float], Any]) -> None
     for name, ids, vocab, rate in cases:
         bits = _entropy_bits(ids, vocab)  # (L,)
         expected = float(rate * bits.sum())
-        got = _as_float(fn(ids.clone(), vocab, rate), f"entropy_bitrate on {name}")
+        got = _as_float(fn(ids.clone(), vocab, rate), f"entropy_bitrate on {name}", "bit/s",
+                        ": a code that never occurs has p = 0, and 0 * log2(0) is nan in torch; count those terms "
+                        "as 0 (keep p[p > 0], or use torch.xlogy(p, p))")
         if abs(got - expected) <= 1e-6 * max(1.0, expected) + 1e-9:
             continue
         said = f"for {name} you returned {got:.4g} bit/s, expected {expected:.4g}"

@@ -12,6 +12,7 @@ from .quiz import Question
 
 __all__ = [
     "check_bigram_logprob",
+    "check_bigram_table",
     "check_duration_table",
     "check_sample_durations",
     "check_windowed_logprob",
@@ -30,6 +31,58 @@ def _bigram_ref(train: list[torch.Tensor], seq: torch.Tensor, n: int, alpha: flo
     logp = ((counts + alpha) / (counts + alpha).sum(1, keepdim=True)).log()
     t = [bos, *(seq + offset).tolist()] + ([end] if eos else [])
     return float(sum(logp[a, b] for a, b in zip(t[:-1], t[1:])))
+
+
+def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: int = 3) -> torch.Tensor:
+    counts = torch.zeros(n + 3, n + 3)
+    for s in train:
+        t = [1, *(s + offset).tolist()] + ([2] if eos else [])
+        for a, b in zip(t[:-1], t[1:]):
+            counts[a, b] += 1
+    return counts
+
+
+def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
+    """``fn(train_seqs, n_symbols, alpha)`` -> ``(n + 3, n + 3)``: row a holds log p(b | a), add-alpha smoothed."""
+    from slm_course.ulm import NgramLM
+
+    g = torch.Generator().manual_seed(3)
+    train = [torch.randint(0, 5, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g) for _ in range(30)]
+    for alpha in (1.0, 0.1):
+        want = NgramLM(2, 5, alpha=alpha).fit(train).logp.double()
+        call = f"bigram_table(train_seqs, 5, alpha={alpha})"
+        got = fn([s.clone() for s in train], 5, alpha)
+        if not isinstance(got, torch.Tensor):
+            _fail(f"{call} returned {type(got).__name__}; return the (8, 8) tensor of log p(b | a)")
+        if tuple(got.shape) != (8, 8):
+            _fail(f"{call} returned shape {tuple(got.shape)}; expected (8, 8): one row and one column per token, "
+                  "the 5 units and the 3 specials (<pad>, <bos>, <eos>)")
+        got = got.detach().double()
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        said = f"{call} differs from the expected table by up to {float((got - want).abs().max()):.3g}"
+        if (got >= 0).all() and torch.allclose(got.log(), want, atol=1e-5):
+            _fail(f"{said}: those are probabilities; return their log")
+        if not torch.isfinite(got).all():
+            _fail(f"{said}: it holds -inf or nan. An unseen bigram has count 0, and so has every bigram that starts "
+                  "with <pad> or <eos> (nothing follows them): add alpha to every count before normalising")
+        counts = _bigram_counts(train, 5) + alpha
+        if torch.allclose(got, (counts / counts.sum(0, keepdim=True)).log().double(), atol=1e-5):
+            _fail(f"{said}: you normalised each column; row a must be the distribution p(. | a) of the token "
+                  "after a, so divide each row by its own sum (dim=1). (A column-normalised table gives whole "
+                  "<bos> ... <eos> sequences the same log p, which is why the score alone cannot tell.)")
+        variants = {
+            "the table without <eos> (every sequence ends with the bigram (last unit, <eos>))":
+                _bigram_counts(train, 5, eos=False) + alpha,
+            "the table without the +3 offset of the units (unit u is token u + 3: 0-2 are <pad>, <bos>, <eos>)":
+                _bigram_counts(train, 5, offset=0) + alpha,
+        }
+        for what, c in variants.items():
+            if torch.allclose(got, (c / c.sum(1, keepdim=True)).log().double(), atol=1e-4):
+                _fail(f"{said}: yours is {what}")
+        _fail(f"{said}: count bigrams over <bos> seq <eos> for every training sequence, add alpha to each of "
+              "the 8x8 counts, divide each row by its sum and take the log")
+    _ok("bigram_table is correct: row a is log p(. | a), add-alpha smoothed, as ulm.NgramLM(2, ...)")
 
 
 def check_bigram_logprob(fn: Callable[..., float]) -> None:

@@ -74,7 +74,14 @@ def check_level_probs(fn: Callable[..., torch.Tensor]) -> None:
         lo, hi = _level_range(pos, Q, N)
         level = (pos - 1) % Q
         call = f"level_probs(logits ({V},), pos={pos}, n_levels={Q}, codebook_size={N}, temperature={temperature}, top_k={top_k})"
-        got = _tensor(fn(logits.clone(), pos, Q, N, temperature, top_k), call)
+        try:
+            got = fn(logits.clone(), pos, Q, N, temperature, top_k)
+        except RuntimeError as err:
+            if top_k is not None and top_k > N and "out of range" in str(err):
+                _fail(f"{call} raised '{str(err).splitlines()[0]}': a top_k larger than the level keeps all its "
+                      f"{N} codes (topk(min(top_k, codebook_size)))")
+            raise
+        got = _tensor(got, call)
         want = _level_probs(logits, pos, Q, N, temperature, top_k)
         if tuple(got.shape) != (V,):
             _fail(f"{call} returned shape {tuple(got.shape)}; return one probability per id of the vocabulary, "

@@ -61,6 +61,7 @@ def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
         ("well spaced words", [(5, 0.40), (6, 0.90), (7, 1.30)], 20),
         ("a word in frame 0", [(5, 0.02), (6, 0.50)], 10),
         ("words too close together", [(5, 0.40), (6, 0.45), (7, 0.50)], 12),
+        ("a word late in its frame", [(5, 0.45), (6, 1.30)], 20),
         ("no words", [], 4),
     ]
     for name, words, frames in cases:
@@ -73,9 +74,15 @@ def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"{said}: return one id per frame, shape ({frames},)")
         if name == "a word in frame 0":
             _fail(f"{said}: a word that starts in frame 0 has no frame before it for its EPAD: move it to frame 1")
+        if name == "a word late in its frame":
+            _fail(f"{said}: a word that starts at 0.45 s starts in frame 5 (0.40-0.48 s): floor with int(start / 0.08), "
+                  "do not round to the nearest frame")
         if name == "words too close together":
             _fail(f"{said}: a word goes to its start frame int(start / 0.08), or to the previous word's frame + 2 if "
                   "that is later (the frame in between holds its EPAD)")
+        epads = (got == EPAD).nonzero().flatten().tolist()
+        if words and len(epads) == len(words) and all(i > 0 and int(got[i - 1]) > max(PAD, EPAD) for i in epads):
+            _fail(f"{said}: each EPAD goes in the frame just *before* its word (it announces the word), not after it")
         if int((got == EPAD).sum()) != len(words):
             _fail(f"{said}: every word gets exactly one EPAD ({EPAD}), in the frame just before it; PAD ({PAD}) "
                   "fills every other frame")
@@ -136,6 +143,24 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
                     _fail(f"with top_k=2, step {k} drew token {tok}, which is not among the 2 most likely {best}: keep "
                           "the top_k logits (the others -inf) before the softmax")
                 prev.append(tok)
+        z = torch.zeros(1, 16)
+        best = depth(z, torch.tensor([[3]]))[0][0].topk(2).indices.tolist()
+        firsts = {int(_as_long(fn(depth, z, 3, temperature=3.0, top_k=2, generator=torch.Generator().manual_seed(s)),
+                               "depth_step(..., top_k=2)").flatten()[0]) for s in range(40)}
+        if firsts != set(best):
+            _fail(f"with temperature 3.0 and top_k=2, 40 draws of step 0 gave only {sorted(firsts)}, but both of the "
+                  f"2 most likely tokens {best} should come up: keep the top_k largest logits (not only the best) "
+                  "and sample among them")
+        def argmax_share(temperature: float) -> float:
+            picks = [int(_as_long(fn(depth, z, 3, temperature=temperature, generator=torch.Generator().manual_seed(s)),
+                                  "depth_step").flatten()[0]) for s in range(60)]
+            return sum(p == best[0] for p in picks) / len(picks)
+
+        cold, hot = argmax_share(0.1), argmax_share(3.0)
+        if cold <= hot + 0.1:
+            _fail(f"step 0's most likely token came up in {cold:.0%} of draws at temperature 0.1 and {hot:.0%} at "
+                  "3.0: a low temperature must sharpen the distribution, so divide the logits by the temperature "
+                  "before the softmax")
         draws = {tuple(_as_long(fn(depth, torch.zeros(1, 16), 3, temperature=1.0,
                                    generator=torch.Generator().manual_seed(s)), "depth_step").flatten().tolist())
                  for s in range(30)}
