@@ -60,12 +60,12 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
         got = got.detach().double()
         if torch.allclose(got, want, atol=1e-5):
             continue
+        if not torch.isfinite(got).all():
+            _fail(f"{call} holds -inf or nan. An unseen bigram has count 0, and so has every bigram that starts "
+                  "with <pad> or <eos> (nothing follows them): add alpha to every count before normalising")
         said = f"{call} differs from the expected table by up to {float((got - want).abs().max()):.3g}"
         if (got >= 0).all() and torch.allclose(got.log(), want, atol=1e-5):
             _fail(f"{said}: those are probabilities; return their log")
-        if not torch.isfinite(got).all():
-            _fail(f"{said}: it holds -inf or nan. An unseen bigram has count 0, and so has every bigram that starts "
-                  "with <pad> or <eos> (nothing follows them): add alpha to every count before normalising")
         counts = _bigram_counts(train, 5) + alpha
         if torch.allclose(got, (counts / counts.sum(0, keepdim=True)).log().double(), atol=1e-5):
             _fail(f"{said}: you normalised each column; row a must be the distribution p(. | a) of the token "
