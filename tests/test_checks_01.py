@@ -126,12 +126,12 @@ def test_kv_cache_check_refuses_the_whole_sequence():
         checks.check_kv_cache_attention(lambda a, x, c: torch.zeros(x.shape[0], 2, x.shape[2]))
 
 
-def _wer(ref: str, hyp: str) -> float:
+def _wer(ref: str, hyp: str, substitution: int = 1) -> float:
     r, h = ref.split(), hyp.split()
     d = [[i + j if i * j == 0 else 0 for j in range(len(h) + 1)] for i in range(len(r) + 1)]
     for i in range(1, len(r) + 1):
         for j in range(1, len(h) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (r[i - 1] != h[j - 1]))
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution * (r[i - 1] != h[j - 1]))
     return d[len(r)][len(h)] / len(r)
 
 
@@ -147,6 +147,10 @@ def test_wer_check_accepts_a_correct_wer(capsys):
         (lambda r, h: edit_distance(r.split(), h.split()) / max(len(h.split()), 1), "reference"),
         (lambda r, h: edit_distance(list(r), list(h)) / len(r), "character error rate"),
         (lambda r, h: sum(a != b for a, b in zip(r.split(), h.split())) / len(r.split()), "edits|table"),
+        (lambda r, h: (sum(a != b for a, b in zip(r.split(), h.split())) + abs(len(r.split()) - len(h.split())))
+         / len(r.split()), "position by position"),
+        (lambda r, h: min(1.0, _wer(r, h)), "not capped at 1"),
+        (lambda r, h: _wer(r, h, substitution=2), "a substitution costs 1"),
     ],
 )
 def test_wer_check_explains_mistakes(wrong, words):

@@ -191,6 +191,14 @@ def check_kv_cache_attention(fn: Callable[[Any, torch.Tensor, dict], torch.Tenso
     _ok("your cached attention gives the full recompute's outputs, one new position at a time")
 
 
+def _word_edits(r: list[str], h: list[str], substitution: int = 1) -> int:
+    d = [[i + j if i * j == 0 else 0 for j in range(len(h) + 1)] for i in range(len(r) + 1)]
+    for i in range(1, len(r) + 1):
+        for j in range(1, len(h) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution * (r[i - 1] != h[j - 1]))
+    return d[-1][-1]
+
+
 def check_wer(fn: Callable[[str, str], float]) -> None:
     """``fn(ref, hyp)``: word error rate of one hypothesis, word edit distance / reference words."""
     from slm_course.metrics import edit_distance
@@ -215,6 +223,9 @@ def check_wer(fn: Callable[[str, str], float]) -> None:
         edits = edit_distance(r, h)
         if abs(got - edits) <= 1e-9 and edits:
             _fail(f"{said}: divide the number of edits ({edits}) by the number of reference words ({len(r)})")
+        if expected > 1 and abs(got - 1) <= 1e-9:
+            _fail(f"{said}: the WER is not capped at 1: {len(h)} hypothesis words for {len(r)} reference words take "
+                  f"{edits} edits, so it is {edits}/{len(r)}")
         if h and abs(got - edits / len(h)) <= 1e-9:
             _fail(f"{said}: divide by the number of *reference* words ({len(r)}), not hypothesis words ({len(h)})")
         if abs(got - edit_distance(list(ref), list(hyp)) / max(len(ref), 1)) <= 1e-9:
@@ -224,6 +235,12 @@ def check_wer(fn: Callable[[str, str], float]) -> None:
                 f"{said}: an empty hypothesis deletes every reference word, so the WER is 1 (first row/column of "
                 "the table: d[i][0] = i)"
             )
+        if abs(got * len(r) - _word_edits(r, h, substitution=2)) <= 1e-9:
+            _fail(f"{said}: a substitution costs 1, like a deletion or an insertion (you counted it as 2: a deletion "
+                  "plus an insertion)")
+        if abs(got * len(r) - (sum(a != b for a, b in zip(r, h)) + abs(len(r) - len(h)))) <= 1e-9:
+            _fail(f"{said}: comparing the words position by position counts every word after an insertion or a "
+                  "deletion as an error; align them with the edit-distance table instead")
         if got > expected:
             _fail(
                 f"{said}: too many edits; take the cheapest of deletion, insertion and substitution in each "
