@@ -70,7 +70,8 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
         if torch.allclose(got, (counts / counts.sum(0, keepdim=True)).log().double(), atol=1e-5):
             _fail(f"{said}: you normalised each column; row a must be the distribution p(. | a) of the token "
                   "after a, so divide each row by its own sum (dim=1). (A column-normalised table gives whole "
-                  "<bos> ... <eos> sequences the same log p, which is why the score alone cannot tell.)")
+                  "<bos> ... <eos> sequences the same log p as the right one, which is why the score alone "
+                  "cannot tell.)")
         variants = {
             "the table without <eos> (every sequence ends with the bigram (last unit, <eos>))":
                 _bigram_counts(train, 5, eos=False) + alpha,
