@@ -143,6 +143,12 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
                     _fail(f"with top_k=2, step {k} drew token {tok}, which is not among the 2 most likely {best}: keep "
                           "the top_k logits (the others -inf) before the softmax")
                 prev.append(tok)
+        draws = {tuple(_as_long(fn(depth, torch.zeros(1, 16), 3, temperature=1.0,
+                                   generator=torch.Generator().manual_seed(s)), "depth_step").flatten().tolist())
+                 for s in range(30)}
+        if len(draws) == 1:
+            _fail("with temperature 1.0 and 30 different generators you always returned the same tokens: sample "
+                  "(torch.multinomial on the softmax, with the generator) instead of taking the argmax")
         z = torch.zeros(1, 16)
         best = depth(z, torch.tensor([[3]]))[0][0].topk(2).indices.tolist()
         firsts = {int(_as_long(fn(depth, z, 3, temperature=3.0, top_k=2, generator=torch.Generator().manual_seed(s)),
@@ -151,6 +157,7 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"with temperature 3.0 and top_k=2, 40 draws of step 0 gave only {sorted(firsts)}, but both of the "
                   f"2 most likely tokens {best} should come up: keep the top_k largest logits (not only the best) "
                   "and sample among them")
+
         def argmax_share(temperature: float) -> float:
             picks = [int(_as_long(fn(depth, z, 3, temperature=temperature, generator=torch.Generator().manual_seed(s)),
                                   "depth_step").flatten()[0]) for s in range(60)]
@@ -161,12 +168,6 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"step 0's most likely token came up in {cold:.0%} of draws at temperature 0.1 and {hot:.0%} at "
                   "3.0: a low temperature must sharpen the distribution, so divide the logits by the temperature "
                   "before the softmax")
-        draws = {tuple(_as_long(fn(depth, torch.zeros(1, 16), 3, temperature=1.0,
-                                   generator=torch.Generator().manual_seed(s)), "depth_step").flatten().tolist())
-                 for s in range(30)}
-        if len(draws) == 1:
-            _fail("with temperature 1.0 and 30 different generators you always returned the same tokens: sample "
-                  "(torch.multinomial on the softmax, with the generator) instead of taking the argmax")
     _ok("depth_step is correct: each audio token drawn given the text token and the tokens before it")
 
 
