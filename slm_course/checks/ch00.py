@@ -357,11 +357,10 @@ def check_downsample(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"{call} raised '{str(err).splitlines()[0]}': the input is float32 and your taps are not; "
                   "cast the taps to wav.dtype (taps.to(wav.dtype)) before the convolution")
         raise
-    got = _as_tensor(got, call, (-(-len(wav) // 2),))
-    if not torch.allclose(got, _downsample_reference(wav, 16000, 2, 101), atol=1e-4):
-        _fail(f"{call} differs from the float64 result by up to "
-              f"{float((got - _downsample_reference(wav, 16000, 2, 101)).abs().max()):.3g}: the same filter must work "
-              "for float32 audio (cast the taps to wav.dtype)")
+    got, expected = _as_tensor(got, call, (-(-len(wav) // 2),)), _downsample_reference(wav, 16000, 2, 101)
+    if not torch.allclose(got, expected, atol=1e-4):
+        _fail(f"{call} differs from the float64 result by up to {float((got - expected).abs().max()):.3g}: the "
+              "same filter must work for float32 audio (cast the taps to wav.dtype)")
     t = torch.arange(16000, dtype=torch.float64) / 16000
     quiet = float(_downsample_reference(torch.sin(2 * math.pi * 7000 * t), 16000, 2, 101)[200:-200].abs().max())
     _ok(
