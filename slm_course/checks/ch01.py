@@ -191,12 +191,14 @@ def check_kv_cache_attention(fn: Callable[[Any, torch.Tensor, dict], torch.Tenso
     _ok("your cached attention gives the full recompute's outputs, one new position at a time")
 
 
-def _word_edits(r: list[str], h: list[str], substitution: int = 1) -> int:
-    d = [[i + j if i * j == 0 else 0 for j in range(len(h) + 1)] for i in range(len(r) + 1)]
+def _indel_distance(r: list[str], h: list[str]) -> int:
+    """Edits when a substitution costs 2 (a deletion and an insertion): len(r) + len(h) - 2 x their longest common
+    subsequence. The usual mistake of an edit-distance table."""
+    lcs = [[0] * (len(h) + 1) for _ in range(len(r) + 1)]
     for i in range(1, len(r) + 1):
         for j in range(1, len(h) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution * (r[i - 1] != h[j - 1]))
-    return d[-1][-1]
+            lcs[i][j] = lcs[i - 1][j - 1] + 1 if r[i - 1] == h[j - 1] else max(lcs[i - 1][j], lcs[i][j - 1])
+    return len(r) + len(h) - 2 * lcs[-1][-1]
 
 
 def check_wer(fn: Callable[[str, str], float]) -> None:
@@ -235,7 +237,7 @@ def check_wer(fn: Callable[[str, str], float]) -> None:
                 f"{said}: an empty hypothesis deletes every reference word, so the WER is 1 (first row/column of "
                 "the table: d[i][0] = i)"
             )
-        if abs(got * len(r) - _word_edits(r, h, substitution=2)) <= 1e-9:
+        if abs(got * len(r) - _indel_distance(r, h)) <= 1e-9:
             _fail(f"{said}: a substitution costs 1, like a deletion or an insertion (you counted it as 2: a deletion "
                   "plus an insertion)")
         if abs(got * len(r) - (sum(a != b for a, b in zip(r, h)) + abs(len(r) - len(h)))) <= 1e-9:

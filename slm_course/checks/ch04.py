@@ -19,20 +19,6 @@ __all__ = [
 ]
 
 
-def _bigram_ref(train: list[torch.Tensor], seq: torch.Tensor, n: int, alpha: float, eos: bool = True,
-                offset: int = 3) -> float:
-    """log p(seq) under an add-alpha bigram over n units + 3 specials; ``eos``/``offset`` make the usual mistakes."""
-    V, bos, end = n + 3, 1, 2
-    counts = torch.zeros(V, V)
-    for s in train:
-        t = [bos, *(s + offset).tolist()] + ([end] if eos else [])
-        for a, b in zip(t[:-1], t[1:]):
-            counts[a, b] += 1
-    logp = ((counts + alpha) / (counts + alpha).sum(1, keepdim=True)).log()
-    t = [bos, *(seq + offset).tolist()] + ([end] if eos else [])
-    return float(sum(logp[a, b] for a, b in zip(t[:-1], t[1:])))
-
-
 def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: int = 3) -> torch.Tensor:
     counts = torch.zeros(n + 3, n + 3)
     for s in train:
@@ -40,6 +26,15 @@ def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: 
         for a, b in zip(t[:-1], t[1:]):
             counts[a, b] += 1
     return counts
+
+
+def _bigram_ref(train: list[torch.Tensor], seq: torch.Tensor, n: int, alpha: float, eos: bool = True,
+                offset: int = 3) -> float:
+    """log p(seq) under an add-alpha bigram over n units + 3 specials; ``eos``/``offset`` make the usual mistakes."""
+    counts = _bigram_counts(train, n, eos, offset) + alpha
+    logp = (counts / counts.sum(1, keepdim=True)).log()
+    t = [1, *(seq + offset).tolist()] + ([2] if eos else [])
+    return float(sum(logp[a, b] for a, b in zip(t[:-1], t[1:])))
 
 
 def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
