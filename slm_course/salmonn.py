@@ -252,7 +252,7 @@ class SpeechAwareLM(nn.Module):
         targets = batch["targets"]
         per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")  # (B, L)
         # each example counts the same, whatever its answer's length: per token, a 40-character transcript
-        # would outweigh "a man" 40 to 1, and the one character that decides who speaks would hardly count
+        # would outweigh "male" 40 to 1, and the one character that decides who speaks would hardly count
         counts = (targets != IGNORE).sum(1)
         rows = counts > 0
         return per_token.sum(1)[rows] / counts[rows], logits

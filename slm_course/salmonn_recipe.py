@@ -34,7 +34,7 @@ __all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnCo
            "activation_tune", "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
            "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
-RECIPE = 3  # bump when the data or training changes in a way the configs do not show
+RECIPE = 4  # bump when the data or training changes in a way the configs do not show
 
 TASKS = ("transcribe", "gender", "style", "question", "topic", "arithmetic")  # trained
 UNTRAINED = ("continue", "transcribe_question")  # never trained on: over-fitting shows here
@@ -42,7 +42,7 @@ UNTRAINED = ("continue", "transcribe_question")  # never trained on: over-fittin
 # Three families of phrasing per task. "tell" and "ask" are trained; "could" is held out, each of its
 # phrasings sharing a key word with the task's trained ones (a character LM knows no synonyms). The text LM
 # writes 27 characters (no "j", no punctuation): every prompt is spelled with them. No prompt names its
-# task's answers ("a man or a woman"): the frozen LM copies words it has just read, and a prompt that
+# task's answers ("male or female"): the frozen LM copies words it has just read, and a prompt that
 # offers the answers drowns out what the audio says.
 PROMPTS: dict[str, dict[str, tuple[str, ...]]] = {
     "transcribe": {"tell": ("transcribe the speech", "write down the words", "please write what is said"),
@@ -76,7 +76,7 @@ NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASK
 CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
 # notebook 09's activation tuning: SALMONN's 12 examples, written with the LoRA at 0.6 of its size; small steps,
 # with rows of the training mix beside them
-ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 5e-4, "replay": 64}
+ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
 ACTIVATION_RECIPE = 2  # bump when the choice of activation examples changes (the trained variants stay cached)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
@@ -94,23 +94,28 @@ def arithmetic_answer(words: Sequence[str]) -> str | None:
 
 def answer_of(utt, task: str) -> str | None:
     """The checkable answer of ``task`` for a corpus utterance (or one stored by :func:`load_salmonn_data`, a dict),
-    or None when the task does not apply to it."""
+    or None when the task does not apply to it.
+
+    A label's two answers differ in their first character ("male"/"female", "question"/"statement"): the
+    decision is then the first token the LM writes, with the audio right before it. Behind a shared opening
+    ("a man"/"a woman") it falls on a later character, after tokens the LM gets right for free, and some
+    trainings never learn it."""
     utt = _Utt(utt) if isinstance(utt, dict) else utt
     words = tuple(utt.words)
     if task == "transcribe":
         return " ".join(words)
     if task == "gender":
-        return "a man" if utt.gender == "male" else "a woman"
+        return utt.gender  # "male" / "female"
     if task == "style":
         return utt.style
     if task == "question":
-        return "a question" if utt.question else "a statement"
+        return "question" if utt.question else "statement"
     if task == "topic":
         return utt.topic
     if task == "arithmetic":
         return arithmetic_answer(words) if utt.kind == "arithmetic" else None
     if task == "transcribe_question":
-        return " ".join(words) + (" a question" if utt.question else " a statement")
+        return " ".join(words) + (" question" if utt.question else " statement")
     if task == "continue":
         return None  # open-ended: judged by :func:`follows`, not by an answer
     raise ValueError(f"unknown task {task!r}; the tasks are {TASKS + UNTRAINED}")
@@ -277,7 +282,7 @@ class SalmonnConfig:
     pretrain_steps: int = 0  # steps on transcription alone before the mix (SALMONN's first stage)
     batch_size: int = 32
     parts: int = 4  # each batch is cut by row length into parts padded apart: the same gradient, less padding
-    lr: float = 2e-3
+    lr: float = 4e-3
     warmup_steps: int = 50
     seed: int = 0
 
@@ -313,7 +318,7 @@ def build_model(cfg: SalmonnConfig, text_lm, d_in: int) -> SpeechAwareLM:
 
 class Batches:
     """``step -> batch``: each example a task drawn from the mix, then an utterance it applies to and a trained
-    phrasing. A label row ("a man") is short and a transcript's long, so one batch padded to its longest row
+    phrasing. A label row ("male") is short and a transcript's long, so one batch padded to its longest row
     would be much padding: the batch is cut by row length into ``cfg.parts`` parts (``{"parts": [...]}``), each
     padded to its own longest row. :class:`~slm_course.salmonn.SpeechAwareLM` gives such a batch the loss of the
     whole (each example weighing the same), so the gradient is that of one batch, for fewer positions.
@@ -700,7 +705,7 @@ def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Seq
                                "on_topic": sum(follows_continue(a, t) and on_topic(a, t) for a, t in zip(got, tr))
                                / len(idx)}
             elif task == "transcribe_question":
-                ok = [a.endswith(t.split()[-1]) and cer(" ".join(t.split()[:-2]), " ".join(a.split()[:-2])) < 0.3
+                ok = [a.endswith(t.split()[-1]) and cer(" ".join(t.split()[:-1]), " ".join(a.split()[:-1])) < 0.3
                       for a, t in zip(got, truth)]
                 result[key] = {"follows": sum(ok) / len(idx)}
             else:

@@ -180,18 +180,18 @@ def test_greedy_generation_is_the_argmax_of_the_teacher_forced_logits(adapter):
 def test_prompter_rows_put_the_loss_on_the_answer_and_eos_only():
     tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
     p = Prompter(tok)
-    ids, targets = p.row(3, "is it", "a man")
+    ids, targets = p.row(3, "is it", "male")
     V = tok.vocab_size
-    with_summary, _ = p.row(3, "is it", "a man", n_summary=2)
+    with_summary, _ = p.row(3, "is it", "male", n_summary=2)
     assert with_summary[with_summary.index(V + 2) - 2 : with_summary.index(V + 2)] == [SUMMARY, SUMMARY]
     assert ids[:6] == [tok.bos_id, V, AUDIO, AUDIO, AUDIO, V + 1]  # <bos> <audio> slots </audio>
     reply = ids.index(V + 2)
     assert tok.decode(ids[6:reply]) == "is it" and ids[-1] == tok.eos_id
-    assert [t for t in targets if t != IGNORE] == tok.encode("a man") + [tok.eos_id]
-    assert targets[reply] == tok.encode("a")[0]  # <reply> predicts the first character
-    tagged, _ = p.row(2, "ignored", "a man", tag="gender")
+    assert [t for t in targets if t != IGNORE] == tok.encode("male") + [tok.eos_id]
+    assert targets[reply] == tok.encode("m")[0]  # <reply> predicts the first character
+    tagged, _ = p.row(2, "ignored", "male", tag="gender")
     assert tagged[5] == V + NEW_TOKENS.index("<|gender|>") and tagged[6] == V + 2
-    assert p.text(ids) == "is ita man"
+    assert p.text(ids) == "is itmale"
     open_row, open_targets = p.row(3, "is it")
     assert open_row == ids[: reply + 1] and set(open_targets) == {IGNORE}
 
@@ -206,7 +206,7 @@ def test_prompts_are_spelled_with_the_text_lms_characters_and_families_are_compl
         seen = {t for f in SEEN_FAMILIES for t in families[f]}
         assert not seen & set(families["could"])
     # no prompt offers its answers: the frozen LM would copy them instead of listening
-    offered = {"gender": ("man", "woman"), "style": ("calm", "neutral", "excited"), "question": ("question", "statement"),
+    offered = {"gender": ("male", "female", "man", "woman"), "style": ("calm", "neutral", "excited"), "question": ("question", "statement"),
                "transcribe_question": ("question", "statement")}
     for task, words in offered.items():
         for phrasings in PROMPTS[task].values():
@@ -225,10 +225,12 @@ def test_answers_come_from_the_corpus_labels():
     assert arithmetic_answer(("nine", "minus", "four", "is", "five")) == "five"
     assert arithmetic_answer(("the", "cup")) is None
     u = _U()
-    assert [answer_of(u, t) for t in TASKS] == ["the cup", "a man", "calm", "a statement", "kitchen", None]
+    assert [answer_of(u, t) for t in TASKS] == ["the cup", "male", "calm", "statement", "kitchen", None]
     q = _U(words=("what", "is", "ten", "minus", "six"), gender="female", question=True, kind="arithmetic", topic=None)
-    assert [answer_of(q, t) for t in TASKS] == ["what is ten minus six", "a woman", "calm", "a question", None, "four"]
-    assert answer_of(q, "transcribe_question") == "what is ten minus six a question"
+    assert [answer_of(q, t) for t in TASKS] == ["what is ten minus six", "female", "calm", "question", None, "four"]
+    assert answer_of(q, "transcribe_question") == "what is ten minus six question"
+    for task in ("gender", "question"):  # a yes/no label is decided by the first character the LM writes
+        assert answer_of(u, task)[0] != answer_of(q, task)[0]
     assert answer_of(dict(vars(q)), "arithmetic") == "four"  # a stored utterance (a dict) answers the same
     with pytest.raises(ValueError, match="unknown task"):
         answer_of(u, "translate")
@@ -239,7 +241,7 @@ def test_following_the_continue_instruction_means_new_words_not_a_transcript_or_
     assert follows_continue("the cow is muddy", "the farmer counts the pig")  # a new sentence: it follows
     assert not follows_continue("the farmer counts the pig", "the farmer counts the pig")
     assert not follows_continue("the farmer counts the pigs", "the farmer counts the pig")
-    assert not follows_continue("a man", "the farmer counts the pig")
+    assert not follows_continue("male", "the farmer counts the pig")
     assert follows_continue("the pig is oldd", "the farmer counts the pig")  # one misspelt word is still a sentence
     assert not follows_continue("sheeeeenit platatemen the bench", "the farmer counts the pig")  # not words
     assert on_topic("the pig is old", "the farmer counts the pig")
@@ -281,7 +283,7 @@ def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_
 
     def fake_answers(m, prompter, frames, prompts, tag=None, **kw):  # the damped model "writes" these
         seen_scales.append(_lora_scales(m))
-        return ["the farmer feeds the pig" if k % 3 == 0 else "a man" if k % 3 == 1 else
+        return ["the farmer feeds the pig" if k % 3 == 0 else "male" if k % 3 == 1 else
                 "the big barn is old and red" if k % 6 == 2 else f"the barn is red {'x' * k}" for k in range(len(frames))]
 
     monkeypatch.setattr(salmonn_recipe, "answers", fake_answers)
