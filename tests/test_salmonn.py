@@ -309,6 +309,28 @@ def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_
         activation_tune(model, data, prompter, [], cfg)
 
 
+def test_evaluate_scores_labels_by_exact_match_and_the_combined_task_by_both_parts(monkeypatch):
+    from slm_course import salmonn_recipe
+
+    utts = [{"words": w, "gender": g, "style": "calm", "question": q, "kind": "statement", "topic": "kitchen"}
+            for w, g, q in ((["the", "cook", "cuts", "the", "cake"], "male", False), (["the", "cake"], "female", True))]
+    data = {"frames": [torch.randn(8, 6), torch.randn(10, 6)], "utts": utts}
+    replies = {"gender": ["male", "a woman"],  # right, then wrong: only the exact label counts
+               "transcribe_question": ["the cook cuts the cake statement",  # both parts right
+                                       "the cake statement"]}  # the words right, the label wrong
+
+    def fake_answers(model, prompter, frames, prompts, tag=None, **kw):
+        return replies[task][: len(frames)]
+
+    monkeypatch.setattr(salmonn_recipe, "answers", fake_answers)
+    for task in ("gender", "transcribe_question"):
+        r = salmonn_recipe.evaluate(_model(), None, data, families=("tell",), tasks=(task,))
+        assert r[f"{task}/tell"].get("acc", r[f"{task}/tell"].get("follows")) == 0.5, task
+    replies["transcribe_question"] = ["the cook cuts the cake statement", "the dog question"]  # a word wrong
+    r = salmonn_recipe.evaluate(_model(), None, data, families=("tell",), tasks=("transcribe_question",))
+    assert r["transcribe_question/tell"]["follows"] == 0.5
+
+
 def test_evaluate_and_load_salmonn_data_refuse_what_they_cannot_do():
     from slm_course.salmonn_recipe import evaluate, load_salmonn_data
 
