@@ -186,10 +186,10 @@ def test_entropy_check_explains_mistakes(wrong, words):
 
 
 def test_quiz_answers(capsys):
-    checks.check_quiz("03", {1: 80, 2: "b", 3: "b", 4: 312.5, 5: "b"})
+    checks.check_quiz("03", {1: 80, 2: "d", 3: "a", 4: 312.5, 5: "b"})
     assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(AssertionError, match="4: not 500"):
-        checks.check_quiz("03", {1: 80, 2: "b", 3: "b", 4: 500, 5: "b"})
+        checks.check_quiz("03", {1: 80, 2: "d", 3: "a", 4: 500, 5: "b"})
 
 
 def test_checks_are_exported():

@@ -60,6 +60,19 @@ def test_every_chapter_quiz_is_well_formed_and_its_key_passes():
         check_quiz("77", {})
 
 
+def test_no_quiz_can_be_passed_by_always_picking_one_letter():
+    import importlib
+
+    for n in range(10):
+        try:
+            module = importlib.import_module(f"slm_course.checks.ch{n:02d}")
+        except ModuleNotFoundError:
+            continue
+        letters = [q.answer for q in getattr(module, "QUIZ", ()) if q.choices]
+        if len(letters) >= 3:
+            assert len(set(letters)) > 1, f"chapter {n:02d}'s quiz: every right choice is {letters[0]!r}; vary them"
+
+
 def test_an_explanation_must_be_sentences_that_name_what_matters(capsys):
     text = "More levels lower the error because each level quantises the residual that the levels before it left. " * 3
     check_explanation(text, mentions=("level", "residual|remainder"))

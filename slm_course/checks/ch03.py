@@ -308,18 +308,20 @@ QUIZ = (
     Question(
         "With the straight-through estimator q = r + (c - r).detach(), what gradient reaches the encoder's output "
         "r from the decoder's loss L?",
-        choices=("a) zero: argmin has no gradient", "b) dL/dq, unchanged, as if the quantiser were the identity",
-                 "c) dL/dq scaled by the commitment weight", "d) the gradient of |r - c|^2"),
-        answer="b",
+        choices=("a) zero: argmin has no gradient",
+                 "b) dL/dq scaled by the commitment weight, so that the encoder moves towards its codeword",
+                 "c) the gradient of |r - c|^2", "d) dL/dq, unchanged, as if the quantiser were the identity"),
+        answer="d",
         hint="section 2, 'Training through a quantiser', and the assert on grad_dec",
     ),
     Question(
         "If the course codec had always been trained with all 8 levels (no quantiser dropout), what would you "
         "expect when decoding from level 1 alone?",
-        choices=("a) the same quality as now: level 1 is the same codebook either way",
-                 "b) worse: the decoder never learned to decode a single level's coarse vector",
+        choices=("a) worse: the decoder never learned to decode a single level's coarse vector",
+                 "b) the same quality as now: level 1 is the same codebook either way, and it is the level "
+                 "that carries most of the signal",
                  "c) better: every level would be better trained"),
-        answer="b",
+        answer="a",
         hint="section 3 (quantiser dropout) and section 4",
     ),
     Question(

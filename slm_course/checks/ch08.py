@@ -182,35 +182,36 @@ QUIZ = (
     Question(
         "Why does a one-frame acoustic delay lower the acoustic tokens' NLL?",
         choices=(
-            "a) the model has one more step to compute, so it is larger",
-            "b) the acoustic tokens of a frame are then predicted with that frame's semantic token already in "
+            "a) the temporal transformer then takes one more step per dialogue, and that extra step of "
+            "compute gives it the capacity the acoustic tokens need",
+            "b) the acoustic tokens are then scored on fewer frames",
+            "c) the acoustic tokens of a frame are then predicted with that frame's semantic token already in "
             "the temporal context, so they need only say how it sounds",
-            "c) the acoustic tokens are then scored on fewer frames",
             "d) the user's audio is then heard one frame earlier",
         ),
-        answer="b",
+        answer="c",
         hint="notebook 08, sections 2 and 5: what one column of the delayed grid holds",
     ),
     Question(
         "What do independent per-codebook heads assume that the depth transformer does not?",
         choices=(
-            "a) that the text token is known",
-            "b) that a frame's audio tokens are independent of each other given the past frames",
-            "c) that the codebooks have the same size",
-            "d) that the user is silent",
+            "a) that the text token of the frame is known before any of the frame's audio tokens is predicted",
+            "b) that the codebooks have the same size",
+            "c) that the user is silent",
+            "d) that a frame's audio tokens are independent of each other given the past frames",
         ),
-        answer="b",
+        answer="d",
         hint="notebook 08, section 5: residual levels refine the same patch",
     ),
     Question(
         "The same architecture becomes a streaming recogniser when it is trained with ...",
         choices=(
-            "a) the text two frames before the audio, and given text at inference",
-            "b) the text two frames after the audio, and given audio at inference",
+            "a) the text two frames after the audio, and given audio at inference",
+            "b) the text two frames before the audio, and given text at inference",
             "c) no text stream at all",
             "d) the user's streams removed and a larger depth transformer",
         ),
-        answer="b",
+        answer="a",
         hint="notebook 08, section 7: which stream is known when the model writes the other",
     ),
     Question(
@@ -223,12 +224,13 @@ QUIZ = (
         "Why does the cascade's latency include a wait that Moshi's does not?",
         choices=(
             "a) its recogniser is slower than Moshi's depth transformer",
-            "b) it must wait for a silence long enough to decide that the user has finished before it starts; "
-            "Moshi hears every frame and decides itself when to speak",
+            "b) its recogniser must first adapt to each new user's voice, which takes a few hundred "
+            "milliseconds of the user's speech before it can transcribe anything",
             "c) eSpeak needs half a second to start",
-            "d) its text LM reads the whole dialogue again",
+            "d) it must wait for a silence long enough to decide that the user has finished before it starts; "
+            "Moshi hears every frame and decides itself when to speak",
         ),
-        answer="b",
+        answer="d",
         hint="notebook 08, section 6: the latency beside the cascade's",
     ),
 )
