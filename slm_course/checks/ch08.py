@@ -29,7 +29,7 @@ def check_delay(fn: Callable[..., torch.Tensor]) -> None:
         got = _as_long(fn(grid.clone(), list(delays), -1), f"delay(grid, {delays}, -1)")
         if tuple(got.shape) != tuple(want.shape):
             _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(want.shape)}: the grid "
-                  f"grows by max(delays) = {max(delays)} frames so that no token is cut off")
+                  f"grows by max(delays) = {max(delays)} frame{'s' if max(delays) != 1 else ''} so that no token is cut off")
         if not torch.equal(got, want):
             _fail(f"delays {delays}: you returned\n{got.tolist()}\nexpected\n{want.tolist()}\n(row s starts with "
                   "delays[s] fill tokens, then the whole stream, then fill up to the end)")
@@ -46,7 +46,7 @@ def check_undelay(fn: Callable[..., torch.Tensor]) -> None:
         got = _as_long(fn(d.clone(), list(delays)), f"undelay(delayed, {delays})")
         if tuple(got.shape) != tuple(grid.shape):
             _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(grid.shape)}: the result "
-                  f"is max(delays) = {max(delays)} frames shorter than its input")
+                  f"is max(delays) = {max(delays)} frame{'s' if max(delays) != 1 else ''} shorter than its input")
         if not torch.equal(got, grid):
             _fail(f"delays {delays}: undelay(delay(grid)) gave\n{got.tolist()}\ninstead of the grid\n{grid.tolist()}"
                   "\n(row s of the result is row s of the input from index delays[s] on)")
