@@ -77,7 +77,7 @@ class PoolAdapter(nn.Module):
             raise ValueError(f"n_global must be 0 or 1 (one vector: the mean of all frames), got {n_global!r}")
         self.d_in, self.stride, self.n_global = d_in, stride, n_global
         self.norm = nn.LayerNorm(d_in)
-        self.drop = nn.Dropout(dropout)  # on the encoder's features while training: 2,700 utterances are few
+        self.drop = nn.Dropout(dropout)  # on the encoder's features while training: 2,251 utterances are few
         self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_lm))
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:

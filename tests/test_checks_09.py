@@ -92,7 +92,7 @@ def test_lora_checks_name_the_missing_update_and_the_missing_scale():
 
 
 def test_quiz_09_answers():
-    answers = {1: 50, 2: 10240, 3: "b", 4: "b", 5: "c"}
+    answers = {1: 50, 2: 10240, 3: "d", 4: "a", 5: "c"}
     checks.check_quiz("09", answers)
     with pytest.raises(AssertionError):
         checks.check_quiz("09", {**answers, 2: 16 * 128})

@@ -161,36 +161,41 @@ QUIZ = (
     Question(
         "Why does a speech-aware LM keep its text LM frozen (with LoRA beside it)?",
         choices=(
-            "a) a frozen LM trains faster because it has no gradients at all",
-            "b) what the LM learnt from text (its words, its grammar) stays as it was, and the few new "
+            "a) a frozen LM trains faster because no gradient flows through it at all, not even to the "
+            "adapter and the encoder below it",
+            "b) the LM cannot read the adapter's vectors unless its weights are frozen: a trained LM would move "
+            "its embedding space away from where the adapter writes at every step",
+            "c) LoRA only works on frozen layers of speech models",
+            "d) what the LM learnt from text (its words, its grammar) stays as it was, and the few new "
             "parameters cannot overwrite it on a small speech dataset",
-            "c) the LM cannot read the adapter's vectors unless it is frozen",
-            "d) LoRA only works on frozen layers of speech models",
         ),
-        answer="b",
+        answer="d",
         hint="notebook 09, sections 1 and 3: what is trained, and what is checked unchanged",
     ),
     Question(
         "What is task over-fitting in SALMONN's sense?",
         choices=(
-            "a) the model's accuracy on the training speakers is higher than on held-out speakers",
-            "b) after instruction tuning on a few kinds of task, the model answers an instruction it was not "
+            "a) after instruction tuning on a few kinds of task, the model answers an instruction it was not "
             "trained on as if it were one of those tasks (it transcribes or labels instead)",
+            "b) the model's accuracy on the training speakers is higher than on held-out speakers, because "
+            "it has memorised their voices and their recordings along with every phrasing of the tasks it "
+            "was trained on",
             "c) the adapter's vectors grow too large for the LM",
             "d) the model stops transcribing after activation tuning",
         ),
-        answer="b",
-        hint="notebook 09, section 7: what the model does when asked to continue the story",
+        answer="a",
+        hint="notebook 09, section 6: what the model does when asked to continue the story",
     ),
     Question(
         "The cascade of notebook 01 (recogniser, then a text LM) is asked who speaks. Why is it near chance?",
         choices=(
-            "a) its recogniser makes too many word errors",
+            "a) its recogniser makes too many word errors on held-out voices for the text LM to work out "
+            "from the words who is likely to have said them",
             "b) its text LM is smaller than the speech-aware LM's",
             "c) the transcript it passes on holds only the words; the voice (pitch, timbre) is not in it",
             "d) it was never shown the prompt",
         ),
         answer="c",
-        hint="notebook 09, section 8, and notebook 01's what_text_loses",
+        hint="notebook 09, section 7, and notebook 01's what_text_loses",
     ),
 )
