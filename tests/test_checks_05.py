@@ -105,7 +105,7 @@ def test_bigram_bag_mistakes_are_named():
 
 
 def test_quiz_answers():
-    right = {1: "b", 2: "b", 3: "c", 4: "b", 5: "b"}
+    right = {1: "b", 2: "d", 3: "c", 4: "a", 5: "b"}
     checks.check_quiz("05", right)
     with pytest.raises(AssertionError, match="3: not a"):
         checks.check_quiz("05", {**right, 3: "a"})

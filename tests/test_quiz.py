@@ -73,6 +73,20 @@ def test_no_quiz_can_be_passed_by_always_picking_one_letter():
             assert len(set(letters)) > 1, f"chapter {n:02d}'s quiz: every right choice is {letters[0]!r}; vary them"
 
 
+def test_no_quiz_can_be_passed_by_always_picking_the_longest_choice():
+    import importlib
+
+    for n in range(10):
+        try:
+            module = importlib.import_module(f"slm_course.checks.ch{n:02d}")
+        except ModuleNotFoundError:
+            continue
+        questions = [q for q in getattr(module, "QUIZ", ()) if q.choices]
+        if len(questions) >= 3:
+            longest = [max(q.choices, key=len)[0] == q.answer for q in questions]
+            assert not all(longest), f"chapter {n:02d}'s quiz: the right choice is always the longest; lengthen a wrong one"
+
+
 def test_an_explanation_must_be_sentences_that_name_what_matters(capsys):
     text = "More levels lower the error because each level quantises the residual that the levels before it left. " * 3
     check_explanation(text, mentions=("level", "residual|remainder"))

@@ -365,7 +365,8 @@ QUIZ = (
             "a) to mark the silence between words, which the transcript has no character for",
             "b) without it, frames could not say 'no new character here', and a doubled letter ('oo' in 'cook') "
             "could never be read out, since repeats are merged",
-            "c) it pads the label to the number of frames, so that the loss is a per-frame cross-entropy",
+            "c) it pads the label to the number of frames, so that the loss can be a per-frame cross-entropy, as "
+            "for a frame classifier, with one target character for every frame of the utterance",
             "d) it is the symbol the model emits at the end of the utterance",
         ),
         answer="b",
@@ -383,7 +384,8 @@ QUIZ = (
         choices=(
             "a) the causal mask: an earlier position never attends to later ones, so nothing it computed depends "
             "on the new token",
-            "b) keys and values are computed from the token embeddings alone, before any block",
+            "b) keys and values are computed from the token embeddings alone, before any block, so no later "
+            "token can reach them whatever the attention mask allows",
             "c) the cache is recomputed every few steps to stay right",
             "d) they are not exactly right; the cache trades a small error for speed",
         ),

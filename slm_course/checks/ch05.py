@@ -143,12 +143,13 @@ QUIZ = (
         "reference voice's units?",
         choices=(
             "a) CTC is faster on a CPU",
-            "b) the two recordings of the same words have different timings, so their frames do not line up; CTC "
+            "b) CTC removes the speaker by itself: it sums over every alignment, so it cannot keep how long each "
+            "sound lasts in one voice, and the voice goes with the durations",
+            "c) cross-entropy cannot predict 100 classes",
+            "d) the two recordings of the same words have different timings, so their frames do not line up; CTC "
             "needs only the target sequence, not an alignment",
-            "c) CTC removes the speaker by itself",
-            "d) cross-entropy cannot predict 100 classes",
         ),
-        answer="b",
+        answer="d",
         hint="notebook 05, section 2: the list of pairs, targets, model and units",
     ),
     Question(
@@ -166,12 +167,13 @@ QUIZ = (
         "Shrink-and-perturb helped here. Which control tells whether the gain comes from what the text LM learned, "
         "rather than from starting at a smaller weight scale?",
         choices=(
-            "a) training the warm start for more steps",
-            "b) the same shrink and noise applied to an untrained body of the same shapes",
+            "a) the same shrink and noise applied to an untrained body of the same shapes",
+            "b) training the warm start for more steps",
             "c) a plain copy without shrinking",
-            "d) more seeds of the cold start",
+            "d) more seeds of the cold start, so that the gain can be told apart from the spread between runs of "
+            "one recipe",
         ),
-        answer="b",
+        answer="a",
         hint="notebook 05, section 3 ('Is it the text, or only the scale?')",
     ),
     Question(
@@ -181,7 +183,8 @@ QUIZ = (
             "a) one voice's units are fewer, so training is shorter",
             "b) the text LM knows the words and their order, not who speaks or how fast; on units of many voices a "
             "large part of the loss is about the voice, which text cannot help with",
-            "c) the text LM was trained on the reference voice",
+            "c) the text LM was trained on the reference voice's transcripts, whose units it then reads more "
+            "easily than those of the other voices",
             "d) shrink-and-perturb only works on small vocabularies",
         ),
         answer="b",

@@ -183,7 +183,8 @@ QUIZ = (
             "a) it has too few parameters to hold both modalities",
             "b) no training sequence shows a word's units and its letters together, so nothing ties one to the other",
             "c) its text ability was lost when the units were added",
-            "d) the held-out speakers' units differ from the training speakers'",
+            "d) the held-out speakers' units differ from the training speakers', and without interleaved "
+            "sequences the model never learns to map one voice's units onto another's",
         ),
         answer="b",
         hint="notebook 07, sections 4 and 5: what each model saw, and what a cross-modal pair asks",
@@ -200,7 +201,8 @@ QUIZ = (
         "token-normalised scores rather than summed ones?",
         choices=(
             "a) every unit costs log-probability, so the summed score favours the shorter word whatever it means",
-            "b) summed scores cannot be computed for speech",
+            "b) summed scores cannot be computed for speech, whose units have no fixed count per word, while a "
+            "mean over tokens always can",
             "c) token-normalised scores are always higher",
             "d) to make speech and text scores equal",
         ),
