@@ -68,15 +68,17 @@ def test_every_chapter_quiz_is_well_formed_and_its_key_passes():
         check_quiz("77", {})
 
 
-def test_no_quiz_can_be_passed_by_always_picking_one_letter_or_the_longest_choice():
+def test_no_quiz_can_be_passed_by_picking_one_letter_or_the_longest_choice():
     for n, questions in _chapter_quizzes():
         choices = [q for q in questions if q.choices]
         if len(choices) < 3:
             continue
         letters = [q.answer for q in choices]
         assert len(set(letters)) > 1, f"chapter {n:02d}'s quiz: every right choice is {letters[0]!r}; vary them"
-        longest = [max(q.choices, key=len)[0] == q.answer for q in choices]
-        assert not all(longest), f"chapter {n:02d}'s quiz: the right choice is always the longest; lengthen a wrong one"
+        longest = sum(max(q.choices, key=len)[0] == q.answer for q in choices)
+        assert longest <= len(choices) / 2, (
+            f"chapter {n:02d}'s quiz: the right choice is the longest in {longest} of {len(choices)} questions; "
+            "lengthen a wrong one")
 
 
 def test_an_explanation_must_be_sentences_that_name_what_matters(capsys):

@@ -478,7 +478,7 @@ QUIZ = (
         "The MFCC cell keeps 13 of the 40 DCT coefficients of a log-mel frame. If it kept all 40, what would the "
         "inverse DCT of them give back?",
         choices=(
-            "a) the same smoothed envelope",
+            "a) the same smoothed envelope, without the fine detail of each band",
             "b) exactly the 40-band log-mel frame",
             "c) the waveform of the frame",
             "d) the pitch contour",

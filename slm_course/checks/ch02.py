@@ -209,7 +209,9 @@ QUIZ = (
         "The tiny HuBERT's targets are the log-mel k-means units of its input frames. Why does the loss that "
         "teaches it come from the *hidden* frames?",
         choices=(
-            "a) hidden frames are rarer, so their loss is larger and the gradients stronger",
+            "a) hidden frames are rarer, so their loss is larger and the gradients stronger; scoring the "
+            "visible frames as well would drown that signal in easy targets and slow down how fast the model "
+            "learns to use the context",
             "b) a visible frame's unit is a function of that frame alone (nearest centroid), so the model could "
             "predict it without looking at any other frame; a hidden frame's unit can only be guessed from its context",
             "c) the visible frames' targets are unknown",
@@ -224,7 +226,8 @@ QUIZ = (
             "a) the first iteration: targets from k-means of spectral frames (HuBERT: MFCCs), a Transformer trained "
             "to predict them at masked frames; clustering one of its layers gives the units",
             "b) the second iteration: targets from k-means of an earlier HuBERT's layer",
-            "c) fine-tuning with CTC on transcripts",
+            "c) fine-tuning with CTC on transcripts, which gives each frame the character it spells, and "
+            "clustering the fine-tuned states gives the units",
         ),
         answer="a",
         hint="section 8: where the tiny HuBERT's targets come from (units_recipe.load_mel_units(k=50))",

@@ -273,7 +273,8 @@ QUIZ = (
     Question(
         "GSLM's auto-BLEU counts repeated n-grams in a generated continuation. Over what is it computed?",
         choices=(
-            "a) the generated units, before the unit-to-speech decoder",
+            "a) the generated units, before the unit-to-speech decoder, compared with the units of the "
+            "prompt's true continuation",
             "b) the words an ASR model transcribes from the generated speech",
             "c) the log-mel frames of the generated speech",
             "d) the text of the prompt",

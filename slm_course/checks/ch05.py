@@ -158,7 +158,7 @@ QUIZ = (
             "a) the blocks and the final norm",
             "b) the position embeddings",
             "c) the token embeddings and the output head",
-            "d) nothing: every weight is copied",
+            "d) nothing: every weight is copied, the embeddings included, since units and characters are both ids",
         ),
         answer="c",
         hint="notebook 05, section 3: the warm start written out",

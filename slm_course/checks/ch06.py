@@ -302,7 +302,8 @@ QUIZ = (
             "a) both stay the same: the acoustic stage only reads the codec tokens",
             "b) 'semantic only' rises towards 'acoustic prompt' and the gap shrinks: the stage can read the voice "
             "from the semantic tokens, so the prompt has little left to add",
-            "c) 'semantic only' falls to chance: the stage is confused by the voice in two places",
+            "c) 'semantic only' falls to chance: the stage is confused by the voice in two places, the "
+            "semantic tokens and the prompt, and cannot tell which of the two to follow, so it follows neither",
             "d) the gap grows: the acoustic prompt and the semantic tokens add up",
         ),
         answer="b",
