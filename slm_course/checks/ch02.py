@@ -209,9 +209,9 @@ QUIZ = (
         "The tiny HuBERT's targets are the log-mel k-means units of its input frames. Why does the loss that "
         "teaches it come from the *hidden* frames?",
         choices=(
-            "a) hidden frames are rarer, so their loss is larger and the gradients stronger; scoring the "
-            "visible frames as well would drown that signal in easy targets and slow down how fast the model "
-            "learns to use the context",
+            "a) hidden frames are rarer, so their loss is larger and their gradients stronger; the visible "
+            "frames' units, on the other hand, are not known until the k-means of the next iteration has been "
+            "run on them, so no loss can be put on them",
             "b) a visible frame's unit is a function of that frame alone (nearest centroid), so the model could "
             "predict it without looking at any other frame; a hidden frame's unit can only be guessed from its context",
             "c) the visible frames' targets are unknown",
