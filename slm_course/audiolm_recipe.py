@@ -374,7 +374,8 @@ def speaker_continuation(
     ``*_all_speakers`` asks among all 20 speakers (chance 0.05), as AudioLM's classifier does among
     291 LibriSpeech speakers (its 40 test speakers and 251 training ones). That is a harder test for
     a toy: the classifier itself often errs on the real codec tokens, and a small acoustic stage
-    drifts from a voice it never heard towards the training voices it knows.
+    drifts from a voice it never heard towards the training voices it knows: ``training_voice_share_*`` is the
+    share of continuations that the classifier over all 20 speakers names as one of the 16 training voices.
 
     - ``acoustic_prompt``: semantic tokens + the prompt's codec tokens -> continuation;
     - ``semantic_only``: the same semantic tokens, no acoustic prompt.
@@ -432,7 +433,9 @@ def speaker_continuation(
         wavs = [alm.decode(c)[cut * alm.codec.config.hop :] for c, cut in zip(codes, cuts)]
         x = voice_features(wavs)
         out[f"speaker_acc_{name}"] = float((probe_held_out.predict(x) == speakers).mean())
-        out[f"speaker_acc_{name}_all_speakers"] = float((probe.predict(x) == speakers).mean())
+        named = probe.predict(x)
+        out[f"speaker_acc_{name}_all_speakers"] = float((named == speakers).mean())
+        out[f"training_voice_share_{name}"] = float((~np.isin(named, held_out)).mean())
         wavs_of[name] = wavs
 
     score("real_codes", [c[:k] for c in codes_true])
