@@ -38,7 +38,7 @@ TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budg
 TWIST_SEEDS = (0, 1, 2)
 TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices (see warm_start)
 # At this budget a half-shrunk copy reaches a lower validation loss than a plain copy, a stronger or a weaker
-# shrink, or a cold start; notebook 05 compares them.
+# shrink, or a cold start (results/05_normaliser_twist.md); notebook 05 compares it with a cold start.
 # TWIST copies notebook 01's text LM. It reads 128-character windows, the unit LM's window, so every position
 # embedding the unit LM uses was trained: a text LM with 64-character windows leaves positions 64-127 untrained,
 # and its warm start helps less.
