@@ -23,7 +23,7 @@ def _ctc_ref(path: list[int], blank: int) -> tuple[list[int], list[int]]:
 
 
 def check_ctc_units(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``fn(path, blank)`` -> (units, durations) of a greedy CTC path, as the speech normaliser reads it."""
+    """``fn(path, blank)`` -> (units, durations), two long tensors: a greedy CTC path read as the speech normaliser does."""
     B = 9
     cases = [
         ("blanks dropped", [B, 3, 3, B, B, 5, B]),
@@ -39,7 +39,16 @@ def check_ctc_units(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.
         got = fn(torch.tensor(path), B)
         if not isinstance(got, tuple) or len(got) != 2:
             _fail(f"return a pair (units, durations), got {type(got).__name__}")
-        units, durations = (torch.as_tensor(x).long().tolist() for x in got)
+        for what, x in zip(("units", "durations"), got):
+            if not isinstance(x, torch.Tensor):
+                _fail(f"for {name} {path} your {what} came back as a {type(x).__name__}; return two torch tensors "
+                      "(e.g. torch.tensor(values, dtype=torch.long)): the next cell compares them with the "
+                      "tokenizer's tensors")
+            if x.dtype != torch.long:
+                empty = " (torch.tensor([]) is float: use torch.zeros(0, dtype=torch.long))" if x.numel() == 0 else ""
+                _fail(f"for {name} {path} your {what} came back as {x.dtype}; return long tensors (torch.long): unit "
+                      f"ids and frame counts are whole numbers, e.g. .long(){empty}")
+        units, durations = (x.tolist() for x in got)
         if units == want_u and durations == want_d:
             continue
         said = f"for {name} {path} (blank = {B}) you returned units {units}, durations {durations}; expected " \
@@ -58,13 +67,42 @@ def check_ctc_units(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.
     _ok("ctc_units is correct: repeats merged, blanks dropped, every frame counted to a unit")
 
 
+_RAGGED = ("same shape", "equal size", "inhomogeneous", "expected sequence of length")
+
+
+def _as_array(fn: Callable[[], Any], call: str, ragged_hint: str) -> np.ndarray:
+    """What ``fn()`` returns as a float array; rows of different lengths (stacked or not) fail with ``ragged_hint``."""
+    try:
+        value = fn()
+        if isinstance(value, list | tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
+            value = torch.stack(list(value))
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        return np.asarray(value, dtype=float)
+    except (ValueError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if any(k in first for k in _RAGGED):
+            _fail(f"{call} raised '{first}': {ragged_hint}")
+        raise
+
+
 def check_bag_of_units(fn: Callable[[list[torch.Tensor], int], Any]) -> None:
     """``fn(seqs, n_units)`` -> ``(N, n_units)``: the share of each unit in each sequence."""
     seqs = [torch.tensor([0, 1, 1, 3]), torch.tensor([2]), torch.tensor([3, 3, 0, 0, 0, 1])]
     want = np.stack([np.bincount(s.numpy(), minlength=5) / len(s) for s in seqs])
-    got = np.asarray(torch.as_tensor(fn([s.clone() for s in seqs], 5)), dtype=float)
+    call = "bag_of_units([[0, 1, 1, 3], [2], [3, 3, 0, 0, 0, 1]], n_units=5)"
+    got = _as_array(lambda: fn([s.clone() for s in seqs], 5), call,
+                    "the rows came out of different lengths. np.bincount(s) stops at the largest unit in s (here 3, "
+                    "then 2), so pass minlength=n_units: np.bincount(s, minlength=n_units) has a column for every "
+                    "unit 0..n_units-1, also those that never occur")
     if got.shape != want.shape:
-        _fail(f"for 3 sequences and 5 units you returned shape {got.shape}; expected (3, 5): one row per sequence")
+        hint = ""
+        if got.ndim == 2 and got.shape[0] == 3 and got.shape[1] < 5:
+            hint = (": a column for every unit 0..n_units-1, also those that never occur "
+                    "(np.bincount(s, minlength=n_units))")
+        elif got.shape == want.shape[::-1]:
+            hint = " - it looks transposed (use .T)"
+        _fail(f"{call} returned shape {got.shape}; expected (3, 5): one row per sequence, one column per unit{hint}")
     if np.allclose(got, want, atol=1e-6):
         _ok("bag_of_units is correct: each row holds the share of each unit in one sequence")
         return
@@ -75,53 +113,142 @@ def check_bag_of_units(fn: Callable[[list[torch.Tensor], int], Any]) -> None:
     _fail(f"{said}: count how often each unit 0..n_units-1 occurs in the sequence (order ignored), divided by its length")
 
 
+# Three speakers; bob has an outlier among his three rows, so his mean (10, 4) is not his median (6, 4).
+_TRAIN_X = np.array([[0.0, 0.0], [0.0, 8.0], [6.0, 3.0], [6.0, 5.0], [18.0, 4.0], [0.0, 20.0], [2.0, 20.0]])
+_TRAIN_Y = ["ann", "ann", "bob", "bob", "bob", "cy", "cy"]
+# Every mistake in _CENTROID_MISTAKES gives its own list of labels for these rows, with no ties in any of them:
+# (8, 13) tells the right probe from the L-infinity distance, the cosine, class sums and the mean distance to the
+# rows; (4, 0) from a median, the nearest row and the cosine; (17, 18) from the L1 distance, a median and the mean
+# distance to the rows; (-1, 0) keeps the nearest row's labels from being all one speaker; (7, 13) and (11, 15)
+# make a chance match of some other mistake with one of these less likely.
+_TEST_X = np.array([[8.0, 13.0], [4.0, 0.0], [17.0, 18.0], [-1.0, 0.0], [7.0, 13.0], [11.0, 15.0]])
+
+
+def _centroid_labels(train_X: np.ndarray, train_y: list, test_X: np.ndarray, average=np.mean,
+                     distance: str = "squared", pick=np.argmin) -> list:
+    labels = sorted(set(train_y))
+    y = np.array(train_y)
+    centres = np.stack([average(train_X[y == label], 0) for label in labels])  # (L, D)
+    diff = test_X[:, None, :] - centres[None]  # (N, L, D)
+    if distance == "squared":
+        d = (diff ** 2).sum(-1)
+    elif distance == "L1":
+        d = np.abs(diff).sum(-1)
+    elif distance == "Linf":
+        d = np.abs(diff).max(-1)
+    else:  # cosine: the smaller, the more similar
+        d = -(test_X @ centres.T) / (np.linalg.norm(test_X, axis=1)[:, None] * np.linalg.norm(centres, axis=1)[None])
+    return [labels[i] for i in pick(d, 1)]
+
+
+def _mean_distance_labels(train_X: np.ndarray, train_y: list, test_X: np.ndarray, squared: bool) -> list:
+    labels = sorted(set(train_y))
+    y = np.array(train_y)
+    d = [((train_X[y == label][None] - test_X[:, None]) ** 2).sum(-1) for label in labels]  # (N, rows of label)
+    d = np.stack([(x if squared else np.sqrt(x)).mean(1) for x in d], 1)  # (N, L)
+    return [labels[i] for i in d.argmin(1)]
+
+
+_CENTROID_MISTAKES = (  # (what went wrong, ways of writing it)
+    ("that is the label of the nearest training *row*: average each label's rows into a mean first, then compare "
+     "the test row with the means",
+     (lambda X, y, T: [y[int(((X - x) ** 2).sum(1).argmin())] for x in T],)),
+    ("that is the nearest *median*: bob's three rows include an outlier (18, 4), so his median (6, 4) is not his "
+     "mean (10, 4); average the rows (.mean(0))",
+     (lambda X, y, T: _centroid_labels(X, y, T, average=np.median),)),
+    ("you summed each label's rows: divide by how many rows it has (bob has 3, the others 2), i.e. take the mean",
+     (lambda X, y, T: _centroid_labels(X, y, T, average=np.sum),)),
+    ("you averaged the distances from the test row to each of a label's rows: average the rows into one mean "
+     "first, then take the distance to that mean",
+     (lambda X, y, T: _mean_distance_labels(X, y, T, squared=True),
+      lambda X, y, T: _mean_distance_labels(X, y, T, squared=False))),
+    ("that is the nearest mean by the sum of absolute differences (L1, city block); use the squared Euclidean "
+     "distance, the sum of *squared* differences",
+     (lambda X, y, T: _centroid_labels(X, y, T, distance="L1"),)),
+    ("that is the nearest mean by the largest difference in one coordinate (L-infinity); use the squared Euclidean "
+     "distance, summed over every coordinate",
+     (lambda X, y, T: _centroid_labels(X, y, T, distance="Linf"),)),
+    ("that is the most similar mean by cosine, which sees only the direction of a row; use the squared Euclidean "
+     "distance, which sees its length too",
+     (lambda X, y, T: _centroid_labels(X, y, T, distance="cosine"),)),
+    ("that is the *farthest* mean: take the smallest distance (argmin)",
+     (lambda X, y, T: _centroid_labels(X, y, T, pick=np.argmax),)),
+)
+
+
 def check_centroid_probe(fn: Callable[[np.ndarray, list, np.ndarray], list]) -> None:
-    """``fn(train_X, train_y, test_X)`` -> the label of the nearest class mean (Euclidean) for each test row."""
-    train_X = np.array([[0.0, 0.0], [0.0, 8.0], [5.0, 4.0], [7.0, 4.0], [0.0, 20.0], [2.0, 20.0]])
-    train_y = ["ann", "ann", "bob", "bob", "cy", "cy"]
-    test_X = np.array([[1.0, 3.0], [6.0, 5.0], [1.0, 19.0], [3.5, 0.5]])  # the last is nearest an ann row, bob's mean
-    means = {y: train_X[[i for i, t in enumerate(train_y) if t == y]].mean(0) for y in ("ann", "bob", "cy")}
-    want = [min(means, key=lambda y: float(((x - means[y]) ** 2).sum())) for x in test_X]
-    got = fn(train_X.copy(), list(train_y), test_X.copy())
+    """``fn(train_X, train_y, test_X)`` -> the label of the nearest class mean (squared Euclidean) for each test row."""
+    want = _centroid_labels(_TRAIN_X, _TRAIN_Y, _TEST_X)
+    got = fn(_TRAIN_X.copy(), list(_TRAIN_Y), _TEST_X.copy())
     got = [g.item() if hasattr(g, "item") else g for g in list(got)]
     if len(got) != len(want):
         _fail(f"return one label per test row ({len(want)}), got {len(got)}")
     if got == want:
         _ok("centroid_probe is correct: each test row gets the label of the nearest class mean")
         return
-    said = f"for three speakers with means ann (0, 4), bob (6, 4), cy (1, 20) the test rows {test_X.tolist()} got " \
-           f"{got}, expected {want}"
+    said = ("training rows ann (0, 0), (0, 8); bob (6, 3), (6, 5), (18, 4); cy (0, 20), (2, 20), so the means are "
+            f"ann (0, 4), bob (10, 4), cy (1, 20): the test rows {_TEST_X.astype(int).tolist()} got {got}, "
+            f"expected {want}")
     if all(isinstance(g, int | np.integer) for g in got):
         _fail(f"{said}: return the labels themselves (e.g. 'ann'), not their indices")
-    nearest_row = [train_y[int(((train_X - x) ** 2).sum(1).argmin())] for x in test_X]
-    if got == nearest_row:
-        _fail(f"{said}: that is the nearest training *row*; average each class's rows first and compare with the means")
+    fits = [hint for hint, ways in _CENTROID_MISTAKES
+            if any(way(_TRAIN_X, list(_TRAIN_Y), _TEST_X) == got for way in ways)]
+    if len(fits) == 1:  # one known mistake, and only one, gives exactly these labels
+        _fail(f"{said}: {fits[0]}")
     _fail(f"{said}: average the rows of each label into a mean, then give each test row the label of the closest "
-          "mean (smallest squared Euclidean distance)")
+          "mean (smallest squared Euclidean distance, summed over the coordinates)")
+
+
+def _pair_shares(seq: list[int], n: int, distinct: bool = False, per: str = "pairs") -> np.ndarray:
+    """Reference pair bag (and the usual mistakes: each distinct pair once; divided by len(seq))."""
+    pairs = list(zip(seq, seq[1:]))
+    out = np.zeros(n * n)
+    for a, b in sorted(set(pairs)) if distinct else pairs:
+        out[a * n + b] += 1
+    total = {"pairs": len(pairs), "distinct": len(set(pairs)), "length": len(seq)}[per]
+    return out / total if total else out
 
 
 def check_bigram_bag(fn: Callable[[torch.Tensor, int], Any]) -> None:
     """``fn(seq, n_units)`` -> ``(n_units * n_units,)``: the share of each pair of neighbouring units (a, b) at a * n + b."""
-    cases = [torch.tensor([0, 1, 1, 2]), torch.tensor([2, 2, 2]), torch.tensor([1])]
-    for seq in cases:
-        want = np.zeros(9)
-        pairs = list(zip(seq.tolist(), seq.tolist()[1:]))
-        for a, b in pairs:
-            want[a * 3 + b] += 1 / len(pairs)
-        got = np.asarray(torch.as_tensor(fn(seq.clone(), 3)), dtype=float).reshape(-1)
-        if got.shape != (9,):
-            _fail(f"for 3 units return a vector of 3 * 3 = 9 pair shares, got shape {got.shape}")
+    cases = [([0, 1, 1, 2], 3), ([2, 2, 2], 3), ([1], 3), ([0, 1, 0, 1], 3), ([3, 0, 1, 3, 0], 4), ([4, 2, 4, 2, 0], 5)]
+    for seq, n in cases:
+        want = _pair_shares(seq, n)
+        call = f"bigram_bag({seq}, n_units={n})"
+        try:
+            got = _as_array(lambda seq=seq, n=n: fn(torch.tensor(seq), n), call,
+                            "return one flat vector of n_units * n_units pair shares")
+        except IndexError as err:
+            _fail(f"{call} raised '{str(err).splitlines()[0]}': an index went past the end; the vector has "
+                  f"n_units * n_units = {n * n} entries (use the n_units passed in, not a fixed number), and the "
+                  "last pair is (seq[-2], seq[-1])")
+        if got.shape == (n, n):
+            _fail(f"{call} returned a ({n}, {n}) matrix; return a flat vector of n_units * n_units = {n * n} "
+                  "shares, the pair (a, b) at index a * n_units + b (e.g. matrix.reshape(-1))")
+        if got.shape != (n * n,):
+            _fail(f"{call} returned shape {got.shape}; return a flat vector of n_units * n_units = {n * n} shares, "
+                  "the pair (a, b) at index a * n_units + b")
         if np.allclose(got, want, atol=1e-6):
             continue
-        said = f"for {seq.tolist()} you returned {got.round(3).tolist()}, expected {want.round(3).tolist()}"
+        said = f"{call} returned {got.round(3).tolist()}, expected {want.round(3).tolist()}"
         if np.isnan(got).any():
             _fail(f"{said}: a sequence of one unit has no pairs: return zeros, do not divide by 0")
-        swapped = want.reshape(3, 3).T.reshape(-1)
-        if np.allclose(got, swapped, atol=1e-6):
+        if np.allclose(got, want.reshape(n, n).T.reshape(-1), atol=1e-6):
             _fail(f"{said}: the pair (a, b), a then b, goes to index a * n_units + b (you have b * n_units + a)")
+        if any(np.allclose(got, _pair_shares(seq, n, distinct=True, per=per), atol=1e-6)
+               for per in ("pairs", "distinct")):
+            a, b = max(set(zip(seq, seq[1:])), key=list(zip(seq, seq[1:])).count)
+            _fail(f"{said}: count a pair every time it occurs, not once: here ({a}, {b}) occurs "
+                  f"{list(zip(seq, seq[1:])).count((a, b))} times in {len(seq) - 1} pairs")
+        if np.allclose(got, _pair_shares(seq, n, per="length"), atol=1e-6):
+            _fail(f"{said}: divide by the number of pairs, len(seq) - 1 = {len(seq) - 1}, not by the length")
+        merged = [x for i, x in enumerate(seq) if i == 0 or x != seq[i - 1]]
+        if np.allclose(got, _pair_shares(merged, n), atol=1e-6):
+            a = next(x for x, y in zip(seq, seq[1:]) if x == y)
+            _fail(f"{said}: keep repeated units: a unit followed by itself, here ({a}, {a}), is a pair too")
         _fail(f"{said}: count each pair of neighbours (seq[i], seq[i + 1]) at index a * n_units + b, divided by the "
-              "number of pairs")
-    _ok("bigram_bag is correct: the share of each ordered pair of neighbouring units")
+              "number of pairs, len(seq) - 1")
+    _ok("bigram_bag is correct: the share of each ordered pair of neighbouring units, repeats counted")
 
 
 QUIZ = (
@@ -129,65 +256,79 @@ QUIZ = (
         "A linear probe on bags of HuBERT units names which of 4 held-out speakers said an utterance most of the "
         "time. Why does that hurt a unit LM's zero-shot scores?",
         choices=(
-            "a) the LM cannot read bags of units, only sequences",
-            "b) the same word said by different voices becomes different unit strings, so the LM must learn each "
-            "word once per kind of voice, and a new voice spells words in rarely seen ways",
-            "c) the probe overfits, so the units carry noise",
-            "d) speaker information makes the units longer",
+            "a) with 100 units for both the sounds and the voices, too few units are left over for the words, so "
+            "different words share units",
+            "b) k-means cut the sounds too finely, so most units are rare and the LM sees too few examples of "
+            "each one to learn what follows it",
+            "c) one word comes out as another unit string in each kind of voice, so the LM learns it several "
+            "times, and a new voice's strings look unfamiliar",
+            "d) a voice adds units that carry no sound of their own, so every utterance gets longer and the LM's "
+            "window of 128 units holds fewer of its own words",
         ),
-        answer="b",
+        answer="c",
         hint="notebook 05, section 2: the unit error rate between two voices saying the same word",
     ),
     Question(
         "The speech normaliser is trained with CTC. Why CTC rather than a per-frame cross-entropy against the "
         "reference voice's units?",
         choices=(
-            "a) CTC is faster on a CPU",
-            "b) CTC removes the speaker by itself: it sums over every alignment, so it cannot keep how long each "
-            "sound lasts in one voice, and the voice goes with the durations",
-            "c) cross-entropy cannot predict 100 classes",
-            "d) the two recordings of the same words have different timings, so their frames do not line up; CTC "
-            "needs only the target sequence, not an alignment",
+            "a) the input and the reference recording of the same words are timed differently, so their frames "
+            "do not pair up; CTC needs only the order of the targets",
+            "b) CTC sums over every alignment, so the model cannot learn how long each sound lasts in a voice, "
+            "and dropping the durations is what removes the speaker",
+            "c) only CTC has a blank, and without a blank the normaliser could not skip the frames of the input "
+            "that carry the voice rather than the sounds",
+            "d) a per-frame loss sees each frame on its own, while the normaliser needs the context of the "
+            "whole utterance, which only a sequence loss gives",
         ),
-        answer="d",
+        answer="a",
         hint="notebook 05, section 2: the list of pairs, targets, model and units",
     ),
     Question(
         "TWIST copies a character LM's body into a unit LM. Which parts of the unit LM stay newly initialised?",
         choices=(
-            "a) the blocks and the final norm",
-            "b) the position embeddings",
-            "c) the token embeddings and the output head",
-            "d) nothing: every weight is copied, the embeddings included, since units and characters are both ids",
+            "a) the blocks and the final norm: attention over units must be learnt from speech, while both "
+            "kinds of embeddings carry over",
+            "b) the position embeddings: a unit lasts about 20 ms and a character is one letter, so a position "
+            "means something else",
+            "c) nothing: both vocabularies hold about a hundred ids, so every weight is copied, the token "
+            "embeddings included",
+            "d) the token embeddings and the output head: a unit id and a character id name different things, "
+            "so no row carries over",
         ),
-        answer="c",
+        answer="d",
         hint="notebook 05, section 3: the warm start written out",
     ),
     Question(
         "Shrink-and-perturb helped here. Which control tells whether the gain comes from what the text LM learned, "
         "rather than from starting at a smaller weight scale?",
         choices=(
-            "a) the same shrink and noise applied to an untrained body of the same shapes",
-            "b) training the warm start for more steps",
-            "c) a plain copy without shrinking",
-            "d) more seeds of the cold start, so that the gain can be told apart from the spread between runs of "
-            "one recipe",
+            "a) a plain copy of the text LM's body, without the shrink, trained for the same number of steps on "
+            "the same seeds",
+            "b) a body with random weights, shrunk and perturbed exactly like the copied one, then trained in "
+            "the same way",
+            "c) the warm start trained for twice as many steps, to see whether its lead over the cold start "
+            "keeps growing or fades",
+            "d) more seeds of the cold start, so that the warm start's gain can be told apart from the spread "
+            "between runs",
         ),
-        answer="a",
+        answer="b",
         hint="notebook 05, section 3 ('Is it the text, or only the scale?')",
     ),
     Question(
         "The warm start's gain over a cold start is larger on one voice's units than on HuBERT units of many "
         "voices. Why?",
         choices=(
-            "a) one voice's units are fewer, so training is shorter",
-            "b) the text LM knows the words and their order, not who speaks or how fast; on units of many voices a "
-            "large part of the loss is about the voice, which text cannot help with",
-            "c) the text LM was trained on the reference voice's transcripts, whose units it then reads more "
-            "easily than those of the other voices",
-            "d) shrink-and-perturb only works on small vocabularies",
+            "a) the HuBERT units of many voices use all 100 ids, while the copied body was tuned to a "
+            "vocabulary of a few dozen characters",
+            "b) the text LM was trained on the reference voice's transcripts, so it reads that voice's units "
+            "more easily than the others",
+            "c) with many voices much of what the LM must predict is who speaks and how fast, which a "
+            "character LM knows nothing about",
+            "d) the units of many voices come from another k-means than the reference voice's, one that the "
+            "copied body never saw",
         ),
-        answer="b",
+        answer="c",
         hint="notebook 05, section 3: the paragraph after the warm-vs-cold comparison",
     ),
 )
