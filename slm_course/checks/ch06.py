@@ -62,7 +62,8 @@ def check_level_probs(fn: Callable[..., torch.Tensor]) -> None:
     g = torch.Generator().manual_seed(8)
     cases = []
     for Q, N, pos, temperature, top_k in ((2, 8, 1, 1.0, None), (2, 8, 2, 1.0, None), (3, 6, 5, 0.7, None),
-                                          (2, 8, 4, 1.0, 3), (2, 8, 3, 0.5, 2), (3, 6, 3, 1.3, 1), (2, 5, 2, 1.0, 9)):
+                                          (2, 8, 4, 1.0, 3), (2, 8, 3, 0.5, 2), (3, 6, 3, 1.3, 1), (2, 8, 6, 0.9, 5),
+                                          (2, 5, 2, 1.0, 9)):
         V = N_SPECIAL + Q * N
         logits = torch.randn(V, generator=g) * 2
         lo, hi = _level_range(pos, Q, N)
@@ -235,44 +236,114 @@ def check_frames_from_units(fn: Callable[[torch.Tensor, torch.Tensor, torch.Gene
     if abs(share[1] - 0.25) > 0.08 or abs(share[2] - 0.25) > 0.08 or abs(share[4] - 0.5) > 0.08:
         _fail(f"unit 3 lasted 1, 2, 4 frames in {share[1]:.2f}, {share[2]:.2f}, {share[4]:.2f} of 400 draws; expected "
               "about 0.25, 0.25, 0.50 (counts 10, 10, 20): draw in proportion to the counts")
+    again = run(many, 2)  # the same seed: the same frames, or the generator was not used
+    if not torch.equal(again, got):
+        _fail("two calls with generators seeded alike (torch.Generator().manual_seed(2)) gave different frames: draw "
+              "with the generator you are given (torch.multinomial(counts[u], 1, generator=generator)), not from "
+              "torch's global random state, so that a seed fixes the durations")
+    other = run(many, 3)
+    if torch.equal(other, got):
+        _fail("a generator seeded 3 gave the same 400 random durations as one seeded 2: the durations must come from "
+              "the generator you are given (torch.multinomial(counts[u], 1, generator=generator)), not from a seed "
+              "of your own")
     _ok("frames_from_units is correct: each unit held for a duration drawn from its own counts (unseen units: 1 frame)")
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 4: the experiment's results, checked for what any correct run shows
+# Exercise 4: the experiment's results, rerun and compared
 # ---------------------------------------------------------------------------------------------
 
 
-def check_prompt_length(accuracy: dict, prompt_frames: tuple, chance: float = 0.25) -> None:
-    """``accuracy``: ``{prompt frames: speaker accuracy}`` from exercise 4; sane values, and the prompt helps.
+def check_prompt_length(accuracy: dict, prompt_frames: tuple, *, alm, sems: list, codes: list,
+                        score: Callable[[list], float], temperature: float, seed: int = 0, chance: float = 0.25) -> None:
+    """``accuracy``: ``{prompt frames: speaker accuracy}`` from exercise 4, compared with a rerun of the experiment.
 
-    Any correct run gives about chance without a prompt (the stage picks a voice of its own from
-    speaker-normalised semantic tokens) and far more with the longest prompt; the exact numbers
-    vary with the prompts, the seed and the temperature.
+    ``alm``, ``sems``, ``score`` and ``temperature`` are the exercise's own; ``codes[i]`` is the whole
+    codec grid of the utterance whose semantic tokens are ``sems[i]`` (``test["codes"][i]`` for each
+    ``i`` in ``prompt_utts``). Generation is deterministic (``seed``, 0 by default), so the check
+    generates again without a prompt and with the shortest and the longest prompts (each utterance's
+    first ``n`` frames, ``codes[i][:k, :n]``) and requires the learner's numbers exactly: a
+    few seconds.
     """
     if not isinstance(accuracy, dict):
         _fail(f"accuracy is a {type(accuracy).__name__}; make it a dict {{prompt frames: speaker accuracy}}, "
               "one entry per length in PROMPT_FRAMES")
+    try:
+        frames = [int(n) for n in prompt_frames]
+    except (TypeError, ValueError):
+        frames = None
+    if frames is None or any(f != n or f < 0 for f, n in zip(frames, prompt_frames)):
+        _fail(f"PROMPT_FRAMES = {prompt_frames!r}; give whole numbers of acoustic frames (62.5 per second), 0 or "
+              "more, e.g. (0, 4, 16, 62)")
+    if 0 not in frames:
+        _fail(f"PROMPT_FRAMES = {tuple(prompt_frames)} has no 0: the no-prompt baseline (n = 0, prompts=None) is what "
+              "every prompt length is compared with; put 0 back in PROMPT_FRAMES and run the loop again")
+    lengths = sorted({n for n in frames if n > 0})
+    if not lengths:
+        _fail(f"PROMPT_FRAMES = {tuple(prompt_frames)} has no prompt at all: add a few lengths in acoustic frames "
+              "beside the 0, e.g. (0, 4, 16, 62)")
     missing = [n for n in prompt_frames if n not in accuracy]
     if missing:
         _fail(f"accuracy has no entry for prompt lengths {missing}: fill accuracy[n] for every n in PROMPT_FRAMES")
+    acc = {}
     for n in prompt_frames:
         value = accuracy[n]
-        if isinstance(value, torch.Tensor):
-            value = float(value)
-        if not isinstance(value, int | float) or not 0 <= value <= 1:
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        try:
+            acc[int(n)] = float(value)
+        except (TypeError, ValueError):
+            acc[int(n)] = float("nan")
+        if not 0 <= acc[int(n)] <= 1:
             _fail(f"accuracy[{n}] = {accuracy[n]!r}; it must be a share of prompts recognised, a number in 0..1 "
-                  "(the mean of classifier.predict(...) == truth)")
-    longest = max(prompt_frames)
-    if 0 in accuracy and accuracy[0] > chance + 0.3:
-        _fail(f"without a prompt {accuracy[0]:.2f} of the continuations were recognised, far above chance "
-              f"({chance:.2f}): for n = 0 pass prompts=None, and score only the audio after the first second")
-    if longest > 0 and 0 in accuracy and accuracy[longest] < accuracy[0] + 0.2:
-        _fail(f"a {longest}-frame prompt gave {accuracy[longest]:.2f}, hardly more than no prompt ({accuracy[0]:.2f}): "
-              f"pass each utterance's own codes[:k, :{longest}] as its prompt, and score the same stretch of audio "
-              "(from 1 s on) for every length")
-    shown = ", ".join(f"{n} frames {accuracy[n]:.2f}" for n in sorted(prompt_frames))
-    _ok(f"the experiment ran: speaker accuracy {shown} (chance {chance:.2f}). Now say what happens, and why")
+                  "(score(out): the mean of classifier.predict(...) == truth)")
+    if len(codes) != len(sems):
+        _fail(f"codes holds {len(codes)} code grids for {len(sems)} utterances in sems: pass "
+              "codes=[test[\"codes\"][i] for i in prompt_utts], one per prompt, in the same order")
+    k = alm.n_levels
+    runs: dict[str, float] = {}
+
+    def rerun(what: str, prompts: list | None) -> float:
+        if what not in runs:
+            runs[what] = float(score(alm.generate_acoustic(sems, prompts, temperature=temperature, seed=seed)))
+        return runs[what]
+
+    def first(n: int) -> float:
+        return rerun(f"first {n}", [c[:k, :n] for c in codes])
+
+    def same(n: int, value: float) -> bool:
+        return abs(acc[n] - value) < 1e-9
+
+    setup = (f"with the same sems, temperature={temperature} and seed={seed} (generation is deterministic, so a rerun "
+             "gives the same numbers)")
+    want = rerun("none", None)
+    if not same(0, want):
+        said = f"accuracy[0] = {acc[0]:.2f}, but generating with prompts=None gives {want:.2f} {setup}"
+        if same(0, first(1)):
+            _fail(f"{said}: your n = 0 ran with a 1-frame prompt; for n = 0 pass prompts=None (no acoustic prompt at "
+                  "all: an empty one is refused, and one frame is already a prompt)")
+        _fail(f"{said}: for n = 0 call alm.generate_acoustic(sems, None, temperature=TEMPERATURE) and store score(out) "
+              "in accuracy[0]")
+    for n in sorted({lengths[0], lengths[-1]}):
+        want = first(n)
+        if same(n, want):
+            continue
+        said = (f"accuracy[{n}] = {acc[n]:.2f}, but {n}-frame prompts, each utterance's own first {n} frames "
+                f"(codes[:k, :{n}]), give {want:.2f} {setup}")
+        if all(c.shape[1] >= n for c in codes) and same(n, rerun(f"last {n}", [c[:k, -n:] for c in codes])):
+            _fail(f"{said}. Yours are the last {n} frames (codes[:k, -{n}:]): a prompt is the start that the "
+                  f"continuation follows on from, the first {n} frames: codes[:k, :{n}]")
+        other = lengths[-1] if n == lengths[0] else lengths[0]
+        if other != n and same(n, first(other)):
+            _fail(f"{said}. Yours match {other}-frame prompts: build the prompts inside the loop with the loop's own "
+                  "n, [test[\"codes\"][i][:k, :n] for i in prompt_utts]")
+        _fail(f"{said}: inside the loop, prompts = [test[\"codes\"][i][:k, :n] for i in prompt_utts] (each "
+              "utterance's own first n frames, in the order of sems), generate with temperature=TEMPERATURE and "
+              "store score(out) in accuracy[n]")
+    shown = ", ".join(f"{n} frames {acc[n]:.2f}" for n in sorted(acc))
+    rerun_said = " and ".join(str(n) for n in sorted({lengths[0], lengths[-1]}))
+    _ok(f"the experiment ran: speaker accuracy {shown} (chance {chance:.2f}); a rerun without a prompt and with "
+        f"{rerun_said} frames of prompt gives the same numbers. Now say what happens, and why")
 
 
 QUIZ = (
@@ -299,27 +370,32 @@ QUIZ = (
         "Suppose the semantic tokens named the speaker as well as the words (as the tiny HuBERT's units do). "
         "What happens to the speaker accuracy of 'semantic only' continuations, and to the gap the acoustic prompt makes?",
         choices=(
-            "a) both stay the same: the acoustic stage only reads the codec tokens",
-            "b) 'semantic only' rises towards 'acoustic prompt' and the gap shrinks: the stage can read the voice "
-            "from the semantic tokens, so the prompt has little left to add",
-            "c) 'semantic only' falls to chance: the stage is confused by the voice in two places, the "
-            "semantic tokens and the prompt, and cannot tell which of the two to follow, so it follows neither",
-            "d) the gap grows: the acoustic prompt and the semantic tokens add up",
+            "a) 'semantic only' stays near chance and the gap is unchanged: the acoustic stage takes its voice from "
+            "codec tokens alone and ignores what its conditioning says",
+            "b) 'semantic only' rises, but the gap stays as large: the prompt still adds its voice on top of whatever "
+            "the semantic tokens already say",
+            "c) 'semantic only' climbs towards 'acoustic prompt' and the gap narrows: the conditioning already names "
+            "the voice, leaving the prompt little to add",
+            "d) 'semantic only' rises and the gap widens: with the semantic tokens and the prompt naming the same "
+            "voice, the stage copies the prompt more faithfully",
         ),
-        answer="b",
+        answer="c",
         hint="section 6: why the semantic tokens must not carry the voice",
     ),
     Question(
         "AudioLM's 92.6% and 3.2% (its Table III) come from which settings, and so which of the course's numbers "
         "do they compare with?",
         choices=(
-            "a) both from the whole pipeline: speaker_acc_acoustic_prompt and speaker_acc_semantic_only",
-            "b) both from acoustic generation from the real semantic tokens: speaker_acc_acoustic_prompt_gt_semantic "
-            "and speaker_acc_semantic_only_gt_semantic",
-            "c) 92.6% from the whole model continuing a 3-second prompt (speaker_acc_acoustic_prompt), 3.2% from "
-            "acoustic generation from the real semantic tokens without a prompt (speaker_acc_semantic_only_gt_semantic)",
+            "a) 92.6%: the full model continuing a prompt (speaker_acc_acoustic_prompt); 3.2%: the full model with "
+            "no acoustic prompt (speaker_acc_semantic_only)",
+            "b) 92.6%: the acoustic stage on real semantic tokens, with a prompt (speaker_acc_acoustic_prompt_gt_semantic); "
+            "3.2%: the same stage, no prompt (speaker_acc_semantic_only_gt_semantic)",
+            "c) 92.6%: the acoustic stage on real semantic tokens, with a prompt (speaker_acc_acoustic_prompt_gt_semantic); "
+            "3.2%: the full model, no acoustic prompt (speaker_acc_semantic_only)",
+            "d) 92.6%: the full model continuing a prompt (speaker_acc_acoustic_prompt); 3.2%: the acoustic stage "
+            "on real semantic tokens, no prompt (speaker_acc_semantic_only_gt_semantic)",
         ),
-        answer="c",
+        answer="d",
         hint="the introduction and section 5: which model generated each of AudioLM's two numbers",
     ),
 )
