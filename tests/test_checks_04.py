@@ -1,11 +1,17 @@
 """Notebook 04's exercise checks accept the solutions and name the usual mistakes."""
 
+import ast
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
-from slm_course import checks
-from slm_course.checks.quiz import _check_one
+from slm_course import checks, ulm
+from slm_course.checks.quiz import _check_one, check_explanation
 from slm_course.ulm import N_SPECIAL
+
+SOLUTION = Path(__file__).resolve().parents[1] / "solutions" / "04_gslm_exercises.ipynb"
 
 
 def bigram_table(train_seqs, n_symbols, alpha, dim=1):
@@ -56,6 +62,66 @@ def test_solutions_pass(capsys):
     checks.check_sample_durations(sample_durations)
     checks.check_windowed_logprob(windowed_logprob)
     assert capsys.readouterr().out.count("✓") == 5
+
+
+def table_in_place(train_seqs, n_symbols, alpha):
+    """The review's slip: s += 3 changes the caller's sequences, so every call shifts them again."""
+    V = n_symbols + N_SPECIAL
+    counts = torch.full((V, V), float(alpha))
+    for s in train_seqs:
+        s += N_SPECIAL
+        t = torch.cat([torch.tensor([1]), s, torch.tensor([2])])
+        counts.index_put_((t[:-1], t[1:]), torch.ones(len(t) - 1), accumulate=True)
+    return (counts / counts.sum(1, keepdim=True)).log()
+
+
+def logprob_in_place(train_seqs, seq, n_symbols, alpha):
+    logp = table_in_place(train_seqs, n_symbols, alpha)
+    t = torch.cat([torch.tensor([1]), seq + N_SPECIAL, torch.tensor([2])])
+    return float(logp[t[:-1], t[1:]].sum())
+
+
+def test_a_function_that_changes_its_input_in_place_is_named():
+    message = r"changed train_seqs in place \(s \+= 3\); build a new tensor \(s \+ 3\)"
+    with pytest.raises(AssertionError, match=message):
+        checks.check_bigram_table(table_in_place)
+    with pytest.raises(AssertionError, match=message):  # not an IndexError from the learner's own code
+        checks.check_bigram_logprob(logprob_in_place)
+
+    def seq_in_place(train_seqs, seq, n_symbols, alpha):
+        seq += N_SPECIAL
+        return bigram_logprob(train_seqs, seq - N_SPECIAL, n_symbols, alpha)
+
+    with pytest.raises(AssertionError, match=r"changed seq in place \(seq \+= 3\)"):
+        checks.check_bigram_logprob(seq_in_place)
+
+    def clamp_in_place(ids, durations, n_units, max_dur):
+        for d in durations:
+            d.clamp_(max=max_dur)
+        return duration_table(ids, durations, n_units, max_dur)
+
+    with pytest.raises(AssertionError, match=r"changed durations in place \(clamp_.*d.clamp\(max=max_dur\)"):
+        checks.check_duration_table(clamp_in_place)
+
+    def flipped_in_place(model, tokens, k):
+        out = windowed_logprob(model, tokens.clone(), k)
+        tokens[:] = tokens.flip(0)
+        return out
+
+    with pytest.raises(AssertionError, match="changed tokens in place"):
+        checks.check_windowed_logprob(flipped_in_place)
+
+
+def test_a_table_counted_over_the_packed_stream_is_named():
+    def packed(train_seqs, n_symbols, alpha):
+        V = n_symbols + N_SPECIAL
+        counts = torch.full((V, V), float(alpha))
+        t = ulm.pack(train_seqs)  # <bos> ... <eos> <bos> ...: also counts <eos> -> <bos> between utterances
+        counts.index_put_((t[:-1], t[1:]), torch.ones(len(t) - 1), accumulate=True)
+        return (counts / counts.sum(1, keepdim=True)).log()
+
+    with pytest.raises(AssertionError, match=r"counted across utterances \(<eos> -> <bos>\)"):
+        checks.check_bigram_table(packed)
 
 
 def test_bigram_mistakes_are_named():
@@ -138,6 +204,25 @@ def test_duration_mistakes_are_named():
             else torch.multinomial(tab[u[:1]], 1, generator=g)[:, 0].repeat(len(u)) + 1)
 
 
+@pytest.mark.parametrize("same", [
+    lambda u, tab, g: tab[u].argmax(1) + 1,  # the most likely duration
+    lambda u, tab, g: (tab[u] * torch.arange(1, tab.shape[1] + 1)).sum(1).round().long(),  # the rounded mean
+])
+def test_the_same_duration_every_time_is_named(same):
+    with pytest.raises(AssertionError, match=r"you return the same duration every time: draw at random with "
+                                             r"torch.multinomial\(\.\.\., generator=generator\)"):
+        checks.check_sample_durations(same)
+
+
+def test_one_draw_shared_by_every_position_is_not_called_the_same_duration_every_time():
+    def shared(units, table, generator):  # one uniform number per call, read through each unit's row
+        u = torch.rand(1, generator=generator)
+        return torch.searchsorted(table[units].cumsum(1), u.expand(len(units), 1).contiguous())[:, 0] + 1
+
+    with pytest.raises(AssertionError, match="one draw per call and shared it.*own row"):
+        checks.check_sample_durations(shared)
+
+
 def test_windowed_mistakes_are_named():
     def whole_context(model, tokens, k):
         return float(model.score(tokens[None])[0][0])
@@ -150,9 +235,67 @@ def test_windowed_mistakes_are_named():
         checks.check_windowed_logprob(lambda m, t, k: "x")
 
 
+def padded_windows(model, tokens, k, left=False):
+    """Batched windows with the review's slips: left-padded, or right-padded but read at the last column."""
+    T = len(tokens)
+    K = min(k, T - 1)
+    ctx = torch.zeros(T - 1, K, dtype=torch.long)
+    for t in range(1, T):
+        w = tokens[max(0, t - k) : t]
+        if left:
+            ctx[t - 1, K - len(w) :] = w
+        else:
+            ctx[t - 1, : len(w)] = w
+    with torch.no_grad():
+        logp = model.logits(ctx).log_softmax(-1)[:, -1]
+    return float(logp.gather(-1, tokens[1:, None]).sum())
+
+
+def absolute_positions(model, tokens, k):
+    """The past beyond k replaced by <pad>: each token keeps its position in the whole sequence."""
+    total = 0.0
+    with torch.no_grad():
+        for t in range(1, len(tokens)):
+            ctx = tokens[:t].clone()
+            ctx[: max(0, t - k)] = 0
+            total += float(model.logits(ctx[None])[0, -1].log_softmax(-1)[tokens[t]])
+    return total
+
+
+@pytest.mark.parametrize(("wrong", "message"), [
+    (lambda m, t, k: padded_windows(m, t, k, left=True), "you left-padded the windows"),
+    (padded_windows, "you read every window's logits at the last column"),
+    (absolute_positions, "whole context.*positions start at 0"),
+])
+def test_padding_mistakes_are_named(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_windowed_logprob(wrong)
+
+
+def _solution_cell(cell_id):
+    cells = json.loads(SOLUTION.read_text(encoding="utf-8"))["cells"]
+    return "".join(next(c for c in cells if c["id"] == cell_id)["source"])
+
+
+def test_the_written_answer_must_name_the_training_cue_and_a_number_of_units(capsys):
+    call = ast.parse(_solution_cell("expl-641ab429")).body[0].value
+    mentions = ast.literal_eval(next(kw.value for kw in call.keywords if kw.arg == "mentions"))
+    namespace = {}
+    exec(_solution_cell("ex04-23").replace("print(explanation)", ""), namespace)
+    check_explanation(namespace["explanation"], mentions=mentions)  # the model answer passes
+    assert "explanation recorded" in capsys.readouterr().out
+    wrong = ("Accuracy falls as k grows: more context only adds noise, because a word is a single unit and the model "
+             "forgets everything beyond the previous unit, so a longer context window gives it nothing to use and "
+             "the scores of words and grammar only get worse.")
+    with pytest.raises(AssertionError, match="does not name bos or start or position"):
+        check_explanation(wrong, mentions=mentions)
+    with pytest.raises(AssertionError, match="does not name 8 or 13"):
+        check_explanation(wrong + " In training every window started at <bos>.", mentions=mentions)
+
+
 def test_quiz_answers():
     assert len(checks.ch04.QUIZ) >= 3
-    right = {1: 32 * 127, 2: "a", 3: "b", 4: "b"}
+    right = {1: 32 * 127, 2: "a", 3: "c", 4: "b"}
     for n, q in enumerate(checks.ch04.QUIZ, start=1):
         assert _check_one(n, q, right[n])[0], (n, q.answer)
     checks.check_quiz("04", right)

@@ -19,12 +19,41 @@ __all__ = [
 ]
 
 
-def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: int = 3) -> torch.Tensor:
+def _copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [x.clone() for x in tensors]
+
+
+def _left_alone(name: str, var: str, before: list[torch.Tensor], after: list[torch.Tensor],
+                max_dur: int | None = None) -> None:
+    """Fail if the learner's function changed the tensors it was handed (``after``: the copies it got)."""
+    changed = [(a, b) for a, b in zip(before, after) if not torch.equal(a, b)]
+    if not changed:
+        return
+    a, b = changed[0]
+    same_shape = all(x.shape == y.shape for x, y in changed)
+    for shift in (3, 1, -1):
+        if same_shape and all(torch.equal(y, x + shift) for x, y in changed):
+            op, sign = ("+=", "+") if shift > 0 else ("-=", "-")
+            _fail(f"your function changed {name} in place ({var} {op} {abs(shift)}); build a new tensor "
+                  f"({var} {sign} {abs(shift)}): the caller's tensors must stay as they were, or a second call sees "
+                  "them shifted again, and the notebook's data is spoilt for the cells below")
+    if max_dur is not None and same_shape and all(torch.equal(y, x.clamp(max=max_dur)) for x, y in changed):
+        _fail(f"your function changed {name} in place (clamp_, or {var}[{var} > max_dur] = max_dur): the caller's "
+              f"durations must stay as they were; use {var}.clamp(max=max_dur), which returns a new tensor")
+    _fail(f"your function changed {name} in place ({a.tolist()[:8]} became {b.tolist()[:8]}); leave the tensors you "
+          "are given as they are and build new ones (x + 1, not x += 1; x / s, not x /= s; x.clamp(...), not "
+          "x.clamp_(...))")
+
+
+def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: int = 3,
+                   packed: bool = False) -> torch.Tensor:
     counts = torch.zeros(n + 3, n + 3)
     for s in train:
         t = [1, *(s + offset).tolist()] + ([2] if eos else [])
         for a, b in zip(t[:-1], t[1:]):
             counts[a, b] += 1
+    if packed:  # one stream <bos> ... <eos> <bos> ... (ulm.pack): an <eos> -> <bos> between neighbouring utterances
+        counts[2, 1] += len(train) - 1
     return counts
 
 
@@ -46,7 +75,9 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
     for alpha in (1.0, 0.1):
         want = NgramLM(2, 5, alpha=alpha).fit(train).logp.double()
         call = f"bigram_table(train_seqs, 5, alpha={alpha})"
-        got = fn([s.clone() for s in train], 5, alpha)
+        given = _copies(train)
+        got = fn(given, 5, alpha)
+        _left_alone("train_seqs", "s", train, given)
         if not isinstance(got, torch.Tensor):
             _fail(f"{call} returned {type(got).__name__}; return the (8, 8) tensor of log p(b | a)")
         if tuple(got.shape) != (8, 8):
@@ -72,6 +103,9 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
                 _bigram_counts(train, 5, eos=False) + alpha,
             "the table without the +3 offset of the units (unit u is token u + 3: 0-2 are <pad>, <bos>, <eos>)":
                 _bigram_counts(train, 5, offset=0) + alpha,
+            "counted across utterances (<eos> -> <bos>): the packed stream of ulm.pack joins the utterances, so it "
+            "adds a bigram from each one's <eos> to the next one's <bos>; count each <bos> seq <eos> on its own":
+                _bigram_counts(train, 5, packed=True) + alpha,
         }
         for what, c in variants.items():
             if torch.allclose(got, (c / c.sum(1, keepdim=True)).log().double(), atol=1e-4):
@@ -93,7 +127,10 @@ def check_bigram_logprob(fn: Callable[..., float]) -> None:
         ref = NgramLM(2, 5, alpha=alpha).fit(train)
         for name, seq in cases:
             want = float(ref.score([seq])[0][0])
-            got = float(fn(train, seq.clone(), 5, alpha))
+            given, given_seq = _copies(train), seq.clone()
+            got = float(fn(given, given_seq, 5, alpha))
+            _left_alone("train_seqs", "s", train, given)
+            _left_alone("seq", "seq", [seq], [given_seq])
             if abs(got - want) < 1e-4:
                 continue
             said = f"for {name} {seq.tolist()} with alpha={alpha} you returned {got:.4f}, expected {want:.4f}"
@@ -140,7 +177,10 @@ def check_duration_table(fn: Callable[..., torch.Tensor]) -> None:
     cases.append(("20 random sequences of 6 units, max_dur=5", rand_ids, rand_durs, 6, 5))
     for name, i, d, n_units, max_dur in cases:
         want = _duration_table_ref(i, d, n_units, max_dur)
-        got = fn([x.clone() for x in i], [x.clone() for x in d], n_units, max_dur)
+        given_ids, given_durs = _copies(i), _copies(d)
+        got = fn(given_ids, given_durs, n_units, max_dur)
+        _left_alone("ids", "u", i, given_ids)
+        _left_alone("durations", "d", d, given_durs, max_dur=max_dur)
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n_units, max_dur):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             _fail(f"for {name} you returned {shape}; expected a tensor of shape ({n_units}, {max_dur}): "
@@ -171,7 +211,10 @@ def check_sample_durations(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(units, table, generator)`` -> ``(N,)`` durations in frames, each drawn from ``table[unit]``."""
     fixed = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])  # unit 0 lasts 1, unit 1 lasts 3, unit 2 lasts 2
     units = torch.tensor([0, 1, 2, 1, 0])
-    got = fn(units.clone(), fixed.clone(), torch.Generator().manual_seed(0))
+    given_units, given_table = units.clone(), fixed.clone()
+    got = fn(given_units, given_table, torch.Generator().manual_seed(0))
+    _left_alone("units", "units", [units], [given_units])
+    _left_alone("table", "table", [fixed], [given_table])
     if not isinstance(got, torch.Tensor) or got.shape != units.shape:
         _fail(f"return a tensor of one duration per unit, shape {tuple(units.shape)}; got "
               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
@@ -191,6 +234,21 @@ def check_sample_durations(fn: Callable[..., torch.Tensor]) -> None:
     if not torch.equal(draws, again):
         _fail("two calls with generators seeded the same gave different durations: draw with the generator you are "
               "given (generator=generator), so that a continuation can be reproduced")
+    alike = {u: sorted(set(draws[many == u].tolist())) for u in (0, 1)}
+    if all(len(d) == 1 for d in alike.values()):  # every occurrence of a unit got one and the same duration
+        frames = {u: f"{d[0]} frame" + ("s" if d[0] != 1 else "") for u, d in alike.items()}
+        said = (f"over 10,000 occurrences each, unit 0 lasted {frames[0]} and unit 1 {frames[1]} every time, though "
+                "the table gives unit 0 1 or 2 frames (half the time each) and unit 1 1, 2 or 3 frames (0.1, 0.2 "
+                "and 0.7 of the time)")
+        seeds = range(2, 8)  # a draw shared by the positions still changes with the seed, sooner or later
+        if all(torch.equal(fn(many.clone(), mixed.clone(), torch.Generator().manual_seed(s)).long(), draws)
+               for s in seeds):
+            _fail(f"{said}: you return the same duration every time: draw at random with "
+                  "torch.multinomial(..., generator=generator). The most likely duration, or a rounded mean, gives "
+                  "every occurrence of a unit one length, the mechanical rhythm this exercise is meant to remove")
+        _fail(f"{said}, and another seed gives other durations: you made one draw per call and shared it between "
+              "the positions; draw a duration for every position, each from its unit's own row "
+              "(torch.multinomial(table[units], 1, generator=generator) draws one per row)")
     for u in (0, 1):
         freq = torch.bincount(draws[many == u] - 1, minlength=3)[:3].float() / 10000
         if not torch.allclose(freq, mixed[u], atol=0.02):
@@ -208,6 +266,24 @@ def _windowed_ref(model, tokens: torch.Tensor, k: int) -> float:
     return total
 
 
+def _windowed_padded(model, tokens: torch.Tensor, k: int, left: bool = False, last_column: bool = False) -> float:
+    """The batched score with the usual slips: windows left-padded, or every window read at its last column."""
+    T = len(tokens)
+    K = min(k, T - 1)
+    ctx = torch.zeros(T - 1, K, dtype=torch.long)
+    last = torch.zeros(T - 1, dtype=torch.long)
+    for t in range(1, T):
+        w = tokens[max(0, t - k) : t]
+        if left:
+            ctx[t - 1, K - len(w) :] = w
+        else:
+            ctx[t - 1, : len(w)] = w
+        last[t - 1] = K - 1 if left or last_column else len(w) - 1
+    with torch.no_grad():
+        logp = model.logits(ctx).log_softmax(-1)[torch.arange(T - 1), last]
+    return float(logp.gather(-1, tokens[1:, None]).sum())
+
+
 def check_windowed_logprob(fn: Callable[..., float]) -> None:
     """``fn(model, tokens, k)`` -> summed log p(tokens[t] | tokens[t-k:t]) for t = 1 .. T-1 (at most k tokens back)."""
     from slm_course.lm import LM, LMConfig
@@ -221,7 +297,9 @@ def check_windowed_logprob(fn: Callable[..., float]) -> None:
     full = float(model.score(tokens[None])[0][0])
     for k in (1, 3, 8, 19, 40):
         want = _windowed_ref(model, tokens, k)
-        got = fn(model, tokens.clone(), k)
+        given = tokens.clone()
+        got = fn(model, given, k)
+        _left_alone("tokens", "tokens", [tokens], [given])
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -230,11 +308,23 @@ def check_windowed_logprob(fn: Callable[..., float]) -> None:
             continue
         said = f"for 20 tokens and k={k} you returned {got:.4f}, expected {want:.4f}"
         if k < 19 and abs(got - full) < 1e-3:
-            _fail(f"{said}, which is the score with the whole context: token t may see only tokens t-k .. t-1")
+            _fail(f"{said}, which is the score with the whole context: token t may see only tokens t-k .. t-1, run "
+                  "as a sequence of their own whose positions start at 0 (masking the older tokens, or replacing "
+                  "them by <pad>, keeps each token at its position in the whole sequence, and this check's model "
+                  "reads mostly positions)")
         for other in (k - 1, k + 1):
             if other >= 1 and abs(got - _windowed_ref(model, tokens, other)) < 1e-3:
                 _fail(f"{said}, which is the score with a window of {other} tokens: token t is predicted from "
                       f"tokens[max(0, t - k) : t], exactly k tokens (fewer at the start)")
+        if abs(got - _windowed_padded(model, tokens, k, left=True)) < 1e-3:
+            _fail(f"{said}: you left-padded the windows. Causal attention looks left, so the <pad> tokens before a "
+                  "short window are read as context, and its tokens sit at later positions than the model saw in "
+                  "training; pad on the right, after the window's last token (no position looks right), and read "
+                  "each window at its own last token, position len(window) - 1")
+        if abs(got - _windowed_padded(model, tokens, k, last_column=True)) < 1e-3:
+            _fail(f"{said}: you read every window's logits at the last column, {min(k, 19) - 1}; a window near the "
+                  "start is shorter (token t has only t tokens before it), so its last column is <pad>, a position "
+                  "after its own last token. Read each window at its own last token, position len(window) - 1")
         if k >= 19:
             _fail(f"{said}: with k >= T - 1 every token sees its whole past, so this must equal LM.score ({full:.4f})")
         _fail(f"{said}: for each t, run the model on tokens[max(0, t - k) : t] alone (its positions start at 0) "
@@ -261,25 +351,33 @@ QUIZ = (
         "The unit LM beats the bigram on the lexical and syntactic sets but sits near chance on the story set, "
         "while the text LM on ASR transcripts passes it. What does that say?",
         choices=(
-            "a) the story pairs are unfair: their members differ in length",
-            "b) the information is in the speech, but relating topic words a sentence apart is beyond what this "
-            "unit LM learned from its units",
-            "c) token-normalised scores cannot measure topic",
-            "d) the held-out speakers were never heard, so no speech LM could pass",
+            "a) the two endings of a story pair differ in length, so a token-normalised score cannot rank them "
+            "and any speech LM lands near chance",
+            "b) the held-out voices were never heard in training, so no model that reads their speech could "
+            "pass; the text LM reads letters instead",
+            "c) the recordings carry what the test asks, since a recogniser and a text LM read it out of them; "
+            "this unit LM has not learnt it",
+            "d) a topic is a matter of what words mean, which units of sound cannot carry in any amount of "
+            "speech, so only a text model can pass",
         ),
-        answer="b",
-        hint="notebook 04, section 3 ('Reading the table' and 'Is it the data or the model?')",
+        answer="c",
+        hint="notebook 04, section 3: the story column of the table, and what the topline reads",
     ),
     Question(
-        "GSLM's auto-BLEU counts repeated n-grams in a generated continuation. Over what is it computed?",
+        "Notebook 04 measures loops as the share of a continuation's unit 4-grams seen earlier in it; GSLM's "
+        "auto-BLEU counts repeated word n-grams in an ASR transcript of the generated speech. Which continuation "
+        "shows a loop on the unit measure that auto-BLEU would miss?",
         choices=(
-            "a) the generated units, before the unit-to-speech decoder, compared with the units of the "
-            "prompt's true continuation",
-            "b) the words an ASR model transcribes from the generated speech",
-            "c) the log-mel frames of the generated speech",
-            "d) the text of the prompt",
+            "a) one word said clearly again and again (\"crab crab crab crab\"), which the recogniser writes "
+            "down right every time",
+            "b) one stretch of sound that is no word, said again and again, which the recogniser leaves out of "
+            "its transcript",
+            "c) new sentences that all keep to one topic, each of them saying something new about it, in "
+            "which no word and no phrase comes twice",
+            "d) one sentence of the corpus said twice, word for word, which the recogniser transcribes the same "
+            "way both times",
         ),
         answer="b",
-        hint="notebook 04, section 4: the measure this notebook computes on units, and what GSLM computes it on",
+        hint="notebook 04, section 4: what each measure counts, and what it is computed on",
     ),
 )
