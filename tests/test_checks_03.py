@@ -70,10 +70,25 @@ def test_ema_check_explains_mistakes(wrong, words):
 # ---------------------------------------------------------------------------------------------
 
 
-def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True, one_sample=False, copy=True):
+def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True, one_sample=False, copy=True,
+             draw="right"):
     dead = size < threshold if strict else size <= threshold
     n = int(dead.sum())
-    picks = samples[torch.randint(len(samples), (1 if one_sample else n,), generator=gen)].expand(n, -1)
+    if draw == "right":
+        rows = torch.randint(len(samples), (1 if one_sample else n,), generator=gen).expand(n)
+    elif draw == "first":  # the first rows of the batch: not random
+        rows = torch.arange(n)
+    elif draw == "global":  # torch's global generator instead of the one given
+        rows = torch.randint(len(samples), (n,))
+    elif draw == "two":  # only two different rows for all the dead codes
+        rows = torch.arange(n) % 2
+    elif draw == "reversed":  # the right rows, given to the dead codes last to first
+        rows = torch.randint(len(samples), (n,), generator=gen).flip(0)
+    elif draw == "every":  # a row drawn for every code, the dead codes' kept
+        rows = torch.randint(len(samples), (len(size),), generator=gen)[dead]
+    else:  # "perm": distinct random rows, but not the draw asked for
+        rows = torch.randperm(len(samples), generator=gen)[:n]
+    picks = samples[rows]
     if copy:
         embed, size, sums = embed.clone(), size.clone(), sums.clone()
     embed[dead] = picks
@@ -83,9 +98,20 @@ def _restart(embed, size, sums, samples, threshold, gen, reset=True, strict=True
     return embed, size, sums
 
 
+def _restart_loop(embed, size, sums, samples, threshold, gen):
+    """One dead code at a time, in code order: the same draw as one call for all of them."""
+    embed, size, sums = embed.clone(), size.clone(), sums.clone()
+    for k in range(len(size)):
+        if size[k] < threshold:
+            embed[k] = samples[torch.randint(len(samples), (), generator=gen)]
+            size[k], sums[k] = threshold, threshold * embed[k]
+    return embed, size, sums
+
+
 def test_restart_check_accepts_a_right_restart(capsys):
     checks.check_restart_dead_codes(_restart)
-    assert capsys.readouterr().out.startswith("✓")
+    checks.check_restart_dead_codes(_restart_loop)
+    assert capsys.readouterr().out.count("✓") == 2
 
 
 @pytest.mark.parametrize(
@@ -97,6 +123,12 @@ def test_restart_check_accepts_a_right_restart(capsys):
         (lambda *a: _restart(*a, copy=False), "changed the embed, cluster_size, embed_sum passed in"),
         (lambda e, s, m, x, t, g: (e, s, m), "kept their codewords"),
         (lambda e, s, m, x, t, g: (e + 0 * s[:, None] + (s < t)[:, None] * 1.0, s, m), "rows of samples"),
+        (lambda *a: _restart(*a, draw="first"), "first 5 rows of the batch, not random"),
+        (lambda *a: _restart(*a, draw="global"), "draw with the generator you are given"),
+        (lambda *a: _restart(*a, draw="two"), "only 2 different ones"),
+        (lambda *a: _restart(*a, draw="reversed"), "the right rows, in another order"),
+        (lambda *a: _restart(*a, draw="every"), "a row for every code"),
+        (lambda *a: _restart(*a, draw="perm"), r"exactly samples\[torch.randint\(len\(samples\), \(n_dead,\)"),
     ],
 )
 def test_restart_check_explains_mistakes(wrong, words):
@@ -110,12 +142,17 @@ def test_restart_check_explains_mistakes(wrong, words):
 
 
 def _mel(wav_hat, wav, power=1.0, log=torch.log10, floor=1e-5, resolutions=((512, 40), (1024, 80), (2048, 128)),
-         total=False, squared=False):
+         total=False, squared=False, clamp=False, per_example=False, half_window=False, **kwargs):
     losses = []
     for n, m in resolutions:
-        mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, hop_length=n // 4, n_mels=m, power=power)
-        diff = log(mel(wav_hat) + floor) - log(mel(wav) + floor)
-        losses.append((diff**2 if squared else diff.abs()).mean())
+        options = dict(n_fft=n, hop_length=n // 4, n_mels=m, power=power) | kwargs
+        if half_window:
+            options["win_length"] = n // 2
+        mel = torchaudio.transforms.MelSpectrogram(16000, **options)
+        a, b = mel(wav_hat), mel(wav)
+        diff = log(a.clamp_min(floor)) - log(b.clamp_min(floor)) if clamp else log(a + floor) - log(b + floor)
+        err = diff**2 if squared else diff.abs()
+        losses.append(err.mean(dim=(1, 2)).sum() if per_example else err.mean())
     return torch.stack(losses).sum() if total else torch.stack(losses).mean()
 
 
@@ -136,6 +173,13 @@ def test_mel_check_accepts_the_codec_loss(capsys):
         (lambda a, b: _mel(a, b, floor=0.0), "floor"),
         (lambda a, b: _mel(a, b, floor=0.0) * float("inf"), "floor 1e-5"),
         (lambda a, b: _mel(a, b, squared=True), "not the squared one"),
+        (lambda a, b: _mel(a, b, hop_length=None), "hop of n_fft // 2"),  # torchaudio's default hop
+        (lambda a, b: _mel(a, b, center=False), "center=True"),
+        (lambda a, b: _mel(a, b, mel_scale="slaney"), "not Slaney's"),
+        (lambda a, b: _mel(a, b, mel_scale="slaney", norm="slaney"), "not Slaney's"),
+        (lambda a, b: _mel(a, b, clamp=True), r"rather than clamp_min\(1e-5\)"),
+        (lambda a, b: _mel(a, b, half_window=True), "each window is n_fft samples long"),
+        (lambda a, b: _mel(a, b, per_example=True), "added up the examples' means"),
     ],
 )
 def test_mel_check_explains_mistakes(wrong, words):
@@ -148,13 +192,16 @@ def test_mel_check_explains_mistakes(wrong, words):
 # ---------------------------------------------------------------------------------------------
 
 
-def _entropy_bitrate(ids, vocab, rate, log=torch.log2, per_frame=False, pooled=False, skip_zeros=True):
-    rows = [ids.flatten()] * len(ids) if pooled else list(ids)
+def _entropy_bitrate(ids, vocab, rate, log=torch.log2, per_frame=False, pooled=False, skip_zeros=True,
+                     average=False, ceil=False, per_vocab=False, transposed=False):
+    rows = [ids.flatten()] * len(ids) if pooled else list(ids.T if transposed else ids)
     bits = 0.0
     for row in rows:
-        p = torch.bincount(row, minlength=vocab).double() / len(row)
+        p = torch.bincount(row, minlength=vocab).double() / (vocab if per_vocab else len(row))
         p = p[p > 0] if skip_zeros else p
-        bits += float(-(p * log(p)).sum())
+        h = float(-(p * log(p)).sum())
+        bits += math.ceil(h - 1e-9) if ceil else h
+    bits = bits / len(rows) if average else bits
     return bits if per_frame else rate * bits
 
 
@@ -173,6 +220,10 @@ def test_entropy_check_accepts_the_formula(capsys):
         (lambda i, v, r: r * sum(math.log2(len(row.unique())) for row in i), "codes used"),
         (lambda i, v, r: _entropy_bitrate(i, v, r, pooled=True), "one histogram per level"),
         (lambda i, v, r: _entropy_bitrate(i, v, r, skip_zeros=False), "0 \\* log2\\(0\\) is nan"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, average=True), "add the levels' entropies up"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, ceil=True), "rounded each level's H up"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, per_vocab=True), "you divided by vocab_size"),
+        (lambda i, v, r: _entropy_bitrate(i, v, r, transposed=True), "one histogram per frame"),
     ],
 )
 def test_entropy_check_explains_mistakes(wrong, words):
@@ -181,17 +232,69 @@ def test_entropy_check_explains_mistakes(wrong, words):
 
 
 # ---------------------------------------------------------------------------------------------
+# Exercise 4: reading the dead-code table
+# ---------------------------------------------------------------------------------------------
+
+_TABLE = {(0.0, 0.99): (32, 1.4473), (1.0, 0.99): (60, 1.1262), (0.0, 0.9): (62, 1.0891), (1.0, 0.9): (60, 1.0733)}
+
+
+def _online_vq(threshold, decay):
+    return _TABLE[threshold, decay]
+
+
+def _read(n_dead=32, n_dead_fast=2, error_drop=1 - 1.1262 / 1.4473):
+    checks.check_dead_code_reading(n_dead, n_dead_fast, error_drop, online_vq=_online_vq, K=64)
+
+
+def test_dead_code_reading_accepts_the_table(capsys):
+    _read()
+    _read(torch.tensor(32), 2.0, 1 - 1.126 / 1.447)  # a tensor, a float, the printed (rounded) errors
+    out = capsys.readouterr().out
+    assert out.count("✓") == 2 and "32 of 64 codes are dead at decay 0.99 and 2 at decay 0.9" in out
+
+
+@pytest.mark.parametrize(
+    "answers, words",
+    [
+        (dict(n_dead_fast=62), "number of codes \\*used\\*"),
+        (dict(n_dead=4), "with a restart"),
+        (dict(n_dead=2), "belongs to the other decay"),
+        (dict(n_dead_fast=32), "belongs to the other decay"),
+        (dict(n_dead=0.5), "not a share of K"),
+        (dict(n_dead=10), "'codes used' column"),
+        (dict(error_drop=22.18), "not a percentage"),
+        (dict(error_drop=1.4473 - 1.1262), "difference of the two errors"),
+        (dict(error_drop=1.1262 / 1.4473), "the share of the error that is \\*left\\*"),
+        (dict(error_drop=1.4473 / 1.1262 - 1), "divided by the error with the restart"),
+        (dict(error_drop=-0.2218), "sign"),
+        (dict(error_drop=0.5), "error_drop = 1 - MSE"),
+    ],
+)
+def test_dead_code_reading_explains_mistakes(answers, words):
+    with pytest.raises(AssertionError, match=words):
+        _read(**answers)
+
+
+def test_dead_code_reading_needs_the_table_as_given():
+    with pytest.raises(AssertionError, match="run the table's cell as it is given"):
+        checks.check_dead_code_reading(32, 2, 0.22, online_vq=lambda t, d: 32, K=64)
+
+
+# ---------------------------------------------------------------------------------------------
 # The quiz and the exports
 # ---------------------------------------------------------------------------------------------
 
 
 def test_quiz_answers(capsys):
-    checks.check_quiz("03", {1: 80, 2: "d", 3: "a", 4: 312.5, 5: "b"})
+    checks.check_quiz("03", {1: 60, 2: "d", 3: "b", 4: 312.5, 5: "c"})
     assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(AssertionError, match="4: not 500"):
-        checks.check_quiz("03", {1: 80, 2: "d", 3: "a", 4: 500, 5: "b"})
+        checks.check_quiz("03", {1: 60, 2: "d", 3: "b", 4: 500, 5: "c"})
+    with pytest.raises(AssertionError, match="(?s)1: not 80.*3: not a; look again at section 3"):
+        checks.check_quiz("03", {1: 80, 2: "d", 3: "a", 4: 312.5, 5: "c"})  # the old key: 75 frames/s, 'worse'
 
 
 def test_checks_are_exported():
-    names = {"check_ema_update", "check_restart_dead_codes", "check_multires_mel_loss", "check_entropy_bitrate"}
+    names = {"check_ema_update", "check_restart_dead_codes", "check_multires_mel_loss", "check_entropy_bitrate",
+             "check_dead_code_reading"}
     assert names <= set(checks.__all__)

@@ -4,6 +4,7 @@
 - :func:`check_restart_dead_codes` - restart unused codewords from the batch, so that the restart sticks
 - :func:`check_multires_mel_loss` - the course codec's multi-resolution log-mel L1
 - :func:`check_entropy_bitrate` - the bit/s an ideal entropy coder needs for codec tokens
+- :func:`check_dead_code_reading` - three numbers read off exercise 4's table of dead codes
 
 and the chapter's quiz, :data:`QUIZ`.
 """
@@ -19,7 +20,13 @@ import torch
 from ._common import _as_float, _fail, _ok
 from .quiz import Question
 
-__all__ = ["check_ema_update", "check_entropy_bitrate", "check_multires_mel_loss", "check_restart_dead_codes"]
+__all__ = [
+    "check_dead_code_reading",
+    "check_ema_update",
+    "check_entropy_bitrate",
+    "check_multires_mel_loss",
+    "check_restart_dead_codes",
+]
 
 
 def _tensors(out: Any, n: int, call: str, names: str) -> list[torch.Tensor]:
@@ -119,12 +126,52 @@ def check_ema_update(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.T
 # ---------------------------------------------------------------------------------------------
 
 
+_DRAW = "samples[torch.randint(len(samples), (n_dead,), generator=generator)]"
+
+
+def _check_restart_draw(fn: Callable[..., Any], given: tuple[torch.Tensor, ...], samples: torch.Tensor,
+                        threshold: float, dead: torch.Tensor, rows: torch.Tensor) -> None:
+    """The restarted codewords ``rows`` (n_dead, D) must be the draw the instructions name, in code order."""
+    call = "restart_dead_codes"
+    n_dead = int(dead.sum())
+    want = torch.randint(len(samples), (n_dead,), generator=torch.Generator().manual_seed(0))
+    got = torch.cdist(rows, samples.double()).argmin(dim=1)  # which row of samples each dead code got
+    if torch.equal(got, want):
+        return
+    said = (f"with a generator seeded 0, the {n_dead} dead codes {dead.nonzero().flatten().tolist()} got rows "
+            f"{got.tolist()} of samples, expected rows {want.tolist()}")
+    again = fn(*(t.clone() for t in given), samples.clone(), threshold, torch.Generator().manual_seed(0))
+    again_rows = torch.as_tensor(again[0]).detach().double()[dead] if isinstance(again, (tuple, list)) else None
+    if again_rows is None or not torch.allclose(again_rows, rows):
+        _fail(f"{call}: two calls with generators seeded alike (torch.Generator().manual_seed(0)) restarted the "
+              "dead codes on different rows: draw with the generator you are given, "
+              f"{_DRAW}, so that a training run can be reproduced")
+    distinct = len(got.unique())
+    if distinct < n_dead:
+        _fail(f"{call}: {said}, only {distinct} different ones: two dead codes restarted on the same row compete "
+              "for the same vectors, and one of them dies again; draw one row per dead code, "
+              f"{_DRAW}")
+    if torch.equal(got, torch.arange(n_dead)):
+        _fail(f"{call}: {said}: those are the first {n_dead} rows of the batch, not random ones; draw them with "
+              f"{_DRAW}")
+    if torch.equal(got.sort().values, want.sort().values):
+        _fail(f"{call}: {said}: the right rows, in another order; give the i-th row drawn to the i-th dead code, "
+              "in code order (embed[dead] = picks)")
+    every = torch.randint(len(samples), (len(dead),), generator=torch.Generator().manual_seed(0))[dead]
+    if torch.equal(got, every):
+        _fail(f"{call}: {said}: you drew a row for every code ({len(dead)}) and kept the dead codes' rows; draw "
+              f"only n_dead = {n_dead} rows, {_DRAW}")
+    _fail(f"{call}: {said}: draw the rows with exactly {_DRAW}: one call, n_dead rows, the generator you are given; "
+          "then embed[dead] = those rows, in code order")
+
+
 def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
     """``fn(embed, cluster_size, embed_sum, samples, threshold, generator)`` -> new ``(embed, cluster_size, embed_sum)``.
 
-    Codes whose ``cluster_size < threshold`` are dead: each becomes a random row of ``samples``, with
+    Codes whose ``cluster_size < threshold`` are dead: in code order they become the rows
+    ``samples[torch.randint(len(samples), (n_dead,), generator=generator)]``, with
     ``cluster_size = threshold`` and ``embed_sum = threshold * codeword`` so that the next EMA update
-    keeps it; live codes are left alone.
+    keeps them; live codes are left alone.
     """
     g = torch.Generator().manual_seed(5)
     K, D, threshold = 12, 3, 2.0
@@ -160,6 +207,7 @@ def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor,
         _fail(f"{call}: some restarted codewords are not rows of samples; copy randomly chosen rows of the batch")
     if len(torch.unique(new_embed[dead], dim=0)) < 2:
         _fail(f"{call}: every dead code got the same sample; draw one random row per dead code")
+    _check_restart_draw(fn, given, samples, threshold, dead, new_embed[dead])
     if not torch.allclose(new_size[~dead], size[~dead].double()) or not torch.allclose(new_sum[~dead], embed_sum[~dead].double()):
         _fail(f"{call}: cluster_size or embed_sum of live codes changed; leave them alone")
     if torch.allclose(new_size[dead], size[dead].double()):
@@ -173,7 +221,8 @@ def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor,
     if not torch.allclose(new_sum[dead], threshold * new_embed[dead], atol=1e-6):
         _fail(f"{call}: embed_sum of a restarted code must be threshold * its new codeword, so that "
               "embed_sum / cluster_size is the codeword; otherwise the next EMA update undoes the restart")
-    _ok("restart_dead_codes is correct: dead codes restart from the batch, and the EMA update will keep them")
+    _ok("restart_dead_codes is correct: dead codes restart on rows of the batch drawn with the generator, and the "
+        "EMA update will keep them")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,16 +231,47 @@ def check_restart_dead_codes(fn: Callable[..., tuple[torch.Tensor, torch.Tensor,
 
 
 def _mel_variant(wav_hat, wav, power=1.0, log=torch.log10, floor=1e-5, resolutions=((512, 40), (1024, 80), (2048, 128)),
-                 reduce="mean", squared=False):
+                 reduce="mean", squared=False, hop_div=4, center=True, mel_scale="htk", norm=None, win_div=1,
+                 clamp=False, batch_sum=False):
+    """The codec's mel loss, or the same with one of the usual slips (each keyword names one)."""
     import torchaudio
 
     losses = []
     for n, m in resolutions:
-        mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, hop_length=n // 4, n_mels=m, power=power)
-        diff = log(mel(wav_hat) + floor) - log(mel(wav) + floor)
-        losses.append((diff**2 if squared else diff.abs()).mean())
+        mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=n, win_length=n // win_div, hop_length=n // hop_div,
+                                                   n_mels=m, power=power, center=center, mel_scale=mel_scale,
+                                                   norm=norm)
+        a, b = mel(wav_hat), mel(wav)
+        diff = log(a.clamp_min(floor)) - log(b.clamp_min(floor)) if clamp else log(a + floor) - log(b + floor)
+        err = diff**2 if squared else diff.abs()
+        losses.append(err.mean(dim=(-2, -1)).sum() if batch_sum else err.mean())
     total = torch.stack(losses)
     return float(total.mean() if reduce == "mean" else total.sum())
+
+
+_MEL_MISTAKES = (  # (the slip, as _mel_variant's keywords; what to do instead)
+    (dict(power=2.0), "use magnitude mel spectrograms (power=1.0), as the codec does, not power"),
+    (dict(log=torch.log), "use log10, not the natural log"),
+    (dict(reduce="sum"), "average the three resolutions' losses; do not add them"),
+    (dict(resolutions=((512, 40),)), "use all three resolutions: (512, 40), (1024, 80), (2048, 128)"),
+    (dict(floor=0.0), "add the floor 1e-5 before the log (digital silence would give log10(0) = -inf)"),
+    (dict(squared=True), "take the mean *absolute* difference of the log-mels (L1), not the squared one "
+     "(L2): L1 does not let a few loud errors dominate"),
+    (dict(hop_div=2), "that is a hop of n_fft // 2; use hop_length = n_fft // 4 (128, 256 and 512 samples), "
+     "so that the windows overlap by three quarters, as in the codec"),
+    (dict(center=False), "leave MelSpectrogram's center=True (the default): it pads half a window at each end, so "
+     "the first and last frames of the clip are compared too; center=False drops them"),
+    (dict(mel_scale="slaney"), "use torchaudio's default mel scale (mel_scale=\"htk\", norm=None), as the codec "
+     "does, not Slaney's"),
+    (dict(mel_scale="slaney", norm="slaney"), "use torchaudio's default mel scale and filters (mel_scale=\"htk\", "
+     "norm=None), as the codec does, not Slaney's"),
+    (dict(clamp=True), "add the floor, log10(mel + 1e-5), rather than clamp_min(1e-5): clamping changes only the "
+     "values below 1e-5, while + 1e-5 shifts every value, which matters for the quiet bins near the floor"),
+    (dict(win_div=2), "leave win_length at its default, n_fft: each window is n_fft samples long (32, 64 and 128 ms), "
+     "not n_fft // 2"),
+    (dict(batch_sum=True), "average over the whole batch too (.mean() over every element); you added up the "
+     "examples' means"),
+)
 
 
 def check_multires_mel_loss(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
@@ -222,16 +302,7 @@ def check_multires_mel_loss(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> 
         if abs(got - expected) <= 1e-4 * max(1.0, abs(expected)):
             continue
         said = f"for {name} you returned {got:.4f}, expected {expected:.4f}"
-        variants = [
-            (dict(power=2.0), "use magnitude mel spectrograms (power=1.0), as the codec does, not power"),
-            (dict(log=torch.log), "use log10, not the natural log"),
-            (dict(reduce="sum"), "average the three resolutions' losses; do not add them"),
-            (dict(resolutions=((512, 40),)), "use all three resolutions: (512, 40), (1024, 80), (2048, 128)"),
-            (dict(floor=0.0), "add the floor 1e-5 before the log (digital silence would give log10(0) = -inf)"),
-            (dict(squared=True), "take the mean *absolute* difference of the log-mels (L1), not the squared one "
-             "(L2): L1 does not let a few loud errors dominate"),
-        ]
-        for kwargs, advice in variants:
+        for kwargs, advice in _MEL_MISTAKES:
             with torch.no_grad():
                 value = _mel_variant(wav_hat, wav, **kwargs)
             if math.isfinite(value) and abs(got - value) <= 1e-4 * max(1.0, abs(value)):
@@ -289,9 +360,96 @@ def check_entropy_bitrate(fn: Callable[[torch.Tensor, int, float], Any]) -> None
         pooled = float(_entropy_bits(ids.flatten()[None], vocab).sum())
         if len(ids) > 1 and abs(got - rate * len(ids) * pooled) < 1e-6 * max(1.0, expected):
             _fail(f"{said}: one histogram per level (each level has its own codebook), not one for all levels")
+        if len(ids) > 1 and abs(got - rate * float(bits.mean())) < 1e-6 * max(1.0, expected):
+            _fail(f"{said}: that is the levels' average entropy; add the levels' entropies up: every frame sends "
+                  f"one code of each of the {len(ids)} levels, each costing its own level's H bits")
+        if abs(got - rate * sum(math.ceil(float(b) - 1e-9) for b in bits)) < 1e-6 * max(1.0, expected):
+            _fail(f"{said}: you rounded each level's H up to whole bits; an ideal entropy coder (arithmetic coding) "
+                  "spends H bits per code on average, fractions included")
+        counts = [torch.bincount(row, minlength=vocab).double() for row in ids]
+        per_vocab = sum(float(-torch.xlogy(c / vocab, c / vocab).sum()) for c in counts) / math.log(2)  # bits
+        if abs(got - rate * per_vocab) < 1e-6 * max(1.0, expected):
+            _fail(f"{said}: p must be the share of the level's T = {ids.shape[1]} frames that chose each code, "
+                  f"bincount / T, so that it sums to 1; you divided by vocab_size ({vocab})")
+        transposed = float(_entropy_bits(ids.T, vocab).sum()) if ids.shape[1] > 0 else math.nan
+        if abs(got - rate * transposed) < 1e-6 * max(1.0, expected):
+            _fail(f"{said}: ids is (L, T) = {tuple(ids.shape)}, one row per level; you made one histogram per "
+                  "frame (a column): loop over the rows")
         _fail(f"{said}: per level, p = bincount(codes, minlength=vocab_size) / T, H = -sum p log2 p (0 log 0 = 0); "
               "bit/s = frame_rate x sum of the levels' H")
     _ok("entropy_bitrate is correct: frame rate x the sum of each level's code entropy in bits")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 4: reading the dead-code table
+# ---------------------------------------------------------------------------------------------
+
+
+def _vq_row(online_vq: Callable[[float, float], Any], threshold: float, decay: float, K: int) -> tuple[int, float]:
+    out = online_vq(threshold, decay)
+    call = f"online_vq({threshold}, {decay})"
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        _fail(f"{call} returned {type(out).__name__}; it must return (codes used, held-out MSE): run the table's "
+              "cell as it is given")
+    used, mse = _as_float(out[0], call), _as_float(out[1], call)
+    if not (used == int(used) and 0 < used <= K):
+        _fail(f"{call} says {used:g} codes are used, of K = {K}: run the table's cell as it is given")
+    return int(used), mse
+
+
+def check_dead_code_reading(n_dead: Any, n_dead_fast: Any, error_drop: Any, *,
+                            online_vq: Callable[[float, float], Any], K: int) -> None:
+    """Exercise 4's graded part: three numbers read off the table of ``online_vq(threshold, decay)``.
+
+    ``n_dead``: codes no held-out vector picks, without restarts, decay 0.99; ``n_dead_fast``: the same
+    at decay 0.9; ``error_drop``: the share of the held-out MSE that a restart (threshold 1) removes at
+    decay 0.99. The table is recomputed here with the learner's own ``online_vq``.
+    """
+    slow_used, slow_mse = _vq_row(online_vq, 0.0, 0.99, K)
+    restart_used, restart_mse = _vq_row(online_vq, 1.0, 0.99, K)
+    fast_used, _ = _vq_row(online_vq, 0.0, 0.9, K)
+    rows = (f"the table's rows: no restart, decay 0.99: {slow_used} of {K} codes used; restart, decay 0.99: "
+            f"{restart_used}; no restart, decay 0.9: {fast_used}")
+    for name, value, want, decay in (("n_dead", n_dead, K - slow_used, 0.99),
+                                     ("n_dead_fast", n_dead_fast, K - fast_used, 0.9)):
+        got = _as_float(value, name, "codes")
+        if got == want:
+            continue
+        said = f"{name} = {got:g}, but {want} of the {K} codes are unused without restarts at decay {decay} ({rows})"
+        if got == K - want:
+            _fail(f"{said}: {got:g} is the number of codes *used*; a dead code is one that no vector picks, "
+                  f"K minus the codes used")
+        if decay == 0.99 and got == K - restart_used:
+            _fail(f"{said}: {got:g} is what is left with a restart (threshold 1); {name} asks for the run without "
+                  "restarts (threshold 0)")
+        if got == K - (fast_used if decay == 0.99 else slow_used):
+            _fail(f"{said}: {got:g} belongs to the other decay; {name} asks for decay {decay}")
+        if 0 < got < 1:
+            _fail(f"{said}: give the number of codes, not a share of K")
+        _fail(f"{said}: read the 'codes used' column of the row with threshold 0 and decay {decay}, and count the "
+              f"codes it leaves unused")
+    got = _as_float(error_drop, "error_drop")
+    want = 1 - restart_mse / slow_mse
+    if abs(got - want) <= 0.005:  # numbers read from the printout are rounded to 3 decimals
+        _ok(f"read from the table: without restarts, {K - slow_used} of {K} codes are dead at decay 0.99 and "
+            f"{K - fast_used} at decay 0.9; a restart removes {want:.0%} of the held-out error at decay 0.99. Now "
+            "explain why")
+        return
+    said = (f"error_drop = {got:.4g}, but the held-out MSE falls from {slow_mse:.3f} (no restart, decay 0.99) to "
+            f"{restart_mse:.3f} (restart, decay 0.99), so the restart removes {want:.3f} of it")
+    if abs(got - 100 * want) <= 0.5:
+        _fail(f"{said}: give a share between 0 and 1, not a percentage")
+    if abs(got - (slow_mse - restart_mse)) <= 0.005:
+        _fail(f"{said}: {got:.3f} is the difference of the two errors; divide it by the error without restart")
+    if abs(got - restart_mse / slow_mse) <= 0.005:
+        _fail(f"{said}: {got:.3f} is the share of the error that is *left*; the share removed is 1 minus it")
+    if abs(got - (slow_mse / restart_mse - 1)) <= 0.005:
+        _fail(f"{said}: you divided by the error with the restart; divide by the error without it, "
+              "1 - MSE(restart) / MSE(no restart)")
+    if abs(got + want) <= 0.005:
+        _fail(f"{said}: the sign is the wrong way round: the restart lowers the error, so the share removed is "
+              "positive")
+    _fail(f"{said}: error_drop = 1 - MSE(restart, decay 0.99) / MSE(no restart, decay 0.99)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,9 +458,9 @@ def check_entropy_bitrate(fn: Callable[[torch.Tensor, int, float], Any]) -> None
 
 QUIZ = (
     Question(
-        "A codec at 75 frames per second must send 6 kbit/s with ONE codebook (plain vector quantisation). "
+        "A codec at 50 frames per second must send 3 kbit/s with ONE codebook (plain vector quantisation). "
         "How many codewords would it need? Answer with the exponent n of 2**n.",
-        answer=80, tolerance=0,
+        answer=60, tolerance=0,
         hint="section 2 (bits per frame = bitrate / frame rate; a code from K codewords carries log2 K bits)",
     ),
     Question(
@@ -310,19 +468,25 @@ QUIZ = (
         "r from the decoder's loss L?",
         choices=("a) zero: argmin has no gradient",
                  "b) dL/dq scaled by the commitment weight, so that the encoder moves towards its codeword",
-                 "c) the gradient of |r - c|^2", "d) dL/dq, unchanged, as if the quantiser were the identity"),
+                 "c) the gradient of |r - c|^2",
+                 "d) dL/dq itself, as if q were r"),
         answer="d",
         hint="section 2, 'Training through a quantiser', and the assert on grad_dec",
     ),
     Question(
-        "If the course codec had always been trained with all 8 levels (no quantiser dropout), what would you "
-        "expect when decoding from level 1 alone?",
-        choices=("a) worse: the decoder never learned to decode a single level's coarse vector",
-                 "b) the same quality as now: level 1 is the same codebook either way, and it is the level "
-                 "that carries most of the signal",
-                 "c) better: every level would be better trained"),
-        answer="a",
-        hint="section 3 (quantiser dropout) and section 4",
+        "SoundStream trains with quantiser dropout (a random number of levels at each step). What is it meant to "
+        "give, and what did the course find when its codec was trained without it (always all 8 levels)?",
+        choices=("a) codebooks whose codes are all used; without it the last levels used only a few of their "
+                 "256 codes, and 8 levels sounded worse",
+                 "b) one trained model that can be decoded at several bitrates; yet from level 1 alone this codec "
+                 "decoded nearly as well without it",
+                 "c) one trained model that can be decoded at several bitrates; without it, level 1 alone "
+                 "decoded to noise that the recogniser could not transcribe",
+                 "d) a regulariser, as dropout is in a classifier; without it the codec over-fitted its "
+                 "training voices and the held-out mel distance rose at every level"),
+        answer="b",
+        hint="section 3 on quantiser dropout, and the measurement without it that the notebook quotes "
+             "(results/03_codec.md)",
     ),
     Question(
         "A level uses its 256 codes with a perplexity of 32 at 62.5 frames per second. How many bit/s would an "
@@ -331,12 +495,18 @@ QUIZ = (
         hint="section 6: log2(perplexity) is the bits a level really carries per frame",
     ),
     Question(
-        "A speaker probe trained on ORIGINAL recordings is near chance on audio decoded from 2 levels, while a "
-        "probe trained on 2-level audio names the speakers well. What does this say?",
-        choices=("a) the first 2 levels carry no information about the speaker",
-                 "b) the first 2 levels tell the speakers apart, but decode to voices that do not sound like them",
-                 "c) the probe trained on originals is broken"),
-        answer="b",
-        hint="section 9: what each of the two probes asks",
+        "Section 9's two speaker probes score 2-level audio differently: the one trained on the original "
+        "recordings is close to chance, the one trained on 2-level audio almost always right. Which reading fits "
+        "both numbers?",
+        choices=("a) the first 2 levels carry nothing about the speaker; the second probe tells the utterances "
+                 "apart by their words, which differ between the speakers",
+                 "b) the decoder turns every speaker into one and the same voice, the voice the codec heard most "
+                 "often in training",
+                 "c) the 2 levels keep what tells the speakers apart, but decode it into voices unlike the "
+                 "speakers' own",
+                 "d) the probe trained on originals has over-fitted its 60 training recordings, and would be near "
+                 "chance on other original recordings too"),
+        answer="c",
+        hint="section 9: what each of the two probes asks, and the row of original audio",
     ),
 )
