@@ -461,7 +461,7 @@ QUIZ = (
         "A codec at 50 frames per second must send 3 kbit/s with ONE codebook (plain vector quantisation). "
         "How many codewords would it need? Answer with the exponent n of 2**n.",
         answer=60, tolerance=0,
-        hint="section 2 (bits per frame = bitrate / frame rate; a code from K codewords carries log2 K bits)",
+        hint="section 1 (bits per frame = bitrate / frame rate; a code from K codewords carries log2 K bits)",
     ),
     Question(
         "With the straight-through estimator q = r + (c - r).detach(), what gradient reaches the encoder's output "
@@ -485,7 +485,7 @@ QUIZ = (
                  "d) a regulariser, as dropout is in a classifier; without it the codec over-fitted its "
                  "training voices and the held-out mel distance rose at every level"),
         answer="b",
-        hint="section 3 on quantiser dropout, and the measurement without it that the notebook quotes "
+        hint="section 3 on quantiser dropout, and section 8, which quotes the measurement without it "
              "(results/03_codec.md)",
     ),
     Question(
