@@ -13,15 +13,18 @@ from slm_course.asr import BLANK
 from slm_course.metrics import edit_distance
 
 
-def _align(lp: torch.Tensor, target: list[int], skip_equal: bool = False, lse: bool = False) -> list[int]:
-    """Viterbi over CTC's extended label; ``skip_equal``: wrongly skip blanks between equal symbols too."""
+def _align(lp: torch.Tensor, target: list[int], skip_equal: bool = False, lse: bool = False, end: str = "best",
+           start_on_symbol: bool = True) -> list[int]:
+    """Viterbi over CTC's extended label. Mistakes: ``skip_equal`` skips blanks between equal symbols too; ``lse``
+    keeps the logsumexp of the predecessors (the forward sum) with argmax pointers; ``end`` "blank" or "symbol"
+    always ends there; ``start_on_symbol=False`` starts on the first blank only."""
     ext = [BLANK]
     for c in target:
         ext += [c, BLANK]
     T, S = len(lp), len(ext)
     score = torch.full((T, S), -math.inf)
     back = torch.zeros((T, S), dtype=torch.long)
-    score[0, :2] = lp[0, ext[:2]]
+    score[0, : 2 if start_on_symbol else 1] = lp[0, ext[: 2 if start_on_symbol else 1]]
     for t in range(1, T):
         for s in range(S):
             cands = [s] + ([s - 1] if s >= 1 else [])
@@ -31,7 +34,7 @@ def _align(lp: torch.Tensor, target: list[int], skip_equal: bool = False, lse: b
             back[t, s] = best
             total = torch.logsumexp(score[t - 1, cands], 0) if lse else score[t - 1, best]
             score[t, s] = total + lp[t, ext[s]]
-    s = S - 1 if score[-1, -1] >= score[-1, -2] else S - 2
+    s = {"best": S - 1 if score[-1, -1] >= score[-1, -2] else S - 2, "blank": S - 1, "symbol": S - 2}[end]
     path = []
     for t in range(T - 1, -1, -1):
         path.append(ext[s])
@@ -62,6 +65,10 @@ def _first_frames(lp: torch.Tensor, target: list[int]) -> list[int]:
         (lambda lp, tg: _align(lp, tg, skip_equal=True), "between two \\*different\\* symbols"),
         (_first_frames, "log-probability"),
         (lambda lp, tg: "a b", "list of ints"),
+        (lambda lp, tg: _align(lp, tg, lse=True), "the \\*max\\* \\(not the logsumexp\\)"),
+        (lambda lp, tg: _align(lp, tg, end="blank"), "end on the last symbol or the last blank"),
+        (lambda lp, tg: _align(lp, tg, end="symbol"), "End on the better of the two"),
+        (lambda lp, tg: _align(lp, tg, start_on_symbol=False), "start on its first blank or its first symbol"),
     ],
 )
 def test_align_check_explains_mistakes(wrong, words):
@@ -185,6 +192,63 @@ def test_question_check_passes_a_good_classifier_and_explains_bad_ones(capsys):
         checks.check_question_classifier(lambda w: 0.7, corpus)
 
 
+def _rise(wav, unit="semitones", stat="median", voiced_only=True, sign=1.0):
+    """The exercise's final_rise, right by default, or with one of the usual mistakes."""
+    from slm_course.audio import SR, pitch
+
+    f0 = pitch(wav, SR)[1].double()
+    if not voiced_only:
+        n = max(3, len(f0) // 5)
+        end, rest = f0[-n:], f0[:-n]
+        end, rest = end[~end.isnan()], rest[~rest.isnan()]
+        return float(12 * torch.log2(end).median() - 12 * torch.log2(rest).median()) if len(end) else 0.0
+    v = f0[~f0.isnan()]
+    if unit == "first-last":
+        return float(12 * torch.log2(v[-1] / v[0]))
+    x = 12 * torch.log2(v) if unit == "semitones" else v
+    n = max(3, len(v) // 5)
+    agg = (lambda t: t.median()) if stat == "median" else (lambda t: t.mean())
+    return sign * float(agg(x[-n:]) - agg(x[:-n]))
+
+
+def test_final_rise_tones_have_the_known_rise():
+    from slm_course.audio import SR
+    from slm_course.checks.ch01 import _RISE_TONES, _glide_tone
+
+    rises = [_rise(_glide_tone(seg, SR)) for _, seg in _RISE_TONES]
+    assert abs(rises[0] - 12) < 0.5 and abs(rises[1] + 12) < 0.5
+    assert abs(rises[2] - 12 * math.log2(1.5)) < 0.5 and abs(rises[3] - 12) < 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({}, None),
+        ({"unit": "hz"}, "in Hz"),
+        ({"stat": "mean"}, "\\*medians\\*"),
+        ({"unit": "first-last"}, "not the last voiced frame with the first"),
+        ({"voiced_only": False}, "\\*voiced\\* frames"),
+        ({"sign": -1.0}, "sign is flipped"),
+    ],
+)
+def test_question_check_checks_final_rise_on_tones(kwargs, words, capsys):
+    corpus = _FakeCorpus()
+    good = lambda w: bool(w[0] > 0)  # noqa: E731
+    if words is None:
+        checks.check_question_classifier(good, corpus, final_rise=lambda w: _rise(w, **kwargs))
+        assert "final_rise gives the known rise" in capsys.readouterr().out
+    else:
+        with pytest.raises(AssertionError, match=words):
+            checks.check_question_classifier(good, corpus, final_rise=lambda w: _rise(w, **kwargs))
+
+
+def test_question_check_names_the_majority_rate_as_chance():
+    corpus = _FakeCorpus()
+    corpus.utts = corpus.utts + [SimpleNamespace(kind="statement", question=False, text="utt 9")] * 4  # 6 of 8
+    with pytest.raises(AssertionError, match="commoner answer, is 0.75"):
+        checks.check_question_classifier(lambda w: bool(w[0] < 0), corpus)
+
+
 def _sample(logits, temperature, generator):
     if temperature == 0:
         return int(logits.argmax())
@@ -205,6 +269,8 @@ def test_sampling_check_accepts_a_correct_sampler(capsys):
          "no effect"),
         (lambda lg, t, g: int(lg.argmax()), "multinomial"),
         (lambda lg, t, g: int(torch.multinomial(lg.softmax(-1), 1, generator=g)), "temperature 0"),
+        (lambda lg, t, g: int(torch.multinomial((lg / t).softmax(-1), 1)) if t else int(lg.argmax()),
+         "generator passed in"),
     ],
 )
 def test_sampling_check_explains_mistakes(wrong, words):
@@ -216,19 +282,44 @@ def test_quiz_answers_are_consistent():
     from slm_course.checks.ch01 import QUIZ
 
     assert 3 <= len(QUIZ) <= 5
-    checks.check_quiz("01", {1: "b", 2: 5, 3: "a", 4: "b", 5: 1.54})
+    checks.check_quiz("01", {1: "b", 2: 5, 3: "a", 4: "b", 5: 3.00})
+    with pytest.raises(AssertionError, match="5: not"):
+        checks.check_quiz("01", {1: "b", 2: 5, 3: "a", 4: "b", 5: 1.54})  # the perplexity notebook 01 prints
+    with pytest.raises(AssertionError, match="not answered yet"):
+        checks.check_quiz("01", {})  # what the exercise's answers = {} gives before the learner fills it
+
+
+_EXPLANATION = (
+    "Too small a rate (3e-4) is slow: the loss barely moves in 150 steps. Too large a rate (3.0) overshoots and "
+    "explodes. Clipping caps the gradient's norm, but Adam divides each gradient by a running estimate of its own "
+    "size, so the step is about lr times the sign of the gradient whatever its norm."
+)
 
 
 def test_lr_experiment_check(capsys):
-    results = {3e-4: 16.4, 3e-3: 6.9, 3e-2: 5.9, 3.0: float("nan")}
-    words = "a long enough explanation " * 8
-    checks.check_lr_experiment(results, 3e-2, words)
-    assert capsys.readouterr().out.startswith("✓")
+    results = {3e-4: 16.4, 3e-3: 6.9, 3e-2: 5.9, 3e-1: 17.6, 3.0: float("nan")}
+    checks.check_lr_experiment(results, 3e-2, _EXPLANATION)
+    out = capsys.readouterr().out
+    assert out.startswith("✓ explanation recorded") and "✓ best_lr = 0.03" in out
+    checks.check_lr_experiment({**results, 1e-2: 6.1}, 3e-2, _EXPLANATION)  # extra runs are welcome
     with pytest.raises(AssertionError, match="lowest of your runs"):
-        checks.check_lr_experiment(results, 3e-3, words)
+        checks.check_lr_experiment(results, 3e-3, _EXPLANATION)
     with pytest.raises(AssertionError, match="not one of the learning rates"):
-        checks.check_lr_experiment(results, 0.1, words)
-    with pytest.raises(AssertionError, match="few sentences"):
+        checks.check_lr_experiment(results, 0.1, _EXPLANATION)
+    with pytest.raises(AssertionError, match="write at least 30"):
         checks.check_lr_experiment(results, 3e-2, "too short")
+    with pytest.raises(AssertionError, match="write at least 30"):
+        checks.check_lr_experiment(results, 3e-2, "word " * 25)
+    with pytest.raises(AssertionError, match="does not name adam or divid"):
+        checks.check_lr_experiment(results, 3e-2, "clipping is applied after the optimiser step so it cannot help; "
+                                   "smaller rates are slow and larger ones overfit the training sentences " * 2)
     with pytest.raises(AssertionError, match="run the experiment"):
-        checks.check_lr_experiment({}, 3e-2, words)
+        checks.check_lr_experiment({}, 3e-2, _EXPLANATION)
+    with pytest.raises(AssertionError, match="no run at learning rate"):
+        checks.check_lr_experiment({1: 1.0, 2: 2.0, 3: 3.0}, 1, _EXPLANATION)
+    with pytest.raises(AssertionError, match="above 1"):
+        checks.check_lr_experiment({**results, 3e-2: 0.5}, 3e-2, _EXPLANATION)
+    with pytest.raises(AssertionError, match="best_lr is not set yet"):
+        checks.check_lr_experiment(results, None, None)  # the exercise cell's initial values
+    with pytest.raises(AssertionError, match="explanation is not written yet"):
+        checks.check_lr_experiment(results, 3e-2, None)

@@ -40,8 +40,11 @@ def _collapse(path: list[int], blank: int = 0) -> list[int]:
     return [s for s in merged if s != blank]
 
 
-def _best_path_score(log_probs: torch.Tensor, target: list[int], blank: int = 0) -> float:
-    """The log-probability of the best CTC path that reads out ``target`` (Viterbi over the extended label)."""
+def _best_path_score(log_probs: torch.Tensor, target: list[int], blank: int = 0, end: str = "either") -> float:
+    """The log-probability of the best CTC path that reads out ``target`` (Viterbi over the extended label).
+
+    ``end``: "either" (the right rule), or only paths that end on the last "blank" or on the last "symbol".
+    """
     ext = _ctc_extended(target, blank)
     S = len(ext)
     score = torch.full((S,), -math.inf, dtype=torch.float64)
@@ -56,11 +59,19 @@ def _best_path_score(log_probs: torch.Tensor, target: list[int], blank: int = 0)
             if s >= 2 and ext[s] != blank and ext[s] != ext[s - 2]:
                 best = torch.maximum(best, prev[s - 2])
             score[s] = best + lp[t, ext[s]]
-    return float(score[-2:].max()) if S > 1 else float(score[-1])
+    if S == 1 or end == "blank":
+        return float(score[-1])
+    return float(score[-2]) if end == "symbol" else float(score[-2:].max())
 
 
 def _align_cases() -> list[tuple[str, torch.Tensor, list[int]]]:
-    """(description, (T, V) log-probs, target ids) cases for CTC forced alignment; 6 symbols, blank = 0."""
+    """(description, (T, V) log-probs, target ids) cases for CTC forced alignment; 6 symbols, blank = 0.
+
+    The cases that need a path to start on the first symbol or end on the last one come first, so that
+    a wrong start or end is diagnosed before a doubled symbol is. The 40 small random cases at the end
+    catch a recursion that keeps the logsumexp (the forward sum) instead of the max: its path is not
+    the most likely one in about one case in eight.
+    """
     g = torch.Generator().manual_seed(3)
 
     def rand(T: int) -> torch.Tensor:
@@ -70,15 +81,23 @@ def _align_cases() -> list[tuple[str, torch.Tensor, list[int]]]:
     peaked[torch.arange(7), torch.tensor([0, 1, 1, 0, 2, 2, 0])] = 0.0  # frames '_ a a _ b b _'
     doubled = torch.full((3, 6), -6.0)
     doubled[:, 3] = 0.0  # frames that say 'c c c': the only path to 'c c' in 3 frames is 'c _ c'
-    return [
+    cases = [
+        ("random log-probs, 5 frames, target 'a b a b c' (as many symbols as frames: the path starts on the "
+         "first symbol and ends on the last)", rand(5), [1, 2, 1, 2, 3]),
         ("frames that clearly say '_ a a _ b b _', target 'a b'", peaked.log_softmax(dim=-1), [1, 2]),
         ("3 frames that say 'c c c', target 'c c'", doubled.log_softmax(dim=-1), [3, 3]),
         ("random log-probs, 8 frames, target 'a b c'", rand(8), [1, 2, 3]),
         ("random log-probs, 6 frames, target 'c c' (a doubled symbol needs a blank between)", rand(6), [3, 3]),
-        ("random log-probs, 5 frames, target 'a b a b c' (as many symbols as frames)", rand(5), [1, 2, 1, 2, 3]),
         ("random log-probs, 12 frames, target 'd a a d'", rand(12), [4, 1, 1, 4]),
         ("random log-probs, 30 frames, target 'b e e c a'", rand(30), [2, 5, 5, 3, 1]),
     ]
+    for i in range(40):  # short random cases: where the best single path and the best summed state disagree
+        U = 1 + i % 4
+        target = torch.randint(1, 6, (U,), generator=g).tolist()
+        T = U + sum(a == b for a, b in zip(target, target[1:])) + 1 + i % 5
+        name = " ".join("_abcde"[c] for c in target)
+        cases.append((f"random log-probs, {T} frames, target '{name}' (random case {i + 1} of 40)", rand(T), target))
+    return cases
 
 
 def check_ctc_force_align(fn: Callable[[torch.Tensor, list[int]], list[int]]) -> None:
@@ -99,16 +118,27 @@ def check_ctc_force_align(fn: Callable[[torch.Tensor, list[int]], list[int]]) ->
         read = _collapse(got)
         if read != list(target):
             hint = "backtrack through the pointers you stored, from the last frame to frame 0"
-            if len(read) < len(target) and any(a == b for a, b in zip(target, target[1:])):
+            doubles = any(a == b for a, b in zip(target, target[1:]))
+            if doubles and read == _collapse(list(target)):  # the two equal symbols merged: the blank was skipped
                 hint = ("a path may skip the blank between two *different* symbols only; between equal ones "
                         "(here a doubled symbol) the blank must stay, or the two merge into one")
             elif len(read) < len(target):
-                hint = ("the path must end on the last symbol or the last blank of the extended label, and start on "
-                        "its first blank or first symbol")
+                hint = ("the path must end on the last symbol or the last blank of the extended label, whichever "
+                        "scores better, and start on its first blank or its first symbol (with as many symbols "
+                        "as frames, only the first symbol and the last symbol are possible)")
             _fail(f"{said}, which reads out {read} (merge repeats, drop blanks), not the target {list(target)}: {hint}")
         score = float(lp.double()[torch.arange(len(lp)), torch.tensor(got)].sum())
         best = _best_path_score(lp, list(target))
         if score < best - 1e-6:
+            for end, other in (("symbol", "blank"), ("blank", "symbol")):
+                if got[-1] == ({"symbol": target[-1], "blank": 0}[end] if target else 0) and abs(
+                        score - _best_path_score(lp, list(target), end=end)) <= 1e-6:
+                    _fail(
+                        f"{said}: the best path that ends on the last {end}, with log-probability {score:.3f}; the "
+                        f"best path ending on the last {other} has {best:.3f}. End on the better of the two: "
+                        "compare delta at the last frame for the last symbol and the last blank, and backtrack from "
+                        "the larger"
+                    )
             _fail(
                 f"{said}: it reads out the target, but its log-probability is {score:.3f} and the best path's is "
                 f"{best:.3f}. Keep, for every frame t and position s of the extended label, the *max* (not the "
@@ -262,8 +292,97 @@ def question_cases(corpus: Any) -> list[Any]:
     return [u for u in corpus.split("test") if u.kind in ("statement", "declarative_question")]
 
 
-def check_question_classifier(fn: Callable[[torch.Tensor], bool], corpus: Any, min_accuracy: float = 0.8) -> float:
-    """``fn(wav)`` -> True for a question: accuracy on held-out statements vs declarative questions (pass >= 0.8)."""
+def _glide_tone(segments: tuple[tuple[float, float], ...], sr: int = 16000) -> torch.Tensor:
+    """A phase-continuous tone with two overtones: ``segments`` of (seconds, F0 in Hz), 0 Hz for silence."""
+    f0 = torch.cat([torch.full((round(sec * sr),), float(hz), dtype=torch.float64) for sec, hz in segments])
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / sr
+    wave = sum(torch.sin(k * phase) / k for k in (1, 2, 3))
+    return (0.3 * wave * (f0 > 0)).float()
+
+
+# (description, segments): synthetic tones whose final rise is known, each built so that one usual mistake shows
+_RISE_TONES = (
+    ("a 120 Hz tone whose last fifth is at 240 Hz (an octave up: +12 semitones)", ((1.0, 120), (0.25, 240))),
+    ("a 240 Hz tone whose last fifth is at 120 Hz (an octave down: -12 semitones)", ((1.0, 240), (0.25, 120))),
+    ("a 120 Hz tone, with 0.1 s at 240 Hz in its middle (like an octave error of the tracker), whose last voiced "
+     "fifth is at 180 Hz, between 0.2 s of silence before and 0.5 s after (+7.0 semitones)",
+     ((0.2, 0), (0.5, 120), (0.1, 240), (0.4, 120), (0.25, 180), (0.5, 0))),
+    ("a tone that starts with 60 ms at 160 Hz, holds 120 Hz, and whose last fifth is at 240 Hz but ends with 40 ms "
+     "at 200 Hz (+12 semitones)", ((0.06, 160), (1.0, 120), (0.22, 240), (0.04, 200))),
+)
+
+
+def _rise_variants(f0: torch.Tensor) -> dict[str, float]:
+    """The final rise of an F0 contour (Hz, NaN unvoiced) computed right and with the usual mistakes."""
+    voiced = f0[~f0.isnan()].double()
+    semitones = 12 * torch.log2(voiced)
+    n_end = max(3, len(voiced) // 5)
+    out = {
+        "right": float(semitones[-n_end:].median() - semitones[:-n_end].median()),
+        "hz": float(voiced[-n_end:].median() - voiced[:-n_end].median()),
+        "mean": float(semitones[-n_end:].mean() - semitones[:-n_end].mean()),
+        "last minus first": float(semitones[-1] - semitones[0]),
+    }
+    ratio = float(voiced[-n_end:].median() / voiced[:-n_end].median())
+    out["ratio"] = ratio
+    out["ln"] = 12 * math.log(ratio)
+    out["log10"] = 12 * math.log10(ratio)
+    end = f0[-max(3, len(f0) // 5):]
+    end, rest = end[~end.isnan()].double(), f0[: -max(3, len(f0) // 5)]
+    rest = rest[~rest.isnan()].double()
+    out["all frames"] = (float(12 * torch.log2(end).median() - 12 * torch.log2(rest).median())
+                         if len(end) and len(rest) else 0.0)
+    return out
+
+
+def _check_final_rise(final_rise: Callable[[torch.Tensor], float]) -> None:
+    from slm_course.audio import SR, pitch
+
+    for name, segments in _RISE_TONES:
+        wav = _glide_tone(segments, SR)
+        variants = _rise_variants(pitch(wav, SR)[1])
+        expected = variants["right"]
+        got = _as_float(final_rise(wav.clone()), f"final_rise(wav) for {name}", unit="semitones",
+                        nonfinite_hint=": drop the unvoiced (NaN) frames before taking medians")
+        if abs(got - expected) <= 0.5:
+            continue
+        said = f"for {name}, final_rise returned {got:+.2f}, expected {expected:+.1f} (within 0.5)"
+        reasons = {
+            "hz": "that is the rise in Hz; measure it in semitones: 12 * log2(F0), then take the difference",
+            "ratio": "that is the ratio of the two F0s; a rise in semitones is 12 * log2 of that ratio",
+            "ln": "use log base 2 (torch.log2): an octave, a doubling of F0, is 12 semitones",
+            "log10": "use log base 2 (torch.log2): an octave, a doubling of F0, is 12 semitones",
+            "mean": "compare *medians*, not means: the short 240 Hz stretch in the middle (like an octave error of "
+                    "the pitch tracker) pulls the mean of the rest up, but not its median",
+            "last minus first": "compare the median of the last fifth of the voiced frames with the median of the "
+                                "rest, not the last voiced frame with the first: single frames are noisy",
+            "all frames": "drop the unvoiced (NaN) frames first, then take the last fifth of the *voiced* frames: "
+                          "the last fifth of all frames can be silence",
+        }
+        for variant, reason in reasons.items():
+            if abs(got - variants[variant]) <= 0.05 and abs(variants[variant] - expected) > 0.5:
+                _fail(f"{said}: {reason}")
+        if abs(got + expected) <= 0.5:
+            _fail(f"{said}: the sign is flipped; subtract the rest from the end (end - rest), so that a rise is positive")
+        _fail(
+            f"{said}: keep the voiced frames of audio.pitch(wav, SR) (not NaN), convert them to semitones "
+            "(12 * log2(F0)), and return the median of the last fifth minus the median of the rest"
+        )
+
+
+def check_question_classifier(
+    fn: Callable[[torch.Tensor], bool],
+    corpus: Any,
+    min_accuracy: float = 0.8,
+    final_rise: Callable[[torch.Tensor], float] | None = None,
+) -> float:
+    """``fn(wav)`` -> True for a question: accuracy on held-out statements vs declarative questions (pass >= 0.8).
+
+    ``final_rise``, when given, is checked first on synthetic tones with a known glide: it must return the rise
+    in semitones (median of the last voiced fifth minus median of the rest) within 0.5.
+    """
+    if final_rise is not None:
+        _check_final_rise(final_rise)
     utts = question_cases(corpus)
     if not utts:
         _fail("the corpus has no statements or declarative questions in its test split; load the course corpus")
@@ -277,7 +396,9 @@ def check_question_classifier(fn: Callable[[torch.Tensor], bool], corpus: Any, m
         answers.append(bool(got))
     truth = [u.question for u in utts]
     accuracy = sum(a == t for a, t in zip(answers, truth)) / len(utts)
-    said = f"accuracy {accuracy:.2f} on {len(utts)} held-out utterances (pass: {min_accuracy:.2f}, chance about 0.5)"
+    majority = max(sum(truth), len(truth) - sum(truth)) / len(truth)
+    said = (f"accuracy {accuracy:.2f} on {len(utts)} held-out utterances (pass: {min_accuracy:.2f}; chance, always "
+            f"giving the commoner answer, is {majority:.2f})")
     if len(set(answers)) == 1:
         _fail(
             f"{said}: is_question answered {answers[0]} for every utterance; compare the final rise with a "
@@ -287,10 +408,11 @@ def check_question_classifier(fn: Callable[[torch.Tensor], bool], corpus: Any, m
         _fail(f"{said}: the answers look inverted; a question *rises* at the end (the final pitch is higher)")
     if accuracy < min_accuracy:
         _fail(
-            f"{said}: measure the rise in semitones (12 * log2 of F0), ignore unvoiced (NaN) frames, and "
-            "compare the last fifth of the voiced frames with the rest (medians resist octave errors)"
+            f"{said}: base is_question on final_rise(wav) compared with a threshold: measure the rise in "
+            "semitones (12 * log2 of F0), ignore unvoiced (NaN) frames, and compare the last fifth of the voiced "
+            "frames with the rest (medians resist octave errors)"
         )
-    _ok(f"is_question works: {said}")
+    _ok(f"is_question works: {said}" + ("; final_rise gives the known rise of 4 synthetic tones" if final_rise else ""))
     return accuracy
 
 
@@ -305,6 +427,14 @@ def check_sample_with_temperature(fn: Callable[..., int]) -> None:
                     f"at temperature 0 you returned {int(got)}; temperature 0 is greedy: the argmax "
                     f"({int(logits.argmax())}), without sampling (dividing by 0 is not allowed)"
                 )
+    runs = [[int(fn(logits.clone(), 1.0, g)) for _ in range(20)] for g in (torch.Generator().manual_seed(7),
+                                                                           torch.Generator().manual_seed(7))]
+    if runs[0] != runs[1]:
+        _fail(
+            f"two generators seeded alike (torch.Generator().manual_seed(7)) gave different draws at temperature 1: "
+            f"{runs[0]} and {runs[1]}; draw with the generator passed in, torch.multinomial(probs, 1, "
+            "generator=generator), not the global random state, so that a seed makes the text reproducible"
+        )
     n = 4000
     for temperature in (1.0, 0.5, 2.0):
         g = torch.Generator().manual_seed(123)
@@ -337,37 +467,71 @@ def check_sample_with_temperature(fn: Callable[..., int]) -> None:
 
 
 
+_LR_CELL = (3e-4, 3e-3, 3e-2, 3e-1, 3.0)  # the learning rates of the experiment cell
+
+
 def check_lr_experiment(results: dict[float, float], best_lr: float, explanation: str) -> None:
-    """The learning-rate experiment: ``best_lr`` is the run with the lowest validation perplexity, explained in words."""
+    """The learning-rate experiment: ``best_lr`` is the run with the lowest validation perplexity, explained in words.
+
+    ``results`` must hold the experiment cell's learning rates (others may be added), each with a perplexity above 1
+    (a diverged run may give inf or NaN); the explanation goes through :func:`check_explanation`.
+    """
+    from .quiz import check_explanation
+
     if not isinstance(results, dict) or len(results) < 3:
         _fail(f"results should map at least 3 learning rates to their validation perplexity, got {results!r}; "
               "run the experiment cell first")
-    ppl = {float(lr): _as_float(v, f"results[{lr!r}]") if math.isfinite(float(v)) else math.inf
-           for lr, v in results.items()}
-    best = min(ppl, key=ppl.get)
+    ppl: dict[float, float] = {}
+    for lr, v in results.items():
+        lr = _as_float(lr, "a learning rate in results")
+        v = v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            _fail(f"results[{lr:g}] is {v!r}; it should be the validation perplexity the experiment cell measured")
+        ppl[lr] = v if math.isfinite(v) else math.inf
+    missing = [lr for lr in _LR_CELL if not any(math.isclose(lr, k, rel_tol=1e-6) for k in ppl)]
+    if missing:
+        _fail(f"results has no run at learning rate {', '.join(f'{lr:g}' for lr in missing)}; keep the experiment "
+              f"cell's rates ({', '.join(f'{lr:g}' for lr in _LR_CELL)}) and add your own, then run it again")
+    low = {lr: v for lr, v in ppl.items() if v <= 1}
+    if low:
+        _fail(f"results gives perplexity {', '.join(f'{v:g} at lr {lr:g}' for lr, v in low.items())}: a perplexity "
+              "is exp(mean loss) and is above 1 for any model that is not certain of every character; keep the "
+              "values textlm.perplexity measured in the experiment cell")
+    if best_lr is None:
+        _fail("best_lr is not set yet: set it to the learning rate whose run gave the lowest validation perplexity")
     given = _as_float(best_lr, "best_lr")
     if not any(math.isclose(given, lr, rel_tol=1e-9) for lr in ppl):
         _fail(f"best_lr = {given:g} is not one of the learning rates you ran ({', '.join(f'{lr:g}' for lr in ppl)})")
+    given = next(lr for lr in ppl if math.isclose(given, lr, rel_tol=1e-9))
+    best = min(ppl, key=ppl.get)
     if not math.isclose(given, best, rel_tol=1e-9):
         _fail(f"best_lr = {given:g} gave perplexity {ppl[given]:.2f}, but lr {best:g} gave {ppl[best]:.2f}, the "
               "lowest of your runs: pick the run with the lowest validation perplexity")
-    words = len(str(explanation).split()) if isinstance(explanation, str) else 0
-    if words < 25:
-        _fail(f"explanation has {words} words: say in a few sentences what goes wrong below and above the best "
+    if explanation is None:
+        _fail("explanation is not written yet: say in a few sentences what goes wrong below and above the best "
               "learning rate, and why clipping does not rescue the largest one")
-    _ok(f"best_lr = {given:g} (perplexity {ppl[given]:.2f}) with a {words}-word explanation; compare it with the "
-        "model answer in solutions/01_cascade_exercises.ipynb")
+    # A right answer names clipping, what Adam does to the gradient's size (divides by it: the step is about
+    # lr * sign), and what goes wrong on both sides of the best rate. This cannot grade it, only make sure it is there.
+    check_explanation(explanation, mentions=("clip", "adam|divid|normali|sign", "small|slow",
+                                             "large|big|overshoot|diverg|explod|unstable"), min_words=30)
+    _ok(f"best_lr = {given:g} is your lowest validation perplexity ({ppl[given]:.2f}); compare your explanation with "
+        "the model answer in solutions/01_cascade_exercises.ipynb")
+
 
 QUIZ = (
     Question(
         "Why does CTC need the blank symbol?",
         choices=(
-            "a) to mark the silence between words, which the transcript has no character for",
-            "b) without it, frames could not say 'no new character here', and a doubled letter ('oo' in 'cook') "
-            "could never be read out, since repeats are merged",
+            "a) to mark the pauses between words: silence is in the audio, but the transcript has no character "
+            "that stands for it",
+            "b) a frame must be able to emit nothing, and two equal letters in a row ('oo') survive the merging "
+            "of repeats only with a blank between them",
             "c) it pads the label to the number of frames, so that the loss can be a per-frame cross-entropy, as "
-            "for a frame classifier, with one target character for every frame of the utterance",
-            "d) it is the symbol the model emits at the end of the utterance",
+            "for a frame classifier, with one target character for every frame",
+            "d) it is the symbol the model emits once, at the end of the utterance, to say that the transcript is "
+            "complete",
         ),
         answer="b",
         hint="notebook 01, section 2: the collapse rule (merge repeats, then drop blanks)",
@@ -398,14 +562,16 @@ QUIZ = (
         choices=(
             "a) perfectly: a perfect transcript holds everything that was said",
             "b) at about chance: the words of the two are the same, and the transcript has no punctuation or pitch",
-            "c) a little better than now, as the errors of the recogniser would be gone",
+            "c) better than chance: a question's words are said more slowly, and the recogniser's errors would show "
+            "that",
+            "d) a little better than now, as the errors of the recogniser would be gone",
         ),
         answer="b",
         hint="notebook 01, section 7: what the question test keeps equal",
     ),
     Question(
-        "A character LM's mean validation loss is 0.43 nats per character. What is its perplexity?",
-        answer=1.54,
+        "A character LM's mean validation loss is 1.10 nats per character. What is its perplexity?",
+        answer=3.00,
         tolerance=0.02,
         hint="notebook 01, section 4: perplexity is exp of the mean next-token loss",
     ),
