@@ -63,21 +63,34 @@ def check_hide_spans(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
         got = _as_mask(fn(starts.clone(), span), tuple(starts.shape))
         if torch.equal(got, want):
             continue
-        shown = f"you hid frames {got[0].nonzero().flatten().tolist()}, expected {want[0].nonzero().flatten().tolist()}"
+        b = next(i for i in range(len(got)) if not torch.equal(got[i], want[i]))  # the first row that differs
+        row = f" in row {b} of {len(got)}" if len(got) > 1 else ""
+        shown = (f"{row} you hid frames {got[b].nonzero().flatten().tolist()}, "
+                 f"expected {want[b].nonzero().flatten().tolist()}")
         if torch.equal(got, _reference_hide_spans(starts, span - 1)) or torch.equal(got, _reference_hide_spans(starts, span + 1)):
-            _fail(f"for {name} {shown}: each span is exactly `span` frames long, from the start frame on (off by one)")
+            _fail(f"for {name}{shown}: each span is exactly `span` frames long, from the start frame on (off by one)")
+        if span > 1 and torch.equal(got, _reference_hide_spans(starts, span - 1, offset=1)):
+            _fail(f"for {name}{shown}: the start frame is hidden too: a start at t hides t, t + 1, .., t + span - 1 "
+                  "(shift by k = 0, 1, .., span - 1, starting at 0)")
         wrapped = want.clone()
-        for b, t in starts.nonzero().tolist():
+        for r, t in starts.nonzero().tolist():
             for k in range(span):
-                wrapped[b, (t + k) % starts.shape[1]] = True
+                wrapped[r, (t + k) % starts.shape[1]] = True
         if torch.equal(got, wrapped):
-            _fail(f"for {name} {shown}: a span that runs past the last frame is cut there; it must not wrap around to "
+            _fail(f"for {name}{shown}: a span that runs past the last frame is cut there; it must not wrap around to "
                   "the first frames (torch.roll wraps: shift with slicing instead)")
+        if span > 2 and torch.equal(got, _reference_hide_spans(starts, span, offset=-(span - 1))):
+            _fail(f"for {name}{shown}: spans run forward from the start frame: a start at t hides t, t + 1, .., "
+                  "t + span - 1, not the frames before it (shift the starts towards later frames: "
+                  "mask[:, k:] |= starts[:, :T - k])")
         if span > 1 and torch.equal(got, _reference_hide_spans(starts, span, offset=-(span // 2))):
-            _fail(f"for {name} {shown}: the span starts *at* the start frame and runs forward, it is not centred on it")
+            _fail(f"for {name}{shown}: the span starts *at* the start frame and runs forward, it is not centred on it")
         if torch.equal(got, starts):
-            _fail(f"for {name} {shown}: you returned the starts; every start hides `span` frames")
-        _fail(f"for {name} {shown}: frame t is hidden when any of frames t - span + 1 .. t is a start")
+            _fail(f"for {name}{shown}: you returned the starts; every start hides `span` frames")
+        if len(got) > 1 and all(torch.equal(g_row, want[0]) for g_row in got):
+            _fail(f"for {name}{shown}: every row came back with row 0's spans; each row has its own starts "
+                  "(shift all rows at once: starts[:, ...], not starts[0])")
+        _fail(f"for {name}{shown}: frame t is hidden when any of frames t - span + 1 .. t is a start")
     _ok("hide_spans is correct: starts at frames 2 and 7 of 9 with span 3 hide frames 2, 3, 4, 7 and 8")
 
 
@@ -101,7 +114,15 @@ def check_warp_bands(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     ]
     for name, frames, factor in cases:
         want = warp_bands(frames, factor)
-        out = fn(frames.clone(), factor.clone())
+        try:
+            out = fn(frames.clone(), factor.clone())
+        except (RuntimeError, IndexError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if "out of bounds" not in first and "out of range" not in first:
+                raise
+            _fail(f"for {name} warp_bands raised {type(err).__name__}: '{first}': clamp p to M - 1 before reading "
+                  "bands (p = min(i * factor, M - 1), and the band above lo to M - 1 too): a factor above 1 reads "
+                  "past the top band, which holds the edge's value")
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(frames.shape):
             _fail(f"for {name} warp_bands returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}; "
                   f"expected a tensor of the input's shape {tuple(frames.shape)}")
@@ -110,8 +131,14 @@ def check_warp_bands(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
             _fail(f"for {name} you returned NaN: clamp the positions i * factor to the last band before reading")
         if torch.allclose(got, want, atol=1e-5):
             continue
-        shown = f"you returned {[round(v, 3) for v in got[0, 0, :8].tolist()]} for the first frame's first bands, " \
-                f"expected {[round(v, 3) for v in want[0, 0, :8].tolist()]}"
+        b, t, j = ((got - want).abs() > 1e-5).nonzero()[0].tolist()  # the first value that differs
+        j0 = max(0, min(j, frames.shape[2] - 8))
+        where = f"crop {b} (factor {factor[b].item():g}), frame {t}, bands {j0} to {j0 + 7}"
+        shown = f"you returned {[round(v, 3) for v in got[b, t, j0:j0 + 8].tolist()]} for {where}, " \
+                f"expected {[round(v, 3) for v in want[b, t, j0:j0 + 8].tolist()]}"
+        if len(factor) > 1 and torch.allclose(got, warp_bands(frames, factor[:1].expand(len(factor))), atol=1e-5):
+            _fail(f"for {name} {shown}: every crop was stretched by the first crop's factor; crop b reads with its "
+                  "own factor[b] (factor[:, None] broadcasts one factor per row)")
         if torch.allclose(got, warp_bands(frames, 1 / factor), atol=1e-5):
             _fail(f"for {name} {shown}: band i reads band i * factor, not i / factor (a factor above 1 moves the "
                   "spectral peaks down, to lower bands)")
@@ -133,13 +160,14 @@ def check_warp_bands(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
 
 
 def _reference_abx(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], x: Sequence[torch.Tensor],
-                   skip_same: bool = True, tie: float = 0.5) -> float:
+                   skip_same: bool = True, tie: float = 0.5, skip_index: bool = False) -> float:
+    """``skip_index``: the mistake of skipping the trials by position (``i == j``) instead of ``A is X``."""
     from slm_course.unit_metrics import dtw_distance
 
     right, n = 0.0, 0
-    for A in a:
-        for X in x:
-            if skip_same and A is X:
+    for i, A in enumerate(a):
+        for j, X in enumerate(x):
+            if (skip_same and A is X) or (skip_index and i == j):
                 continue
             dax = dtw_distance(A, X)
             for B in b:
@@ -159,10 +187,17 @@ def _abx_cases() -> list[tuple[str, list[torch.Tensor], list[torch.Tensor], list
     a, b = tokens([1.0, 0.0, 0.0], 3, 4, 0.2), tokens([0.0, 1.0, 0.0], 2, 5, 0.2)
     c, d = tokens([1.0, 0.3, 0.0], 4, 3, 0.6), tokens([0.3, 1.0, 0.0], 3, 4, 0.6)
     same = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
+    g1 = torch.Generator().manual_seed(1)  # another speaker's X: skipping by position (i == j) drops valid trials
+
+    def more(direction: list[float], lengths: list[int]) -> list[torch.Tensor]:
+        return [torch.tensor(direction) + 0.6 * torch.randn(n, 3, generator=g1) for n in lengths]
+
+    e, f, e_other = more([1.0, 0.3, 0.0], [3, 4]), more([0.3, 1.0, 0.0], [4, 4, 4]), more([1.0, 0.3, 0.0], [3, 3])
     return [
         ("well separated tokens, within (x_tokens = a_tokens)", a, b, None),
         ("overlapping tokens, within", c, d, None),
         ("overlapping tokens, X from other tokens of a", c[:2], d, c[2:]),
+        ("across speakers: 2 A tokens, 3 B tokens, 2 X tokens from another speaker", e, f, e_other),
         ("a token of b identical to the A tokens (every trial a tie)", same + [same[0].clone()], [same[0].clone()], None),
     ]
 
@@ -177,7 +212,13 @@ def check_abx_error(fn: Callable[[list, list, list], float]) -> None:
     for name, a, b, x in _abx_cases():
         x = a if x is None else x
         want = _reference_abx(a, b, x)
-        got = _as_float(fn(list(a), list(b), list(x)), "abx_error(a_tokens, b_tokens, x_tokens)")
+        try:
+            out = fn(list(a), list(b), list(x))
+        except ZeroDivisionError:
+            _fail(f"for {name} abx_error divided by zero: it counted no trial. Skip a trial only when A *is* X "
+                  "(`A is X`, the same tensor object), not when A equals X (torch.equal): two tokens with the same "
+                  "frames are still a trial, here a tie")
+        got = _as_float(out, "abx_error(a_tokens, b_tokens, x_tokens)")
         if abs(got - want) < 1e-9:
             continue
         shown = f"for {name} you returned {got:.4f}, expected {want:.4f}"
@@ -186,6 +227,9 @@ def check_abx_error(fn: Callable[[list, list, list], float]) -> None:
         if x is a and abs(got - _reference_abx(a, b, x, skip_same=False)) < 1e-9:
             _fail(f"{shown}: skip the trials where A and X are the same token (`A is X`): a token is at distance 0 "
                   "from itself, so those trials are always right and lower the error")
+        if x is not a and abs(got - _reference_abx(a, b, x, skip_same=False, skip_index=True)) < 1e-9:
+            _fail(f"{shown}: skip only when A *is* X (the same tensor: `A is X`), not by position (i == j); with X "
+                  "from another speaker no trial is skipped")
         for tie in (0.0, 1.0):
             if abs(got - _reference_abx(a, b, x, tie=tie)) < 1e-9:
                 _fail(f"{shown}: a tie d(A, X) == d(B, X) counts as half a right answer (0.5), not {tie:g}")
@@ -200,25 +244,28 @@ def check_abx_error(fn: Callable[[list, list, list], float]) -> None:
 
 QUIZ = (
     Question(
-        "HuBERT-Base masks with a start probability of 0.08 and spans of 10 frames (the tiny HuBERT: 0.08 and 5). "
-        "About what share of HuBERT-Base's frames is hidden? (a number between 0 and 1)",
-        answer=0.566, tolerance=0.02,
-        hint="section 8: spans overlap, so a frame is visible only when none of the `span` frames up to it starts a span",
+        "wav2vec 2.0 masks with a start probability of 0.065 and spans of 10 frames (HuBERT-Base: 0.08 and 10; the "
+        "tiny HuBERT: 0.08 and 5). About what share of wav2vec 2.0's frames is hidden? (a number between 0 and 1)",
+        answer=0.489, tolerance=0.01,
+        hint="section 8 and exercise 1: spans overlap, so a frame is visible only when none of the `span` frames up "
+             "to it starts a span",
     ),
     Question(
-        "The tiny HuBERT's targets are the log-mel k-means units of its input frames. Why does the loss that "
-        "teaches it come from the *hidden* frames?",
+        "HuBERT's targets are k-means units of its input frames. The tiny HuBERT of section 8 also puts a loss on "
+        "the visible frames, with the same weight, but HuBERT puts its loss on the hidden frames only. Why?",
         choices=(
-            "a) hidden frames are rarer, so their loss is larger and their gradients stronger; the visible "
-            "frames' units, on the other hand, are not known until the k-means of the next iteration has been "
-            "run on them, so no loss can be put on them",
-            "b) a visible frame's unit is a function of that frame alone (nearest centroid), so the model could "
-            "predict it without looking at any other frame; a hidden frame's unit can only be guessed from its context",
-            "c) the visible frames' targets are unknown",
-            "d) masking makes the model faster",
+            "a) the visible frames' targets move during training: k-means is run again on the model's own layer "
+            "every few hundred updates, so a loss on them would keep chasing the changing units",
+            "b) a visible frame's unit is the nearest centroid of that very frame, so the model can predict it from "
+            "the frame alone; a hidden frame's unit must be guessed from its context",
+            "c) the units are read from the hidden frames' outputs only, never from the visible ones', so training "
+            "the visible frames' outputs would spend compute on something never used",
+            "d) the Transformer computes outputs only at the hidden frames, so a loss on the visible frames would "
+            "need a second forward pass over the same crop, without the mask",
         ),
         answer="b",
-        hint="section 8, the masked-prediction loss by hand: what the model has to do to hit a hidden frame's unit",
+        hint="section 8, the masked-prediction loss by hand: what the model needs to predict a visible frame's unit, "
+             "and what it needs for a hidden frame's",
     ),
     Question(
         "Which step of HuBERT's recipe does this notebook build, in miniature?",
@@ -241,15 +288,19 @@ QUIZ = (
             "c) it can rise or fall",
         ),
         answer="a",
-        hint="section 5: I(phone; unit) cannot fall when the new unit tells you at least the old one",
+        hint="section 5: PNMI is I(phone; unit) / H(phone), and H(phone) does not change. The old unit can be "
+             "computed from the new one: what does the data-processing inequality say about a variable computed "
+             "from another?",
     ),
     Question(
         "Across speakers, why is ABX on one-hot units worse than on the units' centroids (section 6)?",
         choices=(
-            "a) one-hot vectors are longer, so DTW paths are longer",
+            "a) one-hot vectors are longer than the centroids (K = 100 numbers a frame), so DTW's frame distances "
+            "are noisier and its alignment paths wander more between the two voices",
             "b) in one-hot, every two different units are equally far apart: a new voice's frame that lands on a "
             "unit next to the right one counts as far as one on an unrelated unit",
-            "c) one-hot units lose the durations",
+            "c) one-hot units drop the durations: a new voice's longer vowel gives more frames of one unit, and "
+            "DTW charges each extra frame of the new speaker as a mismatch",
         ),
         answer="b",
         hint="section 6: the three views of the same frames (dense, units, one-hot)",
