@@ -124,8 +124,8 @@ def _parabolic(y, k, sign=1.0, offset_only=False):
     return sign * delta if offset_only else k + sign * delta
 
 
-def _f0_fine(frame, sr, fmin=60.0, fmax=400.0, refine=True):
-    x = frame.double() - frame.double().mean()
+def _f0_fine(frame, sr, fmin=60.0, fmax=400.0, refine=True, centre=True):
+    x = frame.double() - frame.double().mean() if centre else frame.double()
     n = len(x)
     lo, hi = int(sr / fmax), min(int(sr / fmin), n - 2)
     r = torch.stack([(x[: n - k] * x[k:]).sum() for k in range(n)])
@@ -149,6 +149,21 @@ def test_check_fine_f0(capsys):
         checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr, refine=False))
     with pytest.raises(AssertionError, match="within 0.4%"):
         checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr) / 2)
+    with pytest.raises(AssertionError, match=r"DC offset.*subtract frame\.mean\(\)"):
+        checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr, centre=False))
+
+
+def estimate_f0_fine(frame, sr):
+    return _f0_fine(frame, sr)
+
+
+def test_f0_checks_name_the_learners_function(capsys):
+    checks.check_fine_f0(estimate_f0_fine)
+    checks.check_autocorrelation_f0(estimate_f0_fine)
+    out = capsys.readouterr().out
+    assert out.count("✓ estimate_f0_fine is") == 2 and "estimate_f0 " not in out
+    with pytest.raises(AssertionError, match=r"^estimate_f0_fine\("):
+        checks.check_autocorrelation_f0(lambda frame, sr: _f0_fine(frame, sr) / 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +181,12 @@ def test_check_frame_length(capsys):
         checks.check_frame_length({"male": 10, "female": 10}, f0)
     with pytest.raises(AssertionError, match="well before that"):
         checks.check_frame_length({"male": 64, "female": 10}, f0)
+    with pytest.raises(AssertionError, match="male: 45 ms is 3.9 pitch periods; the harmonics separate well before"):
+        checks.check_frame_length({"male": 45, "female": 17}, f0)  # both near 4 periods: twice the right reading
+    with pytest.raises(AssertionError, match=r"1\.06 times as long; .* 2\.7 times closer together, so it needs the longer"):
+        checks.check_frame_length({"male": 18, "female": 17}, f0)  # about the same frame for both voices
+    checks.check_frame_length({"male": 30, "female": 12}, f0)  # 2.6 and 2.8 periods: still a fair reading
+    assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(AssertionError, match="needs the longer frame"):
         checks.check_frame_length({"male": 15, "female": 16}, {"male": 100.0, "female": 240.0})
     with pytest.raises(AssertionError, match="one frame length"):

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 1: aliasing
+# Exercise 3: the autocorrelation pitch, on synthetic frames and on the corpus
 # ---------------------------------------------------------------------------------------------
 
 
@@ -68,7 +68,9 @@ def check_autocorrelation_f0(fn: Callable[..., float], corpus: Any = None) -> No
 
     Synthetic harmonic frames (at 16 and 8 kHz) must come out within 3% of their F0. With a course
     ``corpus``, also one voiced frame of a male and of a female test speaker, within 5% of ``audio.pitch``.
+    Messages name the learner's function (``estimate_f0_fine`` in exercise 3).
     """
+    name = _name_of(fn)
     cases = [
         (220.0, 16000, 1),
         (100.0, 16000, 12),
@@ -80,7 +82,7 @@ def check_autocorrelation_f0(fn: Callable[..., float], corpus: Any = None) -> No
     for f0, sr, n_harmonics in cases:
         frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))  # a 40 ms frame
         kind = "pure tone" if n_harmonics == 1 else f"voiced frame with {n_harmonics} harmonics"
-        call = f"estimate_f0({kind} at {f0:g} Hz, sr={sr})"
+        call = f"{name}({kind} at {f0:g} Hz, sr={sr})"
         got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         if abs(got - f0) > 0.03 * f0:
             if sr != 16000 and abs(got - f0 * 16000 / sr) <= 0.05 * f0 * 16000 / sr:
@@ -90,12 +92,18 @@ def check_autocorrelation_f0(fn: Callable[..., float], corpus: Any = None) -> No
             _fail(f"{call} returned {got:.1f} Hz; expected {f0:g} Hz within 3%{hint}")
     said = ["synthetic voiced frames from 75 to 310 Hz at 8 and 16 kHz"]
     if corpus is not None:
-        for gender, f0, got in _corpus_f0_cases(fn, corpus):
+        for gender, f0, got in _corpus_f0_cases(fn, corpus, name):
             said.append(f"a {gender} test speaker: {got:.0f} Hz (audio.pitch: {f0:.0f} Hz)")
-    _ok("estimate_f0 is correct on " + "; ".join(said))
+    _ok(f"{name} is correct on " + "; ".join(said))
 
 
-def _corpus_f0_cases(fn: Callable[..., float], corpus: Any) -> list[tuple[str, float, float]]:
+def _name_of(fn: Callable[..., Any], default: str = "estimate_f0_fine") -> str:
+    """The name the learner gave ``fn`` (``default`` for a lambda or a callable object)."""
+    name = getattr(fn, "__name__", "")
+    return name if name.isidentifier() else default
+
+
+def _corpus_f0_cases(fn: Callable[..., float], corpus: Any, name: str) -> list[tuple[str, float, float]]:
     from slm_course import audio
 
     out = []
@@ -114,7 +122,7 @@ def _corpus_f0_cases(fn: Callable[..., float], corpus: Any) -> list[tuple[str, f
         hop, half = sr // 100, int(0.02 * sr)
         frame = wav[centre * hop - half : centre * hop + half]  # 40 ms around the frame's centre
         f0 = float(f0s[centre])
-        call = f"estimate_f0 on a 40 ms voiced frame of {utt.id} ({gender} speaker {utt.speaker}, '{utt.text}')"
+        call = f"{name} on a 40 ms voiced frame of {utt.id} ({gender} speaker {utt.speaker}, '{utt.text}')"
         got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         if abs(got - f0) > 0.05 * f0:
             _fail(f"{call} returned {got:.1f} Hz; audio.pitch finds {f0:.1f} Hz there{_f0_hint(got, f0, sr)}")
@@ -416,14 +424,20 @@ _FINE_F0_CASES = (
     (142.0, 8000, 12),
     (100.0, 16000, 12),
 )
+_FINE_F0_DC = (265.0, 8000, 8, 1.0)  # a frame riding on a constant offset of 1.0 (twice its peak)
 
 
 def check_fine_f0(fn: Callable[..., float]) -> None:
-    """``fn(frame, sr)``: F0 of a voiced frame from its autocorrelation peak, refined with a parabola; within 0.4%."""
+    """``fn(frame, sr)``: F0 of a voiced frame from its autocorrelation peak, refined with a parabola; within 0.4%.
+
+    The last frame carries a DC offset: without the mean removed, the autocorrelation gains a ramp
+    ``offset**2 * (n - k)`` that tilts the parabola (and, if larger, moves the peak to the shortest lag).
+    """
+    name = _name_of(fn)
     worst_integer = 0.0
     for f0, sr, n_harmonics in _FINE_F0_CASES:
         frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))  # 40 ms
-        call = f"estimate_f0_fine(voiced frame at {f0:g} Hz with {n_harmonics} harmonics, sr={sr})"
+        call = f"{name}(voiced frame at {f0:g} Hz with {n_harmonics} harmonics, sr={sr})"
         got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
         lag = sr / f0
         integer = [sr / math.floor(lag), sr / math.ceil(lag)]
@@ -439,9 +453,22 @@ def check_fine_f0(fn: Callable[..., float]) -> None:
             f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)} "
             "(refine the autocorrelation peak with parabolic_peak, then F0 = sr / refined lag)"
         )
+    f0, sr, n_harmonics, offset = _FINE_F0_DC
+    frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0)) + offset
+    call = f"{name}(voiced frame at {f0:g} Hz with {n_harmonics} harmonics plus a DC offset of {offset:g}, sr={sr})"
+    got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
+    if abs(got - f0) > 0.004 * f0:
+        centred = _as_float(fn(frame - frame.mean(), sr), f"{name} on the same frame with its mean removed", "Hz")
+        if abs(centred - f0) <= 0.004 * f0:
+            _fail(
+                f"{call} returned {got:.2f} Hz ({100 * (got - f0) / f0:+.1f}%), but {centred:.2f} Hz once the "
+                "frame's mean is removed: subtract frame.mean() before the autocorrelation. A constant offset "
+                "(a microphone's or an ADC's) adds offset**2 * (n - k) to r[k], a ramp that tilts the peak"
+            )
+        _fail(f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)}")
     _ok(
-        "estimate_f0_fine is within 0.4% on voiced frames from 100 to 390 Hz at 8 and 16 kHz, where whole-sample "
-        f"lags are up to {100 * worst_integer:.1f}% off"
+        f"{name} is within 0.4% on voiced frames from 100 to 390 Hz at 8 and 16 kHz, where whole-sample "
+        f"lags are up to {100 * worst_integer:.1f}% off, and on a frame with a DC offset"
     )
 
 
@@ -451,11 +478,17 @@ def check_fine_f0(fn: Callable[..., float]) -> None:
 
 QUIZ = (
     Question(
-        "A system feeds a speech encoder's output into a text LLM and answers spoken questions in text. "
-        "Which distribution does it model?",
-        choices=("a) p(speech)", "b) p(text, speech)", "c) p(text | speech, text)", "d) p(speech | text)"),
-        answer="c",
-        hint="the map at the top of notebook 00: what each family generates, and what it is given",
+        "A phone assistant transcribes your spoken question with a speech recogniser, has a text LLM write the "
+        "reply, and reads the reply aloud with a speech synthesiser. Where does it sit on the map?",
+        choices=(
+            "a) a pure speech LM, p(speech): speech goes in and speech comes out",
+            "b) a speech+text LM, p(text, speech): it handles both modalities",
+            "c) a speech-aware text LM, p(text | speech, text): its LLM answers speech",
+            "d) beside the families: a cascade, whose LLM sees only the transcript",
+        ),
+        answer="d",
+        hint="the map at the top of notebook 00: what each family's model generates, what it is given, and what "
+        "stands beside the families",
     ),
     Question(
         "AudioLM continues a spoken prompt with more speech. Which criterion of a universal SLM does it meet?",
@@ -489,13 +522,16 @@ QUIZ = (
     Question(
         "Subtracting each speaker's mean feature vector made the gender probe worse and the style probe better. Why?",
         choices=(
-            "a) gender is the same in every utterance of a speaker, so the speaker's mean holds all of it; "
-            "style changes within a speaker, and the voice no longer hides it",
-            "b) centring removes the pitch features from the vector",
-            "c) the held-out speakers have other styles than the training ones",
-            "d) centring halves the number of features",
+            "a) centring divides every feature by the speaker's spread, which rescales the pitch features that "
+            "the gender probe relies on",
+            "b) the held-out speakers were centred with their own mean, which leaks their style labels into the "
+            "test features",
+            "c) gender is constant across a speaker's utterances, so the speaker's mean holds all of it; style "
+            "varies around that mean",
+            "d) gender is carried by the log-mel means, which centring removes, while style is carried by the "
+            "pitch-range features, which it keeps",
         ),
-        answer="a",
+        answer="c",
         hint="notebook 00, section 6: the probe with and without centring per speaker",
     ),
 )
@@ -511,19 +547,21 @@ def check_frame_length(shortest_ms: dict[str, float], f0: dict[str, float]) -> N
 
     A Hann window of ``L`` seconds smears each harmonic over about ``+-2 / L`` Hz (its main lobe), and
     the harmonics are ``F0`` apart, so they separate once ``L >= 2 / F0``: about two pitch periods.
-    Answers between 1.5 and 4 periods pass: they are read off a plot.
+    Answers between 1.5 and 3 periods pass: they are read off a plot. When one voice is more than twice
+    as high as the other, the low voice's frame must be at least 1.5 times the high voice's: the frame
+    scales with the period.
     """
     if not isinstance(shortest_ms, dict) or set(shortest_ms) != set(f0):
         _fail(f"give one frame length (ms) per voice as a dict with the keys {sorted(f0)}; got {shortest_ms!r}")
-    said = []
-    for voice, pitch_hz in f0.items():
-        got = _as_float(shortest_ms[voice], f"shortest_frame_ms[{voice!r}]")
-        period_ms = 1000 / pitch_hz
+    got_ms = {voice: _as_float(shortest_ms[voice], f"shortest_frame_ms[{voice!r}]") for voice in f0}
+    for voice, got in got_ms.items():
         if got < 1:
             _fail(
                 f"shortest_frame_ms[{voice!r}] = {got:g}: that looks like seconds; answer in milliseconds "
                 f"(the frames in the plots are 4, 25 and 64 ms)"
             )
+    for voice, pitch_hz in f0.items():
+        got, period_ms = got_ms[voice], 1000 / pitch_hz
         periods = got / period_ms
         if periods < 1.5:
             _fail(
@@ -532,19 +570,27 @@ def check_frame_length(shortest_ms: dict[str, float], f0: dict[str, float]) -> N
                 "each one over about +-2 / L Hz, so the frame needs about two periods. Look again at the plots "
                 "with a few lengths between 5 and 40 ms"
             )
-        if periods > 4:
+    low, high = min(f0, key=f0.get), max(f0, key=f0.get)
+    pitch_ratio, frame_ratio = f0[high] / f0[low], got_ms[low] / got_ms[high]
+    if frame_ratio < 1 or (pitch_ratio > 2 and frame_ratio < 1.5):
+        _fail(
+            f"the {low} voice ({f0[low]:.0f} Hz) got {got_ms[low]:g} ms and the {high} one ({f0[high]:.0f} Hz) "
+            f"{got_ms[high]:g} ms, {frame_ratio:.2f} times as long; but the {low} voice's harmonics are "
+            f"{pitch_ratio:.1f} times closer together, so it needs the longer frame, about {pitch_ratio:.1f} times "
+            f"as long (the frame scales with the pitch period: {1000 / f0[low]:.1f} ms against "
+            f"{1000 / f0[high]:.1f} ms). Read each voice's plots again"
+        )
+    said = []
+    for voice, pitch_hz in f0.items():
+        got, period_ms = got_ms[voice], 1000 / pitch_hz
+        periods = got / period_ms
+        if periods > 3:
             _fail(
                 f"{voice}: {got:g} ms is {periods:.1f} pitch periods; the harmonics separate well before that "
                 f"(about 2 periods, {2 * period_ms:.0f} ms). Try shorter frames: the shortest that still shows "
                 "the stripes is the answer"
             )
         said.append(f"{voice} {pitch_hz:.0f} Hz: {got:g} ms = {periods:.1f} periods")
-    low, high = min(f0, key=f0.get), max(f0, key=f0.get)
-    if float(shortest_ms[low]) < float(shortest_ms[high]):
-        _fail(
-            f"the {low} voice ({f0[low]:.0f} Hz) got a shorter frame than the {high} one ({f0[high]:.0f} Hz); a lower "
-            "voice has its harmonics closer together, so it needs the longer frame"
-        )
     _ok(
         "; ".join(said) + ". Harmonics F0 apart separate once the window's main lobe (+-2 / L Hz) is narrower: "
         "L >= 2 / F0, two pitch periods; 25 ms serves most voices and stays shorter than a phone"
