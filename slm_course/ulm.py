@@ -235,3 +235,8 @@ class NgramLM:
             sums.append(float(lp.sum()))
             counts.append(len(t) - 1)
         return torch.tensor(sums), torch.tensor(counts)
+
+    def loss(self, seqs: Sequence[torch.Tensor]) -> float:
+        """Mean next-token loss (nats per token) over ``seqs``, like :meth:`UnitLM.loss`."""
+        s, n = self.score(seqs)
+        return float(-s.sum() / n.sum())

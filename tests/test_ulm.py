@@ -266,3 +266,8 @@ def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path
     assert encoded == ["a", "b"] and [s.tolist() for s in seqs] == [[ord("a") % 7], [ord("b") % 7]]  # train only
     again = ulm_recipe.extra_unit_data(tok, 900)
     assert encoded == ["a", "b"] and torch.equal(again[1], seqs[1])  # from the cache
+
+
+def test_ngram_loss_is_the_mean_nll_per_token():
+    uni = NgramLM(order=1, n_units=2, alpha=0.0).fit([torch.tensor([0, 1])])  # tokens 0, 1, eos: 1/3 each
+    assert abs(uni.loss([torch.tensor([1, 0, 1])]) - math.log(3)) < 1e-6
