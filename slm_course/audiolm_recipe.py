@@ -51,6 +51,7 @@ __all__ = [
     "bench_audiolm",
     "bench_audiolm_ssl",
     "build_data",
+    "continuation_text",
     "load_audiolm",
     "load_stages",
     "perturb_voice",
@@ -321,7 +322,8 @@ def prompt_frames(utt: Utterance, seconds: float = 1.0) -> int:
     return max(1, math.floor(starts[0] * ACOUSTIC_RATE + 1e-6))
 
 
-def _continuation_text(utt: Utterance, frames: int) -> str:
+def continuation_text(utt: Utterance, frames: int) -> str:
+    """The words said after the first ``frames`` acoustic frames (a prompt's cut, :func:`prompt_frames`)."""
     t = frames / ACOUSTIC_RATE
     return " ".join(s.label for s in utt.word_spans if s.start >= t - 1e-3)
 
@@ -449,7 +451,7 @@ def speaker_continuation(
         score(f"acoustic_prompt{suffix}", alm.generate_acoustic(sems, acoustic_prompts, temperature, seed=seed))
         score(f"semantic_only{suffix}", alm.generate_acoustic(sems, None, temperature, seed=seed))
     if asr is not None:
-        texts = [_continuation_text(u, cut) for u, cut in zip(prompts, cuts)]
+        texts = [continuation_text(u, cut) for u, cut in zip(prompts, cuts)]
         out["continuation_cer"] = cer(texts, asr.transcribe(wavs_of["acoustic_prompt_gt_semantic"]))
         out["continuation_cer_semantic_only"] = cer(texts, asr.transcribe(wavs_of["semantic_only_gt_semantic"]))
         out["continuation_cer_real_codes"] = cer(texts, asr.transcribe(wavs_of["real_codes"]))

@@ -22,7 +22,7 @@ from slm_course.audiolm import (
     n_acoustic_frames,
     unflatten_levels,
 )
-from slm_course.audiolm_recipe import _continuation_text, prompt_frames, train_stage
+from slm_course.audiolm_recipe import continuation_text, prompt_frames, train_stage
 from slm_course.ulm import BOS, N_SPECIAL
 
 N = 16  # codes per level of the toy "codec"
@@ -303,7 +303,7 @@ def test_prompt_cut_at_a_word_boundary():
     for seconds in (0.5, 1.0):  # the prompt never holds the start of the next word; the reference text does
         cut = prompt_frames(Utt, seconds)
         assert cut / 62.5 <= min(s.start for s in Utt.word_spans if s.start >= seconds)
-    assert _continuation_text(Utt, prompt_frames(Utt, 1.0)) == "it"
+    assert continuation_text(Utt, prompt_frames(Utt, 1.0)) == "it"
     with pytest.raises(ValueError, match="no word starting after"):
         prompt_frames(Utt, 2.0)
 
