@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from slm_course import checks
+from slm_course.checks import ch00
 
 
 def _passes(check, fn, capsys) -> None:
@@ -151,6 +152,28 @@ def test_check_fine_f0(capsys):
         checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr) / 2)
     with pytest.raises(AssertionError, match=r"DC offset.*subtract frame\.mean\(\)"):
         checks.check_fine_f0(lambda frame, sr: _f0_fine(frame, sr, centre=False))
+
+
+def _f0_spectral(frame, sr, fmin=60.0, fmax=400.0, pad=4):
+    # Not the asked method: the highest peak of the Hann-windowed, zero-padded spectrum, refined with a parabola.
+    x = (frame.double() - frame.double().mean()) * torch.hann_window(len(frame), dtype=torch.float64)
+    n_fft = pad * len(x)
+    spectrum = torch.fft.rfft(x, n=n_fft).abs()
+    lo, hi = math.ceil(fmin * n_fft / sr), int(fmax * n_fft / sr)
+    k = lo + int(spectrum[lo : hi + 1].argmax())
+    return _parabolic(spectrum, k) * sr / n_fft
+
+
+def test_check_fine_f0_asks_for_the_autocorrelation():
+    # The spectral peak is right on every frame whose fundamental is its loudest harmonic ...
+    for f0, sr, n_harmonics in ch00._FINE_F0_CASES:
+        frame = ch00._harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0))
+        assert abs(_f0_spectral(frame, sr) - f0) <= 0.004 * f0
+    # ... and lands on a harmonic where the fundamental is nearly missing; the message says so and what to do.
+    with pytest.raises(AssertionError, match=r"returned 34\d\.\d Hz, 3 x the true F0: harmonic 3.*use the autocorrel"):
+        checks.check_fine_f0(_f0_spectral)
+    with pytest.raises(AssertionError, match="harmonic 3, not the fundamental"):
+        checks.check_fine_f0(lambda frame, sr: _f0_spectral(frame, sr, pad=16))
 
 
 def estimate_f0_fine(frame, sr):

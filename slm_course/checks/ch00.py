@@ -33,13 +33,24 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def _harmonic_frame(f0: float, sr: int, n: int, n_harmonics: int, seed: int) -> torch.Tensor:
-    """A voiced-like frame: ``n_harmonics`` harmonics of ``f0`` with 1/k amplitudes and random phases, faint noise."""
+def _harmonic_frame(
+    f0: float, sr: int, n: int, n_harmonics: int, seed: int, amplitudes: tuple[float, ...] | None = None
+) -> torch.Tensor:
+    """A voiced-like frame: ``n_harmonics`` harmonics of ``f0`` with random phases, faint noise.
+
+    Harmonic k has amplitude 1/k, or ``amplitudes[k - 1]`` if given (one per harmonic).
+    """
     gen = torch.Generator().manual_seed(seed)
     t = torch.arange(n, dtype=torch.float64) / sr
     k = torch.arange(1, n_harmonics + 1, dtype=torch.float64)[:, None]
     phases = 2 * math.pi * torch.rand(n_harmonics, 1, generator=gen, dtype=torch.float64)
-    x = (torch.sin(2 * math.pi * f0 * k * t + phases) / k).sum(dim=0)
+    waves = torch.sin(2 * math.pi * f0 * k * t + phases)  # (n_harmonics, n)
+    if amplitudes is None:
+        x = (waves / k).sum(dim=0)
+    else:
+        if len(amplitudes) != n_harmonics:
+            raise ValueError(f"{len(amplitudes)} amplitudes for {n_harmonics} harmonics")
+        x = (waves * torch.tensor(amplitudes, dtype=torch.float64)[:, None]).sum(dim=0)
     x = x + 0.01 * torch.randn(n, generator=gen, dtype=torch.float64)
     return (0.5 * x / x.abs().max()).float()
 
@@ -425,13 +436,20 @@ _FINE_F0_CASES = (
     (100.0, 16000, 12),
 )
 _FINE_F0_DC = (265.0, 8000, 8, 1.0)  # a frame riding on a constant offset of 1.0 (twice its peak)
+# A frame whose fundamental is nearly missing (26 dB below harmonic 3, the loudest), as a telephone line, which cuts
+# below 300 Hz, leaves a low voice: the highest peak of the spectrum is a harmonic, but the waveform still repeats
+# every 1 / F0 seconds, so the autocorrelation still peaks at the period.
+_FINE_F0_WEAK_FUNDAMENTAL = (115.0, 8000, (0.05, 0.6, 1.0, 0.6, 0.3, 0.25, 0.2, 0.15, 0.1, 0.1))
 
 
 def check_fine_f0(fn: Callable[..., float]) -> None:
     """``fn(frame, sr)``: F0 of a voiced frame from its autocorrelation peak, refined with a parabola; within 0.4%.
 
-    The last frame carries a DC offset: without the mean removed, the autocorrelation gains a ramp
-    ``offset**2 * (n - k)`` that tilts the parabola (and, if larger, moves the peak to the shortest lag).
+    One frame has a nearly missing fundamental and harmonic 3 as its loudest: a peak picked in the
+    spectrum (the FFT, even refined with a parabola) lands on that harmonic, while the autocorrelation
+    peaks at the period. The last frame carries a DC offset: without the mean removed, the
+    autocorrelation gains a ramp ``offset**2 * (n - k)`` that tilts the parabola (and, if larger, moves
+    the peak to the shortest lag).
     """
     name = _name_of(fn)
     worst_integer = 0.0
@@ -453,6 +471,29 @@ def check_fine_f0(fn: Callable[..., float]) -> None:
             f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)} "
             "(refine the autocorrelation peak with parabolic_peak, then F0 = sr / refined lag)"
         )
+    f0, sr, amplitudes = _FINE_F0_WEAK_FUNDAMENTAL
+    frame = _harmonic_frame(f0, sr, int(0.04 * sr), len(amplitudes), seed=int(f0), amplitudes=amplitudes)
+    loudest = 1 + max(range(len(amplitudes)), key=amplitudes.__getitem__)
+    call = (
+        f"{name}(voiced frame at {f0:g} Hz with a nearly missing fundamental, harmonic {loudest} the loudest, sr={sr})"
+    )
+    got = _as_float(fn(frame.clone(), sr), call, "Hz", " (did you divide by a lag of 0?)")
+    if abs(got - f0) > 0.004 * f0:
+        harmonic = round(got / f0)
+        if 2 <= harmonic <= len(amplitudes) and abs(got - harmonic * f0) <= 0.03 * harmonic * f0:
+            _fail(
+                f"{call} returned {got:.1f} Hz, {harmonic} x the true F0: harmonic {harmonic}, not the fundamental. "
+                "In this frame the fundamental is nearly missing (a telephone line cuts below 300 Hz; a formant "
+                "can lift a higher harmonic above it), so the highest peak of the spectrum is a harmonic; the "
+                "waveform still repeats every 1 / F0 seconds, so the autocorrelation peaks at the period. If you "
+                "picked a peak of the FFT, use the autocorrelation as the exercise asks: r[k] = sum_n x[n] x[n + k], "
+                "its highest peak between the lags sr / fmax and sr / fmin, refined with parabolic_peak, then "
+                "F0 = sr / lag"
+            )
+        _fail(
+            f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)} "
+            "(the autocorrelation peaks at the period even when the fundamental is weak)"
+        )
     f0, sr, n_harmonics, offset = _FINE_F0_DC
     frame = _harmonic_frame(f0, sr, int(0.04 * sr), n_harmonics, seed=int(f0)) + offset
     call = f"{name}(voiced frame at {f0:g} Hz with {n_harmonics} harmonics plus a DC offset of {offset:g}, sr={sr})"
@@ -468,7 +509,8 @@ def check_fine_f0(fn: Callable[..., float]) -> None:
         _fail(f"{call} returned {got:.2f} Hz; expected {f0:g} Hz within 0.4%{_f0_hint(got, f0, sr)}")
     _ok(
         f"{name} is within 0.4% on voiced frames from 100 to 390 Hz at 8 and 16 kHz, where whole-sample "
-        f"lags are up to {100 * worst_integer:.1f}% off, and on a frame with a DC offset"
+        f"lags are up to {100 * worst_integer:.1f}% off, on a frame whose fundamental is nearly missing, and on a "
+        "frame with a DC offset"
     )
 
 
