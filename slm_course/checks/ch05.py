@@ -253,7 +253,7 @@ def check_bigram_bag(fn: Callable[[torch.Tensor, int], Any]) -> None:
 
 QUIZ = (
     Question(
-        "A linear probe on bags of HuBERT units names which of 4 held-out speakers said an utterance most of the "
+        "A linear probe on bags of SSL units names which of 4 held-out speakers said an utterance most of the "
         "time. Why does that hurt a unit LM's zero-shot scores?",
         choices=(
             "a) with 100 units for both the sounds and the voices, too few units are left over for the words, so "
@@ -316,10 +316,10 @@ QUIZ = (
         hint="notebook 05, section 3 ('Is it the text, or only the scale?')",
     ),
     Question(
-        "The warm start's gain over a cold start is larger on one voice's units than on HuBERT units of many "
+        "The warm start's gain over a cold start is larger on one voice's units than on SSL units of many "
         "voices. Why?",
         choices=(
-            "a) the HuBERT units of many voices use all 100 ids, while the copied body was tuned to a "
+            "a) the SSL units of many voices use all 100 ids, while the copied body was tuned to a "
             "vocabulary of a few dozen characters",
             "b) the text LM was trained on the reference voice's transcripts, so it reads that voice's units "
             "more easily than the others",
