@@ -30,7 +30,7 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples",
+__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "rehearsal", "unheard_utterances",
            "activation_tune", "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
            "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
 
@@ -77,6 +77,12 @@ CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): th
 # notebook 09's activation tuning: SALMONN's 12 examples, written with the LoRA at 0.6 of its size; small steps,
 # with rows of the training mix beside them
 ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
+# activation tuning that also rehearses (results/09, "Recipe 5"): n examples written at LoRA x scale from
+# `candidates` training utterances of `max_frames` encoder frames or fewer, `steps` steps of them beside `replay`
+# rows of the training mix and `rehearse` rows of the model's own transcripts of utterances it never heard (the
+# valid split and `unheard` of the second corpus draw): load_activated(activation=ACTIVATION_REHEARSED)
+ACTIVATION_REHEARSED = {"n": 80, "scale": 0.4, "candidates": 1500, "max_frames": 140, "steps": 48, "lr": 1e-3,
+                        "replay": 64, "rehearse": 384, "unheard": 1000}
 ACTIVATION_RECIPE = 2  # bump when the choice of activation examples changes (the trained variants stay cached)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
@@ -504,9 +510,10 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
     return model.eval()
 
 
-def load_activated(variant: str = "pool", *, data: dict | None = None, corpus=None, rebuild: bool = False,
-                   progress: bool = True) -> SpeechAwareLM:
-    """``variant`` (:func:`load_salmonn`) after activation tuning with :data:`ACTIVATION`, from the cache or tuned now.
+def load_activated(variant: str = "pool", *, activation: dict | None = None, data: dict | None = None, corpus=None,
+                   rebuild: bool = False, progress: bool = True) -> SpeechAwareLM:
+    """``variant`` (:func:`load_salmonn`) after activation tuning with ``activation`` (:data:`ACTIVATION`, the
+    course's; :data:`ACTIVATION_REHEARSED` also rehearses the model's own transcripts), from the cache or tuned now.
 
     The cache holds the tuned LoRA matrices and the examples it was tuned on (``model.examples``:
     ``(training utterance index, prompt, answer)``).
@@ -514,6 +521,11 @@ def load_activated(variant: str = "pool", *, data: dict | None = None, corpus=No
     from slm_course.corpus import corpus_version
     from slm_course.textlm import load_text_lm
 
+    act = dict(ACTIVATION if activation is None else activation)
+    missing = {"n", "scale", "steps", "lr", "replay"} - set(act)
+    if missing or (act.get("rehearse") and "unheard" not in act):
+        raise ValueError(f"activation needs the keys of ACTIVATION (and 'unheard' with 'rehearse'); missing "
+                         f"{sorted(missing) or ['unheard']}")
     base = load_salmonn(variant, data=data, corpus=corpus, progress=progress)
     text_lm = load_text_lm(progress=progress)
     prompter = Prompter(text_lm.tokenizer)
@@ -524,16 +536,21 @@ def load_activated(variant: str = "pool", *, data: dict | None = None, corpus=No
         train_data = data if data is not None and "train" in data else load_salmonn_data(corpus=corpus,
                                                                                           progress=progress)
         t0 = time.perf_counter()
-        examples = activation_examples(base, train_data["train"], prompter, n=ACTIVATION["n"],
-                                       scale=ACTIVATION["scale"], prompts=base.cfg.prompts)
+        examples = activation_examples(base, train_data["train"], prompter, n=act["n"], scale=act["scale"],
+                                       candidates=act.get("candidates", 400), max_frames=act.get("max_frames"),
+                                       prompts=base.cfg.prompts)
+        kept = None
+        if act.get("rehearse"):
+            kept = rehearsal(base, unheard_utterances(train_data, act["unheard"], corpus=corpus, progress=progress),
+                             prompter)
         tuned = activation_tune(copy.deepcopy(base), train_data["train"], prompter, examples, base.cfg,
-                                steps=ACTIVATION["steps"], lr=ACTIVATION["lr"], replay=ACTIVATION["replay"],
-                                progress=progress)
+                                steps=act["steps"], lr=act["lr"], replay=act["replay"], rehearse=kept,
+                                n_rehearse=act.get("rehearse", 0), progress=progress)
         return {"state_dict": {k: v for k, v in tuned.state_dict().items() if "lora_" in k}, "examples": examples,
                 "metrics": {"train_seconds": time.perf_counter() - t0}}
 
     key = (f"salmonn-activated-r{RECIPE}.{ACTIVATION_RECIPE}-c{corpus_version(corpus)}-{frozen_digest(base.lm)[:10]}-"
-           f"{digest(base.cfg)}-{digest(ACTIVATION)}")
+           f"{digest(base.cfg)}-{digest(act)}")
     record = cached(key, build, rebuild=rebuild)
     model = copy.deepcopy(base)
     model.load_state_dict(record["state_dict"], strict=False)
@@ -595,15 +612,16 @@ def on_topic(answer: str, transcript: str) -> bool:
 
 
 def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n: int = 12, scale: float = 0.6,
-                        candidates: int = 400, min_cer: float = 0.5, seed: int = 0, prompts: str = "free"
-                        ) -> list[tuple[int, str, str]]:
+                        candidates: int = 400, min_cer: float = 0.5, seed: int = 0, prompts: str = "free",
+                        max_frames: int | None = None) -> list[tuple[int, str, str]]:
     """SALMONN's activation data: ``n`` long answers to "continue the story" that the model writes itself, with
     its LoRA scaled down to ``scale`` (:func:`~slm_course.salmonn.set_lora_scale`): ``(index, prompt, answer)``.
 
     With less LoRA the frozen LM's own habit (going on with a text) comes back; the answers kept are those that
     follow the instruction with four words or more (:func:`follows_continue`, and a CER above ``min_cer`` against
-    what was said), from ``candidates`` training utterances drawn at random, in the order drawn. ``model`` is
-    left as it was.
+    what was said), from ``candidates`` training utterances drawn at random, in the order drawn (only among those
+    of ``max_frames`` encoder frames or fewer when it is given: a longer one leaves little room for a long
+    answer). ``model`` is left as it was.
     """
     from slm_course.metrics import cer
     from slm_course.salmonn import set_lora_scale
@@ -613,7 +631,9 @@ def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n:
     if not 0 <= scale < 1:
         raise ValueError(f"scale must be in [0, 1): the LoRA scaled down, 1 being as trained; got {scale!r}")
     rng = random.Random(seed)
-    idx = rng.sample(range(len(data["utts"])), min(candidates, len(data["utts"])))
+    room = range(len(data["utts"])) if max_frames is None else [i for i, f in enumerate(data["frames"])
+                                                                  if len(f) <= max_frames]
+    idx = rng.sample(room, min(candidates, len(room)))
     asks = [rng.choice(PROMPTS["continue"][rng.choice(SEEN_FAMILIES)]) for _ in idx]
     damped = copy.deepcopy(model)
     set_lora_scale(damped, scale)
@@ -627,17 +647,66 @@ def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n:
     return out[:n]
 
 
+def unheard_utterances(data: dict, n_extra: int = 1000, corpus=None, progress: bool = False) -> dict:
+    """Utterances the model never heard, for :func:`rehearsal`: the valid split's, then the first ``n_extra`` of the
+    second corpus draw's training split (notebook 05's extra speech: the training voices, other sentences), as
+    encoder frames standardised as ``data``'s (:func:`load_salmonn_data`, whose ``mean`` and ``std`` it reads)."""
+    from slm_course.asr_recipe import load_asr
+    from slm_course.corpus import load_corpus
+    from slm_course.ulm_recipe import EXTRA_SEED, NORM_CONFIG
+
+    if isinstance(n_extra, bool) or not isinstance(n_extra, int) or n_extra < 0:
+        raise ValueError(f"n_extra must be an int >= 0, got {n_extra!r}")
+    if "mean" not in data or "std" not in data:
+        raise ValueError("data must come from load_salmonn_data: its mean and std standardise the new frames")
+    frames = (data if "valid" in data else load_salmonn_data(("valid",), corpus=corpus, progress=progress))["valid"]["frames"]
+    if n_extra:
+        extra = load_corpus(n_utterances=NORM_CONFIG.extra_speech, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
+        wavs = [extra.wav(u) for u in extra.split("train")[:n_extra]]
+        frames = frames + [(f.half().float() - data["mean"]) / data["std"]  # rounded as load_salmonn_data keeps them
+                           for f in encode_speech(load_asr(corpus=corpus, progress=progress), wavs, progress=progress)]
+    return {"frames": frames}
+
+
+def rehearsal(model: SpeechAwareLM, data: dict, prompter: Prompter, task: str = "transcribe", seed: int = 0,
+              max_frames: int = 140) -> dict:
+    """What the model does now on utterances it never trained on (``data``: the valid split), to keep while it is
+    tuned: each utterance asked ``task`` in a trained phrasing, with the model's own greedy answer as the target.
+
+    Replaying the training mix keeps what the model memorised; its own answers on new sentences keep how it
+    transcribes them. Returns ``{"frames": [...], "rows": [(index, prompt, answer), ...], "task": task}`` for
+    :func:`activation_tune`'s ``rehearse``; utterances longer than ``max_frames`` encoder frames are left out.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be a trained task, one of {TASKS}, got {task!r}")
+    if not data.get("frames"):
+        raise ValueError("rehearsal needs utterances: pass a split of load_salmonn_data, e.g. data['valid']")
+    rng = random.Random(seed)
+    idx = [i for i, f in enumerate(data["frames"]) if len(f) <= max_frames]
+    asks = [rng.choice(PROMPTS[task][rng.choice(SEEN_FAMILIES)]) for _ in idx]
+    got = answers(model, prompter, [data["frames"][i] for i in idx], asks,
+                  tag=task if model.cfg.prompts == "tags" else None)
+    return {"frames": data["frames"], "rows": list(zip(idx, asks, got)), "task": task}
+
+
 def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, examples: Sequence[tuple[int, str, str]],
                     cfg: SalmonnConfig | None = None, steps: int = 24, lr: float = 1e-3, replay: int = 32,
-                    seed: int = 0, progress: bool = False) -> SpeechAwareLM:
+                    seed: int = 0, progress: bool = False, rehearse: dict | None = None,
+                    n_rehearse: int = 0) -> SpeechAwareLM:
     """Activation tuning (SALMONN): ``steps`` steps on ``examples`` (:func:`activation_examples`), all of them in
     each batch beside ``replay`` rows drawn from the training mix (``cfg``, the model's own recipe) so that what
-    was learnt stays; LoRA only: the adapter and the new token rows stay as they were. In place; returns ``model``.
+    was learnt stays, and ``n_rehearse`` rows drawn from ``rehearse`` (:func:`rehearsal`: the model's own answers
+    on utterances it never trained on); LoRA only: the adapter and the new token rows stay as they were. In
+    place; returns ``model``.
     """
     from slm_course.train import TrainConfig, train
 
     if not examples:
         raise ValueError("activation tuning needs examples: make them with activation_examples")
+    if isinstance(n_rehearse, bool) or not isinstance(n_rehearse, int) or n_rehearse < 0:
+        raise ValueError(f"n_rehearse must be an int >= 0, got {n_rehearse!r}")
+    if n_rehearse and not (rehearse and rehearse.get("rows")):
+        raise ValueError("n_rehearse > 0 needs rows to rehearse: make them with rehearsal(model, data['valid'], ...)")
     cfg = cfg if cfg is not None else SalmonnConfig()
     keep = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, p in model.named_parameters():
@@ -646,12 +715,22 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
     rows = [prompter.row(n, prompt, story, tag="continue" if cfg.prompts == "tags" else None,
                          n_summary=model.adapter.n_global) for n, (_, prompt, story) in zip(n_audio, examples)]
     mix = Batches(data, prompter, model, cfg)
+    kept: list[tuple[torch.Tensor, tuple[list[int], list[int]]]] = []
+    if n_rehearse:
+        fr = rehearse["frames"]
+        n_kept = model.adapter.out_lengths(torch.tensor([len(fr[i]) for i, _, _ in rehearse["rows"]])).tolist()
+        kept = [(fr[i], prompter.row(n, prompt, answer, tag=rehearse["task"] if cfg.prompts == "tags" else None,
+                                         n_summary=model.adapter.n_global))
+                for n, (i, prompt, answer) in zip(n_kept, rehearse["rows"])]
     rng = random.Random(seed)
     batches = []
     for _ in range(steps):
         more = [mix.example(rng) for _ in range(replay)]
-        batches.append(collate([data["frames"][i] for i, _, _ in examples] + [data["frames"][i] for i, _, _ in more],
-                               [r[0] for r in rows] + [m[1] for m in more], [r[1] for r in rows] + [m[2] for m in more]))
+        again = rng.sample(kept, min(n_rehearse, len(kept)))
+        batches.append(collate([data["frames"][i] for i, _, _ in examples] + [data["frames"][i] for i, _, _ in more]
+                               + [f for f, _ in again],
+                               [r[0] for r in rows] + [m[1] for m in more] + [r[0] for _, r in again],
+                               [r[1] for r in rows] + [m[2] for m in more] + [r[1] for _, r in again]))
     before = frozen_digest(model.lm)
     train(model, batches, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
                                       desc="activation tuning"))

@@ -309,6 +309,58 @@ def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_
         activation_tune(model, data, prompter, [], cfg)
 
 
+def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_them_beside_the_examples(monkeypatch):
+    from slm_course import salmonn_recipe
+    from slm_course.salmonn_recipe import activation_tune, rehearsal
+
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
+    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    model.cfg = SalmonnConfig(mix=(("transcribe", 0.5), ("gender", 0.5)))
+    torch.manual_seed(0)
+    data = {"frames": [torch.randn(8 + i % 5, 6) for i in range(12)],
+            "utts": [{"words": ["the", "cow"], "gender": "male", "style": "calm", "question": False,
+                      "kind": "statement", "topic": "farm"}] * 12}
+    new = {"frames": [torch.randn(n, 6) for n in (9, 300, 10, 11)]}  # one too long to rehearse
+    monkeypatch.setattr(salmonn_recipe, "answers",
+                        lambda m, prompter, frames, prompts, tag=None, **kw: ["the hen " + "a" * len(f) for f in frames])
+    prompter = Prompter(tok)
+    kept = rehearsal(model, new, prompter, max_frames=140)
+    assert [i for i, _, _ in kept["rows"]] == [0, 2, 3] and kept["task"] == "transcribe"
+    assert [a for _, _, a in kept["rows"]] == ["the hen " + "a" * n for n in (9, 10, 11)]  # its own answers
+    assert all(p in PROMPTS["transcribe"]["tell"] + PROMPTS["transcribe"]["ask"] for _, p, _ in kept["rows"])
+    with pytest.raises(ValueError, match="trained task"):
+        rehearsal(model, new, prompter, task="continue")
+    with pytest.raises(ValueError, match="valid"):
+        rehearsal(model, {"frames": []}, prompter)
+    sizes = []
+    real_collate = salmonn_recipe.collate
+    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t: sizes.append(len(f)) or real_collate(f, i, t))
+    examples = [(0, PROMPTS["continue"]["tell"][0], "the barn is red and old")]
+    activation_tune(model, data, prompter, examples, model.cfg, steps=3, lr=1e-2, replay=2, rehearse=kept,
+                    n_rehearse=2)
+    assert sizes[-3:] == [1 + 2 + 2] * 3  # each batch: the examples, the replayed mix, the rehearsed rows
+    with pytest.raises(ValueError, match="rehearsal"):
+        activation_tune(model, data, prompter, examples, model.cfg, steps=1, n_rehearse=2)
+    with pytest.raises(ValueError, match="n_rehearse"):
+        activation_tune(model, data, prompter, examples, model.cfg, steps=1, rehearse=kept, n_rehearse=-1)
+
+
+def test_unheard_utterances_and_load_activated_say_what_they_need():
+    from slm_course.salmonn_recipe import ACTIVATION, ACTIVATION_REHEARSED, load_activated, unheard_utterances
+
+    with pytest.raises(ValueError, match="missing"):
+        load_activated(activation={"n": 12})
+    with pytest.raises(ValueError, match="unheard"):
+        load_activated(activation={**ACTIVATION, "rehearse": 64})
+    assert set(ACTIVATION) <= set(ACTIVATION_REHEARSED) and ACTIVATION_REHEARSED["rehearse"] > 0
+
+    with pytest.raises(ValueError, match="n_extra"):
+        unheard_utterances({"mean": 0.0, "std": 1.0}, n_extra=-1)
+    with pytest.raises(ValueError, match="load_salmonn_data"):
+        unheard_utterances({"train": {}}, n_extra=10)
+
+
 def test_evaluate_scores_labels_by_exact_match_and_the_combined_task_by_both_parts(monkeypatch):
     from slm_course import salmonn_recipe
 
