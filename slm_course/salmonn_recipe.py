@@ -30,9 +30,9 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples", "rehearsal", "unheard_utterances",
+__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples",
            "activation_tune", "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
-           "load_activated", "load_salmonn", "load_salmonn_data", "train_salmonn"]
+           "load_activated", "load_salmonn", "load_salmonn_data", "rehearsal", "train_salmonn", "unheard_utterances"]
 
 RECIPE = 4  # bump when the data or training changes in a way the configs do not show
 
@@ -659,7 +659,9 @@ def unheard_utterances(data: dict, n_extra: int = 1000, corpus=None, progress: b
         raise ValueError(f"n_extra must be an int >= 0, got {n_extra!r}")
     if "mean" not in data or "std" not in data:
         raise ValueError("data must come from load_salmonn_data: its mean and std standardise the new frames")
-    frames = (data if "valid" in data else load_salmonn_data(("valid",), corpus=corpus, progress=progress))["valid"]["frames"]
+    if "valid" not in data:
+        data = {**data, **load_salmonn_data(("valid",), corpus=corpus, progress=progress)}
+    frames = list(data["valid"]["frames"])
     if n_extra:
         extra = load_corpus(n_utterances=NORM_CONFIG.extra_speech, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
         wavs = [extra.wav(u) for u in extra.split("train")[:n_extra]]

@@ -323,7 +323,8 @@ def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_
                       "kind": "statement", "topic": "farm"}] * 12}
     new = {"frames": [torch.randn(n, 6) for n in (9, 300, 10, 11)]}  # one too long to rehearse
     monkeypatch.setattr(salmonn_recipe, "answers",
-                        lambda m, prompter, frames, prompts, tag=None, **kw: ["the hen " + "a" * len(f) for f in frames])
+                        lambda m, prompter, frames, prompts, tag=None, **kw: ["the hen " + "a" * len(f)
+                                                                              for f in frames])
     prompter = Prompter(tok)
     kept = rehearsal(model, new, prompter, max_frames=140)
     assert [i for i, _, _ in kept["rows"]] == [0, 2, 3] and kept["task"] == "transcribe"
