@@ -82,9 +82,18 @@ def test_no_quiz_can_be_passed_by_picking_one_letter_or_the_longest_choice():
 
 
 def test_an_explanation_must_be_sentences_that_name_what_matters(capsys):
-    text = "More levels lower the error because each level quantises the residual that the levels before it left. " * 3
+    text = ("More levels lower the error because each level quantises the residual that the levels before it left. "
+            "With one codebook the mel loss was high; with four it fell by half, and after that the curve flattened, "
+            "since the last levels only code noise that the ear hardly hears.")
     check_explanation(text, mentions=("level", "residual|remainder"))
     assert "naming level, residual); this check does not grade it" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="only 3 different words"):
+        check_explanation("pitch state word " * 10, mentions=("pitch", "state", "word"))
+    with pytest.raises(AssertionError, match="different words"):
+        check_explanation("level residual " + "lorem ipsum dolor sit amet " * 6, mentions=("level", "residual"))
+    spend = text.replace("residual", "leftover") + " We spend a weekend on it."
+    with pytest.raises(AssertionError, match="does not name end"):  # a word that starts with the idea, not one that holds it
+        check_explanation(spend, mentions=("end",))
     with pytest.raises(AssertionError, match="has 0 words"):
         check_explanation("...")
     with pytest.raises(AssertionError, match="does not name bitrate"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,8 +126,14 @@ def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_word
     if len(words) < min_words:
         _fail(f"the explanation has {len(words)} words; write at least {min_words}: what you measured, what changed, "
               "and why you think it changed")
+    distinct = {w.strip(".,;:!?()\"'`").lower() for w in words} - {""}
+    if len(distinct) < min_words // 2:
+        _fail(f"the explanation uses only {len(distinct)} different words; write sentences in your own words "
+              f"(at least {min_words // 2} different ones), not a phrase repeated")
     lowered = explanation.lower()
-    missing = [m for m in mentions if not any(alt.lower() in lowered for alt in m.split("|"))]
+    # an idea is named where a word starts with it ("level" in "levels", not "end" in "spend")
+    missing = [m for m in mentions
+               if not any(re.search(rf"\b{re.escape(alt.lower())}", lowered) for alt in m.split("|"))]
     if missing:
         _fail(f"the explanation does not name {', '.join(m.replace('|', ' or ') for m in missing)}: "
               "say how your results bear on it")
