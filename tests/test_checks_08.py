@@ -20,11 +20,14 @@ def undelay(grid, delays):
     return torch.stack([grid[s, d : d + T] for s, d in enumerate(delays)])
 
 
-def align_text(words, frames, first=1, frame_of=lambda start: int(start / 0.08)):
+def align_text(words, frames, first=1, frame_of=lambda start: int(start / 0.08), last_from="placed", check_end=True):
     out, last = [0] * frames, -2
     for tok, start in words:
         f = max(frame_of(start), last + 2, first)
-        out[f - 1], out[f], last = 1, tok, f
+        if check_end and f >= frames:
+            raise ValueError(f"a word lands at frame {f}, past the {frames} frames given: pass more frames")
+        out[f - 1], out[f] = 1, tok
+        last = f if last_from == "placed" else frame_of(start)
     return torch.tensor(out)
 
 
@@ -37,7 +40,7 @@ def crowded(words, frames):
     return torch.tensor(out)
 
 
-def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None, scale=True):
+def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None, scale=True, use_generator=True):
     prev = [text]
     for k in range(len(depth.heads)):
         logits = depth(z, torch.tensor([prev]))[k][0]
@@ -47,7 +50,7 @@ def depth_step(depth, z, text, temperature=0.0, top_k=None, generator=None, scal
         logits = logits / temperature if scale else logits
         if top_k is not None:
             logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
-        prev.append(int(torch.multinomial(logits.softmax(-1), 1, generator=generator)))
+        prev.append(int(torch.multinomial(logits.softmax(-1), 1, generator=generator if use_generator else None)))
     return torch.tensor(prev[1:])
 
 
@@ -103,3 +106,56 @@ def test_align_text_check_wants_the_frame_a_word_starts_in():
     with pytest.raises(AssertionError, match="do not round"):
         checks.check_align_text(lambda w, n: align_text(w, n, frame_of=lambda start: round(start / 0.08)))
     assert len(_toy_depth().heads) == 3
+
+
+def test_align_text_check_names_a_lost_word_and_wants_the_value_error():
+    with pytest.raises(AssertionError, match="where the previous word was \\*placed\\*"):  # +2 from its start frame
+        checks.check_align_text(lambda w, n: align_text(w, n, last_from="wanted"))
+    with pytest.raises(AssertionError, match="without an error: raise a ValueError that says to pass more frames"):
+        checks.check_align_text(lambda w, n: align_text(w, n) if w and w[-1][1] < n * 0.08 else torch.zeros(n).long())
+    with pytest.raises(AssertionError, match="raised IndexError.*raise a ValueError"):
+        checks.check_align_text(lambda w, n: align_text(w, n, check_end=False))
+
+    def vague(words, frames):
+        if words and int(words[-1][1] / 0.08) >= frames:
+            raise ValueError("bad input")
+        return align_text(words, frames)
+
+    with pytest.raises(AssertionError, match="to pass more frames"):
+        checks.check_align_text(vague)
+
+
+def test_depth_step_check_wants_the_generator_used():
+    with pytest.raises(AssertionError, match="pass generator=generator to torch.multinomial"):
+        checks.check_depth_step(lambda d, z, t, temperature=0.0, top_k=None, generator=None:
+                                depth_step(d, z, t, temperature, top_k, generator, use_generator=False))
+
+
+ROWS = {"whole question": [4] * 38 + [None] * 2, "last word cut": [5] * 40}  # it speaks after every cut question
+ANSWER = ("The model starts to speak about a third of a second after the user falls silent, whether or not the "
+          "question is finished: it answers the cut questions as often as the whole ones. It waits for a short "
+          "silence. Training dialogues with pauses inside questions, where the system stays silent, would teach "
+          "it to wait for a finished question.")
+
+
+def test_turn_taking_check_grades_the_reading_and_wants_sentences(capsys):
+    checks.check_turn_taking(ROWS, "a", ANSWER)
+    checks.check_turn_taking({"whole question": [4] * 40, "last word cut": [None] * 36 + [6] * 4}, "b", ANSWER)
+    assert capsys.readouterr().out.count("✓ waits_for") == 2
+    with pytest.raises(AssertionError, match="speaks after 100% of the cut questions.*'last word cut' row"):
+        checks.check_turn_taking(ROWS, "b", ANSWER)  # the reading that contradicts the printed rows
+    with pytest.raises(AssertionError, match='set it to "a"'):
+        checks.check_turn_taking(ROWS, None, ANSWER)
+    with pytest.raises(AssertionError, match="run that cell first"):
+        checks.check_turn_taking({"whole question": [4]}, "a", ANSWER)
+    with pytest.raises(AssertionError, match="only 6 different words"):
+        checks.check_turn_taking(ROWS, "a", "lorem ipsum dolor " * 10 + "stop end mid")
+    off_topic = ("I ran the cell and some numbers were printed out. The model seems fine to me and I would train it "
+                 "for longer with a larger learning rate, in the middle of the night, then stop and look at the end.")
+    with pytest.raises(AssertionError, match="does not name question"):
+        checks.check_turn_taking(ROWS, "a", off_topic)
+    inside_words = ANSWER.replace("inside", "amid").replace("question", "spendthrift").replace("finished", "humid")
+    with pytest.raises(AssertionError, match="does not name question.*mid or inside"):  # whole words, not parts
+        checks.check_turn_taking(ROWS, "a", inside_words)
+    with pytest.raises(AssertionError, match="has 12 words"):
+        checks.check_turn_taking(ROWS, "a", "It waits for a silence, not for the end of the question.")

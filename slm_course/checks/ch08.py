@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ._common import _fail, _ok
 from .quiz import Question
 
-__all__ = ["check_align_text", "check_delay", "check_depth_step", "check_undelay"]
+__all__ = ["check_align_text", "check_delay", "check_depth_step", "check_turn_taking", "check_undelay"]
 
 
 def _as_long(value, call: str) -> torch.Tensor:
@@ -77,6 +78,12 @@ def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
         if name == "a word late in its frame":
             _fail(f"{said}: a word that starts at 0.45 s starts in frame 5 (0.40-0.48 s): floor with int(start / 0.08), "
                   "do not round to the nearest frame")
+        placed = int((got > EPAD).sum())
+        if name == "words too close together" and placed < len(words):
+            _fail(f"{said}: {placed} of the {len(words)} words made it into your stream: a crowded word was lost "
+                  "(overwritten by the next word or its EPAD, or dropped). Move it to the previous word's frame + 2, "
+                  "counted from the frame where the previous word was *placed* (after its own move), not from the "
+                  "frame where it starts")
         if name == "words too close together":
             _fail(f"{said}: a word goes to its start frame int(start / 0.08), or to the previous word's frame + 2 if "
                   "that is later (the frame in between holds its EPAD)")
@@ -87,6 +94,19 @@ def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"{said}: every word gets exactly one EPAD ({EPAD}), in the frame just before it; PAD ({PAD}) "
                   "fills every other frame")
         _fail(f"{said}: a word goes to the frame int(start / 0.08) in which it starts")
+    call = "align_text([(5, 2.0)], 10)"
+    try:
+        got = fn([(5, 2.0)], 10)
+    except ValueError as error:
+        if "frame" not in str(error).lower():
+            _fail(f"{call} raised ValueError({str(error)!r}): say in the message that the word lands past the last "
+                  "frame, and to pass more frames")
+    except Exception as error:  # an IndexError from writing past the end, most likely
+        _fail(f"{call} raised {type(error).__name__}: {error}. Check for a word past the last frame before you write "
+              "it, and raise a ValueError that says to pass more frames")
+    else:
+        _fail(f"{call}: a word at 2.0 s lands in frame {int(2.0 / 0.08)}, past the 10 frames given, and you returned "
+              f"{_as_long(got, call).tolist()} without an error: raise a ValueError that says to pass more frames")
     _ok("align_text is correct: words at their start frames, EPAD before each, late (never early) when crowded")
 
 
@@ -149,6 +169,16 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
         if len(draws) == 1:
             _fail("with temperature 1.0 and 30 different generators you always returned the same tokens: sample "
                   "(torch.multinomial on the softmax, with the generator) instead of taking the argmax")
+        for i in range(5):  # the same seed, the same draw, whatever else used torch's global random numbers
+            z = torch.randn(1, 16, generator=torch.Generator().manual_seed(200 + i))
+            twice = []
+            for _ in range(2):
+                twice.append(_as_long(fn(depth, z, 3, temperature=3.0, generator=torch.Generator().manual_seed(7)),
+                                      "depth_step(..., generator=...)").flatten().tolist())
+                torch.rand(10)
+            if twice[0] != twice[1]:
+                _fail(f"two calls with torch.Generator().manual_seed(7) drew {twice[0]} and then {twice[1]}: pass "
+                      "generator=generator to torch.multinomial so that the same seed gives the same draw")
         z = torch.zeros(1, 16)
         best = depth(z, torch.tensor([[3]]))[0][0].topk(2).indices.tolist()
         firsts = {int(_as_long(fn(depth, z, 3, temperature=3.0, top_k=2, generator=torch.Generator().manual_seed(s)),
@@ -169,6 +199,53 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
                   "3.0: a low temperature must sharpen the distribution, so divide the logits by the temperature "
                   "before the softmax")
     _ok("depth_step is correct: each audio token drawn given the text token and the tokens before it")
+
+
+_TURN_IDEAS = ("silence|silent|pause|stop|quiet", "question|sentence|finish|complete",
+               "mid|inside|unfinished|incomplete|within")  # what it waits for; for what; what to change
+
+
+def check_turn_taking(rows: dict, waits_for: Any, explanation: Any) -> None:
+    """Exercise 4: ``waits_for`` ("a" a silence, "b" a finished question), read from ``rows``, and why, in words.
+
+    ``rows`` is the experiment cell's ``{"whole question": [...], "last word cut": [...]}``: for each
+    dialogue, the frames to the model's first speech, ``None`` where it never spoke. The letter is graded
+    against them; the explanation must be sentences (:func:`~slm_course.checks.quiz.check_explanation`: 30 words, 15 different ones) that name what it waits
+    for, what it should wait for, and what to change, each as a word that starts with one of the
+    alternatives (``"end"`` in "ends", not in "spend"). The explanation itself is not graded.
+    """
+    if not isinstance(rows, dict) or not {"whole question", "last word cut"} <= set(rows):
+        _fail("rows should be the experiment cell's dict with a 'whole question' and a 'last word cut' row; run "
+              "that cell first")
+    share = {}
+    for name in ("whole question", "last word cut"):
+        firsts = list(rows[name])
+        if not firsts:
+            _fail(f"rows[{name!r}] is empty; run the experiment cell again")
+        share[name] = sum(x is not None for x in firsts) / len(firsts)
+    whole, cut = share["whole question"], share["last word cut"]
+    if whole == 0:
+        _fail("in your rows the model never spoke, even after a whole question: run the experiment cell with "
+              "notebook 08's full model, as given")
+    letter = str(waits_for).strip().lower() if waits_for is not None else ""
+    letter = letter[0] if letter[:1] in ("a", "b") and not letter[1:2].isalpha() else None
+    if letter is None:
+        _fail(f'waits_for is {waits_for!r}; set it to "a" (the model waits for a silence) or "b" (it waits for a '
+              "finished question)")
+    want = "a" if cut >= whole / 2 else "b"
+    if letter != want:
+        if want == "a":
+            _fail(f"waits_for = \"b\", but your rows say the model speaks after {cut:.0%} of the cut questions "
+                  f"({whole:.0%} of the whole ones): a model that waited for a finished question would stay silent "
+                  "after most of the cut ones. Read the 'last word cut' row again")
+        _fail(f"waits_for = \"a\", but your rows say the model speaks after only {cut:.0%} of the cut questions "
+              f"({whole:.0%} of the whole ones): a silence alone does not make it speak. Read the 'last word cut' "
+              "row again")
+    from .quiz import check_explanation
+
+    _ok(f"waits_for = {letter!r} fits your rows (it speaks after {cut:.0%} of the cut questions, {whole:.0%} of the "
+        "whole ones)")
+    check_explanation(explanation, mentions=_TURN_IDEAS, min_words=30)
 
 
 QUIZ = (
