@@ -75,7 +75,15 @@ class SpiritVocab:
         return self.unit_offset + self.n_units
 
     def units(self, units: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """Unit ids -> vocabulary ids (no marker)."""
+        """Raw unit ids ``0 .. n_units-1`` (a tokenizer's output, not vocabulary ids) -> vocabulary ids (no marker).
+
+        Give one flat sequence: an utterance's per-word tensors (:func:`word_units`) are ``torch.cat`` ed first.
+        Ids shifted already (the output of this method) must not come back: those below ``n_units`` would be
+        shifted twice without an error.
+        """
+        if isinstance(units, list | tuple) and any(isinstance(u, torch.Tensor) and u.ndim > 0 for u in units):
+            raise TypeError(f"units is a list of {len(units)} per-word tensors (word_units, data[...]['units'][i]): "
+                            "torch.cat(...) them into one tensor first, as the chapter does")
         x = check_ids(torch.as_tensor(units), self.n_units, 1, what="units", allow_empty=True)
         return x.long() + self.unit_offset
 
@@ -268,7 +276,11 @@ class SpiritLM:
         return [self.vocab.text_marker, *self.tokenizer.encode(text)]
 
     def speech(self, units: torch.Tensor | Sequence[int]) -> list[int]:
-        """``[SPEECH]`` + the units, as vocabulary ids."""
+        """``[SPEECH]`` + the units, as vocabulary ids.
+
+        ``units``: raw unit ids ``0 .. K-1`` in one flat sequence (a tokenizer's output, or per-word units
+        ``torch.cat`` ed), not vocabulary ids: this shifts them (:meth:`SpiritVocab.units`), so do not shift first.
+        """
         return [self.vocab.speech_marker, *self.vocab.units(units).tolist()]
 
     @torch.no_grad()

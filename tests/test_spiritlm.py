@@ -270,3 +270,11 @@ def test_story_and_next_word_build_the_pairs_the_chapter_describes():
     # m08 has no other sentence: skipped; f08's "a" skips the other "a" and m08's sentence
     assert good == [TOK.encode(w) for w in ("a", "c", "a")]
     assert bad == [TOK.encode(w) for w in ("c", "a", "c")]
+
+
+def test_units_given_per_word_tensors_says_to_concatenate_them():
+    vocab = SpiritVocab(29, 100)
+    per_word = [torch.tensor([3, 4]), torch.tensor([5])]
+    with pytest.raises(TypeError, match=r"torch.cat\(...\) them into one tensor first"):
+        vocab.units(per_word)
+    assert vocab.units(torch.cat(per_word)).tolist() == [vocab.unit_offset + u for u in (3, 4, 5)]
