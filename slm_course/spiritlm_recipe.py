@@ -3,7 +3,8 @@
 The model is :mod:`slm_course.spiritlm`. This file holds:
 
 - the data: every utterance's speaker-normalised units (notebook 05) cut at its true word
-  boundaries (:func:`spirit_data`, cached), and the grammar's sentences as text;
+  boundaries (:func:`spirit_data`, cached), and the grammar's sentences as text; what the training
+  mix draws from (:func:`training_speech`, :func:`training_texts`);
 - :func:`mix_batches`, training windows drawn from text-only, speech-only and word-level
   interleaved sequences in the proportions of :data:`slm_course.spiritlm.MIXES`;
 - :func:`train_spiritlm` on the course's one training loop, and one loader, :func:`load_spiritlm`
@@ -42,7 +43,7 @@ from slm_course.spiritlm import (
 
 __all__ = ["CONFIG", "RECIPE", "SETTINGS", "UNITS", "bench_spiritlm", "evaluate", "extra_spirit_data", "few_shot_asr",
            "few_shot_tts", "load_spiritlm", "mix_batches", "next_word", "pair_accuracy", "speech_pairs", "spirit_data",
-           "story", "train_spiritlm"]
+           "story", "train_spiritlm", "training_speech", "training_texts"]
 
 RECIPE = 1  # bump when the recipe changes in a way SpiritConfig does not show: cached models are rebuilt
 DATA = 2  # the layout of spirit_data's cached dict (bump when it changes)
@@ -104,6 +105,24 @@ def extra_spirit_data(tokenizer, n_utterances: int, progress: bool = False) -> d
                                  "units": _aligned(tokenizer, extra, utts, progress)})
 
 
+def training_texts() -> list[str]:
+    """The text the mix draws its text-only sequences from: the text LM's own training sentences (notebook 01)."""
+    from slm_course.textlm import TextLMConfig, text_corpus
+
+    recipe = TextLMConfig()
+    return text_corpus(recipe.n_train_sentences, seed=recipe.seed)
+
+
+def training_speech(corpus, tokenizer, config: SpiritConfig = CONFIG, progress: bool = False) -> dict:
+    """The speech the mix draws from: the corpus' training split cut at its words, and ``config.extra_speech``
+    utterances of the second corpus draw (:func:`extra_spirit_data`) when that is > 0."""
+    speech = dict(spirit_data(corpus, tokenizer, progress)["train"])
+    if config.extra_speech:
+        extra = extra_spirit_data(tokenizer, config.extra_speech, progress)
+        speech = {k: speech[k] + extra[k] for k in ("words", "units")}
+    return speech
+
+
 def mix_batches(texts: Sequence[str], speech: dict, vocab: SpiritVocab, encode_text, config: SpiritConfig):
     """``step -> {"tokens": (B, context)}``: each row packs whole sequences, each one text-only, speech-only or
     interleaved with the probabilities of ``MIXES[config.mix]``, then keeps the first ``context`` tokens."""
@@ -145,7 +164,6 @@ def train_spiritlm(speech: dict, tokenizer, n_units: int, config: SpiritConfig =
     ``text_model``: the text LM to start from when ``config.warm`` (its tokenizer is ``tokenizer``).
     """
     from slm_course.lm import LM
-    from slm_course.textlm import TextLMConfig, text_corpus
     from slm_course.train import TrainConfig, train
 
     if config.warm and text_model is None:
@@ -155,9 +173,7 @@ def train_spiritlm(speech: dict, tokenizer, n_units: int, config: SpiritConfig =
     model = LM(config.lm_config(vocab))
     if config.warm:
         warm_start_text(model, text_model)
-    text_recipe = TextLMConfig()
-    texts = text_corpus(text_recipe.n_train_sentences, seed=text_recipe.seed)  # the text LM's own training sentences
-    history = train(model, mix_batches(texts, speech, vocab, tokenizer.encode, config),
+    history = train(model, mix_batches(training_texts(), speech, vocab, tokenizer.encode, config),
                     TrainConfig(steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps, eval_every=0,
                                 seed=config.seed, progress=progress, desc=f"SpiRit-LM ({config.mix})"))
     model.eval()
@@ -195,12 +211,9 @@ def load_spiritlm(config: SpiritConfig | None = None, *, expressive: bool = Fals
     text_lm = load_text_lm(progress=progress)
 
     def build() -> dict:
-        train = dict(spirit_data(corpus, units, progress)["train"])
-        if config.extra_speech:
-            extra = extra_spirit_data(units, config.extra_speech, progress)
-            train = {k: train[k] + extra[k] for k in ("words", "units")}
-        lm, history = train_spiritlm(train, text_lm.tokenizer, units.vocab_size, config,
-                                     text_model=text_lm.model, progress=progress)
+        speech = training_speech(corpus, units, config, progress)
+        lm, history = train_spiritlm(speech, text_lm.tokenizer, units.vocab_size, config, text_model=text_lm.model,
+                                     progress=progress)
         return model_record(lm.model, lm.model.cfg, history, lm.metrics, chars=text_lm.tokenizer.state()["chars"],
                             n_units=units.vocab_size)
 
