@@ -36,15 +36,19 @@ lab: setup
 	$(BIN)/jupyter lab
 
 # The tests find the real-speech FSDD subset beside the repo when it is there (../shared/data/fsdd).
+# JOBS test files (and notebooks) run side by side (pytest-xdist), each process on one thread: small models
+# gain little from a second thread, so two one-thread processes do nearly twice the work of one two-thread one.
+JOBS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 test: setup
 	$(BIN)/slm-course doctor --lock $(LOCK)
 	$(BIN)/ruff check slm_course tests
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest --nbval-lax notebooks solutions
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(PYTEST) tests --doctest-modules slm_course
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare --jobs $(JOBS)
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(PYTEST) --nbval-lax notebooks solutions
 
 unit: setup
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/python -m pytest tests --doctest-modules slm_course
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(PYTEST) tests --doctest-modules slm_course
 
 # Build every model the notebooks load, two at a time on one thread each (make test does this first).
 prepare: setup
