@@ -181,14 +181,14 @@ def test_cached_unit_lm_trains_once_then_loads(tmp_path, monkeypatch):
 def test_reference_unit_data_is_one_voice_at_one_speed_and_cached(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from slm_course import normalizer, twist, ulm_recipe
+    from slm_course import normalizer, twist
     from slm_course.runtime import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     splits = {"train": ["a", "b", "c"], "valid": ["d"]}
     corpus = SimpleNamespace(manifest={"version": 7}, split=lambda name: splits[name])
     ssl = SimpleNamespace(centroids=torch.zeros(4, 2), vocab_size=4)
-    monkeypatch.setattr(ulm_recipe, "load_tokenizer", lambda kind: ssl)
+    monkeypatch.setattr(twist, "load_tokenizer", lambda kind: ssl)  # the name twist calls, not only its source
     calls = []
 
     def fake_reference_units(corpus_, tokenizer, utts, reference="m00", workers=2, progress=False, match_speed=True):
