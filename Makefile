@@ -52,7 +52,7 @@ unit: setup
 
 # Build every model the notebooks load, two at a time on one thread each (make test does this first).
 prepare: setup
-	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare
+	$(if $(FSDD),SLM_COURSE_FSDD=$(abspath $(FSDD))) $(BIN)/slm-course prepare --jobs $(JOBS)
 
 bench: setup
 	$(BIN)/slm-course bench --list
