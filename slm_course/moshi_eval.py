@@ -205,13 +205,19 @@ def cascade_latency(cascade, data: dict, dset, n: int = 20) -> dict:
 def transcript_nll(text_lm, texts: Sequence[str]) -> float:
     """Mean NLL per character that notebook 01's text LM gives ``texts`` (what the system was heard to say).
 
-    Empty transcripts are left out; the answer is ``nan`` if all are empty.
+    Each text is normalised first (lower case, punctuation as spaces: ``metrics.normalize_text``), so
+    written answers ("the duck is in the park.") score as their transcripts would. Empty texts are
+    left out; the answer is ``nan`` if all are empty.
     """
+    from slm_course.metrics import normalize_text
+
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string: wrap it, [text]")
     losses, weights = [], []
-    for text in texts:
-        if not text.strip():
+    for text in map(normalize_text, texts):
+        if not text:
             continue
-        ids = torch.tensor(text_lm.tokenizer.encode(text.strip(), bos=True))[None, : text_lm.model.cfg.max_len]
+        ids = torch.tensor(text_lm.tokenizer.encode(text, bos=True))[None, : text_lm.model.cfg.max_len]
         losses.append(float(text_lm.model({"tokens": ids})["loss"]) * (ids.shape[1] - 1))
         weights.append(ids.shape[1] - 1)
     return sum(losses) / sum(weights) if weights else float("nan")

@@ -136,6 +136,10 @@ def test_transcript_nll_weights_by_tokens_and_skips_empty_transcripts():
     lm = SimpleNamespace(tokenizer=Chars(), model=FlatModel())
     assert transcript_nll(lm, ["ab", "", "abcd"]) == pytest.approx((5 + 2 + 5 + 2 * 3) / 6)
     assert transcript_nll(lm, ["", "  "]) != transcript_nll(lm, ["", "  "])  # nan when nothing was heard
+    # a written answer scores as its transcript: lower case, punctuation as spaces
+    assert transcript_nll(lm, ["The duck is in the park."]) == transcript_nll(lm, ["the duck is in the park"])
+    with pytest.raises(TypeError, match="wrap it"):
+        transcript_nll(lm, "the duck is in the park")
 
 
 def test_answer_test_can_give_the_true_answer_text_and_the_model_keeps_it(data):
