@@ -70,6 +70,8 @@ def test_usual_mistakes_are_named():
         checks.check_delay(lambda g, d, f: delay(g, d, f).flip(1))
     with pytest.raises(AssertionError, match="shorter"):
         checks.check_undelay(lambda g, d: g)
+    with pytest.raises(AssertionError, match="token ids are integers"):  # the right values, as floats
+        checks.check_delay(lambda g, d, f: delay(g, d, f).float())
     with pytest.raises(AssertionError, match="no frame before it"):
         checks.check_align_text(lambda w, n: align_text(w, n, first=0) if w and w[0][1] < 0.08 else align_text(w, n))
     with pytest.raises(AssertionError, match="previous word's frame"):

@@ -103,12 +103,27 @@ def test_window_qformer_check_names_the_padding_and_the_position_mistakes():
         checks.check_window_qformer(no_positions)
 
 
-def test_window_qformer_check_names_the_order_and_the_inverted_mask():
-    with pytest.raises(AssertionError, match="keep the windows in time order") as caught:
+def whole_utterance(qf, feats, lengths):
+    """Every window's queries attend to every frame of the utterance: no windows at all."""
+    B, T, _ = feats.shape
+    n = -(-T // qf.window)
+    x = qf.inp(feats) + qf.pos.repeat(n, 1)[:T]
+    q = qf.queries.expand(B, qf.n_queries, -1)
+    for layer in qf.layers:
+        q = layer(q, x, memory_key_padding_mask=torch.arange(T)[None] >= lengths[:, None])
+    return qf.out(q).repeat(1, n, 1)
+
+
+def test_window_qformer_check_names_the_order_the_windows_and_the_inverted_mask():
+    with pytest.raises(AssertionError, match="right vectors in the wrong order") as caught:
         checks.check_window_qformer(lambda q, f, n: window_qformer(q, f, n, query_major=True))
     assert "padding frames must" not in str(caught.value)
+    with pytest.raises(AssertionError, match="every window gave the same vectors"):
+        checks.check_window_qformer(whole_utterance)
     with pytest.raises(AssertionError, match="with no padding, the mask hides nothing"):
         checks.check_window_qformer(lambda q, f, n: window_qformer(q, f, n, invert=True))
+    with pytest.raises(AssertionError, match="the mask hid every frame"):  # inverted, and no frame left visible
+        checks.check_window_qformer(lambda q, f, n: window_qformer(q, f, n, invert=True, empty="none"))
 
 
 @pytest.mark.parametrize("empty", ["last", "all", "none"])

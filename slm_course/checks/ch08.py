@@ -13,7 +13,10 @@ from .quiz import Question
 __all__ = ["check_align_text", "check_delay", "check_depth_step", "check_turn_taking", "check_undelay"]
 
 
-def _as_long(value, call: str) -> torch.Tensor:
+def _as_long(value, call: str, keep_dtype: bool = False) -> torch.Tensor:
+    if keep_dtype and isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+        _fail(f"{call} returned a {value.dtype} tensor: token ids are integers, and an embedding table reads no "
+              "floats; keep the grid's dtype (grid.new_full(...) makes the new grid like the old one)")
     try:
         return torch.as_tensor(value).long()
     except (TypeError, ValueError, RuntimeError):
@@ -27,7 +30,7 @@ def check_delay(fn: Callable[..., torch.Tensor]) -> None:
     grid = torch.arange(1, 16).view(3, 5)
     for delays in ([0, 0, 0], [0, 1, 1], [2, 0, 1], [0, 3, 0]):
         want = delay(grid, delays, fill=-1)
-        got = _as_long(fn(grid.clone(), list(delays), -1), f"delay(grid, {delays}, -1)")
+        got = _as_long(fn(grid.clone(), list(delays), -1), f"delay(grid, {delays}, -1)", keep_dtype=True)
         if tuple(got.shape) != tuple(want.shape):
             _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(want.shape)}: the grid "
                   f"grows by max(delays) = {max(delays)} frame{'s' if max(delays) != 1 else ''} so that no token is cut off")
@@ -44,7 +47,7 @@ def check_undelay(fn: Callable[..., torch.Tensor]) -> None:
     grid = torch.arange(1, 16).view(3, 5)
     for delays in ([0, 1, 1], [2, 0, 1], [1, 1, 1]):
         d = delay(grid, delays, fill=-1)
-        got = _as_long(fn(d.clone(), list(delays)), f"undelay(delayed, {delays})")
+        got = _as_long(fn(d.clone(), list(delays)), f"undelay(delayed, {delays})", keep_dtype=True)
         if tuple(got.shape) != tuple(grid.shape):
             _fail(f"delays {delays}: you returned shape {tuple(got.shape)}, expected {tuple(grid.shape)}: the result "
                   f"is max(delays) = {max(delays)} frame{'s' if max(delays) != 1 else ''} shorter than its input")

@@ -79,15 +79,42 @@ def check_window_qformer(fn: Callable[..., torch.Tensor]) -> None:
         gap = float(torch.stack([(got[b, :n] - want[b, :n]).abs().max() for b, n in enumerate(used)]).max())
         if not gap <= 1e-4:  # also when got holds NaN
             if all(n == T for n in lengths):
-                hint = ("add qformer.pos to each window's frames (after qformer.inp), let the queries attend with "
-                        "qformer.layers, then qformer.out; keep the windows in time order; with no padding, the "
-                        "mask hides nothing")
+                hint = _qformer_mistake(qf, feats, got, want)
             else:
                 hint = ("padding frames must be hidden from the queries: memory_key_padding_mask True where a frame "
                         "is padding (and at least one frame per window left visible)")
             _fail(f"window {window}, {n_queries} queries, lengths {lengths}: your vectors differ from the "
                   f"Q-Former's by up to {gap:.3g}; {hint}")
     _ok("window_qformer gives the Q-Former's vectors: each window's queries attend to that window's frames only")
+
+
+def _qformer_mistake(qf, feats: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
+    """What a padding-free answer most likely got wrong (``feats``' frames a whole number of windows)."""
+    B, T, _ = feats.shape
+    n, W, Q = T // qf.window, qf.window, qf.n_queries
+    with torch.no_grad():  # the Q-Former without its position embeddings
+        q = qf.queries.expand(B * n, Q, -1)
+        for layer in qf.layers:
+            q = layer(q, qf.inp(feats).view(B * n, W, -1))
+        no_pos = qf.out(q).reshape(B, n * Q, -1)
+    if torch.isnan(got).any():
+        return ("your vectors hold NaN: the queries attended to no frame at all; memory_key_padding_mask is True "
+                "where a frame is padding (to hide it), False where it is speech")
+    if torch.allclose(got, no_pos, atol=1e-4):
+        return ("add qformer.pos to each window's frames after qformer.inp: without it no query can tell where in "
+                "its window a frame is")
+    windows = got.view(B, n, Q, -1)
+    if n > 1 and torch.allclose(windows, windows[:, :1].expand_as(windows), atol=1e-4):
+        return ("every window gave the same vectors, so its queries did not read that window's frames: either they "
+                "attended to the whole utterance (view the frames as (B * windows, window, d)), or the mask hid "
+                "every frame (True hides a frame; with no padding it is all False)")
+    nearest = torch.cdist(got.reshape(-1, got.shape[-1]), want.reshape(-1, want.shape[-1])).min(1).values
+    if bool((nearest <= 1e-3).all()):
+        return ("these are the right vectors in the wrong order: windows in time order, and in each window its "
+                "queries in order (reshape (B * windows, n_queries, d) to (B, windows * n_queries, d))")
+    return ("add qformer.pos to each window's frames (after qformer.inp), let the queries attend with "
+            "qformer.layers, then qformer.out; keep the windows in time order; with no padding, the mask hides "
+            "nothing")
 
 
 def _peft_linear(d_in: int, d_out: int, rank: int, alpha: float, seed: int):
