@@ -77,7 +77,12 @@ class Attention(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
                 causal = T > 1
             cache["k"], cache["v"] = k, v
-        if causal and k.shape[2] != T:  # several new tokens after a cached prefix: explicit mask
+            if "pad" in cache:  # (B, keys) True where a cached key is padding: rows of unequal lengths decode together
+                cache["pad"] = torch.cat([cache["pad"], cache["pad"].new_zeros(B, T)], dim=1)
+        if cache is not None and "pad" in cache:
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & ~cache["pad"][:, None, None, :])
+        elif causal and k.shape[2] != T:  # several new tokens after a cached prefix: explicit mask
             mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -152,12 +157,19 @@ class LM(nn.Module):
 
     # --- the model ----------------------------------------------------------------------------
     def hidden(self, tokens: torch.Tensor | None, extra: dict | None = None, caches: list | None = None,
-               start: int = 0, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
+               start: int | torch.Tensor = 0, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states (B, T, C) for tokens (B, T) or (B, S, T).
 
         `embeds` (B, T, C), given instead of `tokens`, are input vectors used in place of the token
-        embeddings: a speech-aware LM (notebook 09) feeds an adapter's outputs this way.
+        embeddings: a speech-aware LM (notebook 09) feeds an adapter's outputs this way. `start`: the
+        position of the first token, or a (B,) tensor of one per row (rows decoding from caches of
+        different lengths, their padding marked in each cache's "pad").
         """
+        per_row = isinstance(start, torch.Tensor)
+        if per_row:
+            if start.dim() != 1 or start.dtype not in (torch.long, torch.int32, torch.int64) or int(start.min()) < 0:
+                raise ValueError(f"start must be an int or a (B,) integer tensor of positions >= 0, got {start!r}")
+            first, start = start, int(start.max())  # the longest row must fit; each row's positions are its own
         if embeds is not None:
             if tokens is not None:
                 raise ValueError("give tokens or embeds, not both: embeds replace the token embeddings.")
@@ -172,7 +184,12 @@ class LM(nn.Module):
             streams = tokens.unsqueeze(1) if tokens.dim() == 2 else tokens  # (B, S, T)
             T, device = streams.shape[-1], tokens.device
             x = sum(emb(streams[:, s]) for s, emb in enumerate(self.tok_emb))  # (B, T, C)
-        x = x + self.pos_emb(torch.arange(start, start + T, device=device))
+        if per_row:
+            if first.shape[0] != x.shape[0]:
+                raise ValueError(f"start has {first.shape[0]} positions for {x.shape[0]} rows: give one per row")
+            x = x + self.pos_emb(first.to(device)[:, None] + torch.arange(T, device=device))
+        else:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=device))
         for name, ids in (extra or {}).items():
             if name not in self.extra_emb:
                 raise KeyError(f"no extra embedding {name!r}; this model has {list(self.extra_emb)}.")

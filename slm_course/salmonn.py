@@ -296,24 +296,39 @@ class SpeechAwareLM(nn.Module):
         by_length: dict[int, list[int]] = {}
         for b, p in enumerate(prompts):
             by_length.setdefault(len(p), []).append(b)
+        # each group of prompts of one length fills its key/value cache; then every row decodes together, the
+        # caches padded to the longest prompt (the padding masked) and each row at its own positions
+        order, lengths, hs, group_caches = [], [], [], []
         for n, group in by_length.items():
             caches: list[dict] = [{} for _ in self.lm.blocks]
-            h = self.lm.hidden(None, embeds=x[group, :n], caches=caches)[:, -1:]
-            done = torch.zeros(len(group), dtype=torch.bool)
-            room = min(max_new_tokens, context - n)
-            for step in range(room):
-                logits = self.logits_of(h)[:, -1]
-                if len(banned):
-                    logits[:, list(banned)] = float("-inf")
-                nxt = logits.argmax(-1)
-                for k, b in enumerate(group):
-                    if not done[k]:
-                        if int(nxt[k]) == stop_token:
-                            done[k] = True
-                        else:
-                            answers[b].append(int(nxt[k]))
-                if bool(done.all()) or step + 1 == room:
-                    break
-                h = self.lm.hidden(None, embeds=self.embed(nxt[:, None]), caches=caches, start=n + step)
+            hs.append(self.lm.hidden(None, embeds=x[group, :n], caches=caches)[:, -1:])
+            order += group
+            lengths += [n] * len(group)
+            group_caches.append(caches)
+        n_max = max(lengths)
+        pos = torch.tensor(lengths, device=x.device)
+        caches = [{key: torch.cat([F.pad(c[i][key], (0, 0, 0, n_max - c[i][key].shape[2])) for c in group_caches])
+                   for key in ("k", "v")} | {"pad": torch.arange(n_max, device=x.device)[None] >= pos[:, None]}
+                  for i in range(len(self.lm.blocks))]
+        h = torch.cat(hs)
+        room = (context - pos).clamp(max=max_new_tokens)  # answer tokens each row may write
+        done = torch.zeros(len(order), dtype=torch.bool)
+        for step in range(int(room.max())):
+            logits = self.logits_of(h)[:, -1]
+            if len(banned):
+                logits[:, list(banned)] = float("-inf")
+            nxt = logits.argmax(-1)
+            for k, b in enumerate(order):
+                if not done[k]:
+                    if int(nxt[k]) == stop_token:
+                        done[k] = True
+                    else:
+                        answers[b].append(int(nxt[k]))
+                        done[k] = step + 1 == int(room[k])
+            if bool(done.all()):
+                break
+            # a finished row goes on alongside the others, its output unread: its position is only kept in range
+            at = (pos + step).clamp(max=self.lm.cfg.max_len - 1)
+            h = self.lm.hidden(None, embeds=self.embed(nxt[:, None]), caches=caches, start=at)
         self.train(was)
         return answers

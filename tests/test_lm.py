@@ -53,6 +53,30 @@ def test_kv_cache_generation_equals_full_recompute():
     assert torch.equal(m.generate(prompt, 6, temperature=1.0, top_k=1), m.generate(prompt, 6, temperature=0))
 
 
+def test_rows_of_different_lengths_decode_together_from_padded_caches():
+    m = small()
+    a, b = torch.randint(0, 23, (1, 7)), torch.randint(0, 23, (1, 4))
+    nxt = torch.randint(0, 23, (2, 3))  # three more tokens for each row
+    alone = [m.logits(torch.cat([p, nxt[i : i + 1]], 1))[0, -3:] for i, p in enumerate((a, b))]
+    caches = []
+    for p in (a, b):  # each prompt fills its own cache, then the shorter one is padded to the longer
+        c = [{} for _ in m.blocks]
+        m.hidden(p, caches=c)
+        caches.append(c)
+    merged = [{k: torch.cat([torch.nn.functional.pad(c[i][k], (0, 0, 0, 7 - c[i][k].shape[2])) for c in caches])
+               for k in ("k", "v")} | {"pad": torch.arange(7)[None] >= torch.tensor([[7], [4]])}
+              for i in range(len(m.blocks))]
+    pos = torch.tensor([7, 4])
+    together = torch.stack([m.heads[0](m.hidden(nxt[:, t : t + 1], caches=merged, start=pos + t))[:, 0]
+                            for t in range(3)], 1)
+    for i in range(2):
+        assert torch.allclose(together[i], alone[i], atol=1e-5)
+    with pytest.raises(ValueError, match="one per row"):
+        m.hidden(nxt[:, :1], start=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="start must be"):
+        m.hidden(nxt[:, :1], start=torch.tensor([-1, 2]))
+
+
 def test_streams_extra_embeddings_and_weight_tying():
     m = small(n_streams=3, extra_embeddings=(("modality", 2),))
     x = torch.randint(0, 23, (2, 3, 9))

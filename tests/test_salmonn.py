@@ -157,7 +157,7 @@ def test_greedy_generation_is_the_argmax_of_the_teacher_forced_logits(adapter):
     for layer in lora_layers(model):
         nn.init.normal_(layer.lora_B["default"].weight, std=0.5)  # a LoRA that changes something
     frames, ids, _ = _rows()
-    prompts = [ids[0][:8], ids[1][:8]]  # different lengths are decoded in their own groups
+    prompts = [ids[0][:8], ids[1][:8]]  # different lengths: each fills its cache, then they decode together
     if ad.n_global:
         prompts = [p[:-1] + [SUMMARY] + p[-1:] for p in prompts]
     got = model.generate(collate(frames, prompts, prompts)["feats"], torch.tensor([4, 5]), prompts, 5, stop_token=-5)
