@@ -82,7 +82,7 @@ ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
 # rows of the training mix and `rehearse` rows of the model's own transcripts of utterances it never heard (the
 # valid split and `unheard` of the second corpus draw): load_activated(activation=ACTIVATION_REHEARSED)
 ACTIVATION_REHEARSED = {"n": 80, "scale": 0.4, "candidates": 1500, "max_frames": 140, "steps": 48, "lr": 1e-3,
-                        "replay": 64, "rehearse": 384, "unheard": 1000}
+                        "replay": 64, "rehearse": 384, "unheard": 1000, "parts": 16}
 ACTIVATION_RECIPE = 2  # bump when the choice of activation examples changes (the trained variants stay cached)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
@@ -545,7 +545,7 @@ def load_activated(variant: str = "pool", *, activation: dict | None = None, dat
                              prompter)
         tuned = activation_tune(copy.deepcopy(base), train_data["train"], prompter, examples, base.cfg,
                                 steps=act["steps"], lr=act["lr"], replay=act["replay"], rehearse=kept,
-                                n_rehearse=act.get("rehearse", 0), progress=progress)
+                                n_rehearse=act.get("rehearse", 0), parts=act.get("parts", 1), progress=progress)
         return {"state_dict": {k: v for k, v in tuned.state_dict().items() if "lora_" in k}, "examples": examples,
                 "metrics": {"train_seconds": time.perf_counter() - t0}}
 
@@ -694,12 +694,13 @@ def rehearsal(model: SpeechAwareLM, data: dict, prompter: Prompter, task: str = 
 def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, examples: Sequence[tuple[int, str, str]],
                     cfg: SalmonnConfig | None = None, steps: int = 24, lr: float = 1e-3, replay: int = 32,
                     seed: int = 0, progress: bool = False, rehearse: dict | None = None,
-                    n_rehearse: int = 0) -> SpeechAwareLM:
+                    n_rehearse: int = 0, parts: int = 1) -> SpeechAwareLM:
     """Activation tuning (SALMONN): ``steps`` steps on ``examples`` (:func:`activation_examples`), all of them in
     each batch beside ``replay`` rows drawn from the training mix (``cfg``, the model's own recipe) so that what
     was learnt stays, and ``n_rehearse`` rows drawn from ``rehearse`` (:func:`rehearsal`: the model's own answers
     on utterances it never trained on); LoRA only: the adapter and the new token rows stay as they were. In
-    place; returns ``model``.
+    place; returns ``model``. ``parts``: each batch cut by row length into this many parts, each padded to
+    its own longest row (the same loss, less padding: many rehearsed rows make a batch of hundreds).
     """
     from slm_course.train import TrainConfig, train
 
@@ -707,6 +708,8 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
         raise ValueError("activation tuning needs examples: make them with activation_examples")
     if isinstance(n_rehearse, bool) or not isinstance(n_rehearse, int) or n_rehearse < 0:
         raise ValueError(f"n_rehearse must be an int >= 0, got {n_rehearse!r}")
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise ValueError(f"parts must be a positive int (1: one padded batch per step), got {parts!r}")
     if n_rehearse and not (rehearse and rehearse.get("rows")):
         raise ValueError("n_rehearse > 0 needs rows to rehearse: make them with rehearsal(model, data['valid'], ...)")
     cfg = cfg if cfg is not None else SalmonnConfig()
@@ -729,10 +732,15 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
     for _ in range(steps):
         more = [mix.example(rng) for _ in range(replay)]
         again = rng.sample(kept, min(n_rehearse, len(kept)))
-        batches.append(collate([data["frames"][i] for i, _, _ in examples] + [data["frames"][i] for i, _, _ in more]
-                               + [f for f, _ in again],
-                               [r[0] for r in rows] + [m[1] for m in more] + [r[0] for _, r in again],
-                               [r[1] for r in rows] + [m[2] for m in more] + [r[1] for _, r in again]))
+        step_rows = ([(data["frames"][i], r[0], r[1]) for (i, _, _), r in zip(examples, rows)]
+                     + [(data["frames"][i], ids, tgt) for i, ids, tgt in more] + [(f, r[0], r[1]) for f, r in again])
+        if parts == 1:
+            batches.append(collate(*zip(*step_rows)))
+        else:  # the same rows cut by length, as Batches does
+            step_rows.sort(key=lambda r: len(r[1]))
+            size = -(-len(step_rows) // parts)
+            batches.append({"parts": [collate(*zip(*step_rows[j : j + size]))
+                                      for j in range(0, len(step_rows), size)]})
     before = frozen_digest(model.lm)
     train(model, batches, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
                                       desc="activation tuning"))

@@ -1,5 +1,7 @@
 """The speech-aware text LM's parts (notebook 09): adapters, LoRA, the frozen LM with new tokens, the prompts."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -341,6 +343,15 @@ def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_
     activation_tune(model, data, prompter, examples, model.cfg, steps=3, lr=1e-2, replay=2, rehearse=kept,
                     n_rehearse=2)
     assert sizes[-3:] == [1 + 2 + 2] * 3  # each batch: the examples, the replayed mix, the rehearsed rows
+    # cut into parts by row length, each batch gives the same loss: the same tuning, with less padding
+    tuned = [activation_tune(copy.deepcopy(model), data, prompter, examples, model.cfg, steps=2, lr=1e-2, replay=2,
+                             rehearse=kept, n_rehearse=2, parts=p) for p in (1, 3)]
+    assert sizes[-3:] == [2, 2, 1]  # the last step's five rows, in three parts
+    lora = [{k: v for k, v in m.state_dict().items() if "lora_" in k} for m in tuned]
+    assert all(torch.allclose(lora[0][k], lora[1][k], atol=1e-5) for k in lora[0])
+    assert any(not torch.allclose(lora[0][k], model.state_dict()[k]) for k in lora[0])  # and it did tune
+    with pytest.raises(ValueError, match="parts must be"):
+        activation_tune(model, data, prompter, examples, model.cfg, steps=1, parts=0)
     with pytest.raises(ValueError, match="rehearsal"):
         activation_tune(model, data, prompter, examples, model.cfg, steps=1, n_rehearse=2)
     with pytest.raises(ValueError, match="n_rehearse"):
