@@ -79,12 +79,11 @@ class Attention(nn.Module):
             cache["k"], cache["v"] = k, v
             if "pad" in cache:  # (B, keys) True where a cached key is padding: rows of unequal lengths decode together
                 cache["pad"] = torch.cat([cache["pad"], cache["pad"].new_zeros(B, T)], dim=1)
-        if cache is not None and "pad" in cache:
+        padded = cache is not None and "pad" in cache
+        if padded or (causal and k.shape[2] != T):  # new tokens after a cached prefix (some of it padding): a mask
             mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & ~cache["pad"][:, None, None, :])
-        elif causal and k.shape[2] != T:  # several new tokens after a cached prefix: explicit mask
-            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & ~cache["pad"][:, None, None, :] if padded
+                                               else mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1,
                                                dropout_p=self.dropout if self.training else 0.0)
