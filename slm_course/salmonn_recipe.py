@@ -74,13 +74,23 @@ SEEN_FAMILIES = ("tell", "ask")
 HELD_OUT_FAMILY = "could"
 NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASKS + UNTRAINED)
 CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
-# notebook 09's activation tuning: SALMONN's 12 examples, written with the LoRA at 0.6 of its size; small steps,
-# with rows of the training mix beside them
-ACTIVATION = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
-# activation tuning that also rehearses (results/09, "Recipe 5"): n examples written at LoRA x scale from
-# `candidates` training utterances of `max_frames` encoder frames or fewer, `steps` steps of them beside `replay`
-# rows of the training mix and `rehearse` rows of the model's own transcripts of utterances it never heard (the
-# valid split and `unheard` of the second corpus draw): load_activated(activation=ACTIVATION_REHEARSED)
+# notebook 09's activation tuning (results/09_salmonn.md, "Recipe 6"): examples written at LoRA x `scale` on every
+# utterance the model never heard (`examples_from`: the valid split and `unheard` of the second corpus draw, those
+# of `max_frames` encoder frames or fewer), none with a word that starts as "female" or "male" does (`avoid`);
+# `steps` steps of `per_step` of them drawn anew, beside `replay` rows of the training mix and `rehearse` rows of
+# the model's own answers on the unheard utterances (`rehearse_tasks`: transcripts counted twice, the four labels),
+# drawn in proportion to their length squared (`by_length`)
+ACTIVATION = {"n": None, "scale": 0.4, "examples_from": "unheard", "candidates": None, "max_frames": 140,
+              "avoid": "fm", "per_step": 48, "steps": 48, "lr": 1e-3, "replay": 64, "rehearse": 512,
+              "rehearse_tasks": ("transcribe", "transcribe", "gender", "style", "question", "topic"),
+              "by_length": True, "unheard": 1000, "parts": 16}
+# SALMONN's own recipe, at our scale: 12 examples written at LoRA x 0.6 on training utterances, all of them in
+# each of 48 small steps beside 64 rows of the training mix
+ACTIVATION_SALMONN = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
+# activation tuning that rehearses transcripts only (results/09, "Recipe 5"): n examples written at LoRA x scale
+# from `candidates` training utterances of `max_frames` encoder frames or fewer, `steps` steps of them beside
+# `replay` rows of the training mix and `rehearse` rows of the model's own transcripts of utterances it never heard
+# (the valid split and `unheard` of the second corpus draw): load_activated(activation=ACTIVATION_REHEARSED)
 ACTIVATION_REHEARSED = {"n": 80, "scale": 0.4, "candidates": 1500, "max_frames": 140, "steps": 48, "lr": 1e-3,
                         "replay": 64, "rehearse": 384, "unheard": 1000, "parts": 16}
 ACTIVATION_RECIPE = 2  # bump when the choice of activation examples changes (the trained variants stay cached)
@@ -247,10 +257,14 @@ def load_salmonn_data(splits: Sequence[str] = ("train", "test"), *, limit: int |
     for split in splits:
         utts = corpus.split(split)[:limit]
         data[split] = {"frames": [((f.float() - norm["mean"]) / norm["std"]) for f in frames_of(split, limit)],
-                       "utts": [{"id": u.id, "words": list(u.words), "speaker": u.speaker, "gender": u.gender,
-                                 "style": u.style, "question": u.question, "kind": u.kind, "topic": u.topic}
-                                for u in utts]}
+                       "utts": [_record(u) for u in utts]}
     return data
+
+
+def _record(u) -> dict:
+    """What the tasks need to know of a corpus utterance, as :func:`load_salmonn_data` keeps it."""
+    return {"id": u.id, "words": list(u.words), "speaker": u.speaker, "gender": u.gender, "style": u.style,
+            "question": u.question, "kind": u.kind, "topic": u.topic}
 
 
 class _Utt:
@@ -513,19 +527,27 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
 def load_activated(variant: str = "pool", *, activation: dict | None = None, data: dict | None = None, corpus=None,
                    rebuild: bool = False, progress: bool = True) -> SpeechAwareLM:
     """``variant`` (:func:`load_salmonn`) after activation tuning with ``activation`` (:data:`ACTIVATION`, the
-    course's; :data:`ACTIVATION_REHEARSED` also rehearses the model's own transcripts), from the cache or tuned now.
+    course's; :data:`ACTIVATION_SALMONN` is SALMONN's 12 examples, :data:`ACTIVATION_REHEARSED` rehearses
+    transcripts only), from the cache or tuned now.
 
     The cache holds the tuned LoRA matrices and the examples it was tuned on (``model.examples``:
-    ``(training utterance index, prompt, answer)``).
+    ``(utterance index, prompt, answer)``, the index into the training split, or into
+    :func:`unheard_utterances` when ``activation["examples_from"]`` is ``"unheard"``).
     """
     from slm_course.corpus import corpus_version
     from slm_course.textlm import load_text_lm
 
     act = dict(ACTIVATION if activation is None else activation)
-    missing = {"n", "scale", "steps", "lr", "replay"} - set(act)
-    if missing or (act.get("rehearse") and "unheard" not in act):
-        raise ValueError(f"activation needs the keys of ACTIVATION (and 'unheard' with 'rehearse'); missing "
-                         f"{sorted(missing) or ['unheard']}")
+    missing = sorted({"n", "scale", "steps", "lr", "replay"} - set(act))
+    source = act.get("examples_from", "train")
+    if source not in ("train", "unheard"):
+        raise ValueError(f"activation['examples_from'] must be 'train' or 'unheard', got {source!r}")
+    if (act.get("rehearse") or source == "unheard") and "unheard" not in act:
+        missing.append("unheard")
+    if missing:
+        raise ValueError(f"activation needs the keys of ACTIVATION_SALMONN (and 'unheard' with 'rehearse' or "
+                         f"examples_from='unheard'); missing {missing}")
+    tasks = act.get("rehearse_tasks", ("transcribe",))
     base = load_salmonn(variant, data=data, corpus=corpus, progress=progress)
     text_lm = load_text_lm(progress=progress)
     prompter = Prompter(text_lm.tokenizer)
@@ -536,16 +558,22 @@ def load_activated(variant: str = "pool", *, activation: dict | None = None, dat
         train_data = data if data is not None and "train" in data else load_salmonn_data(corpus=corpus,
                                                                                           progress=progress)
         t0 = time.perf_counter()
-        examples = activation_examples(base, train_data["train"], prompter, n=act["n"], scale=act["scale"],
-                                       candidates=act.get("candidates", 400), max_frames=act.get("max_frames"),
-                                       prompts=base.cfg.prompts)
+        new = None
+        if act.get("rehearse") or source == "unheard":
+            new = unheard_utterances(train_data, act["unheard"], corpus=corpus, progress=progress)
+        examples = activation_examples(base, new if source == "unheard" else train_data["train"], prompter,
+                                       n=act["n"], scale=act["scale"], candidates=act.get("candidates", 400),
+                                       max_frames=act.get("max_frames"), prompts=base.cfg.prompts,
+                                       avoid=act.get("avoid", ""))
         kept = None
         if act.get("rehearse"):
-            kept = rehearsal(base, unheard_utterances(train_data, act["unheard"], corpus=corpus, progress=progress),
-                             prompter)
+            done = {t: rehearsal(base, new, prompter, task=t) for t in dict.fromkeys(tasks)}
+            kept = [done[t] for t in tasks]
         tuned = activation_tune(copy.deepcopy(base), train_data["train"], prompter, examples, base.cfg,
                                 steps=act["steps"], lr=act["lr"], replay=act["replay"], rehearse=kept,
-                                n_rehearse=act.get("rehearse", 0), parts=act.get("parts", 1), progress=progress)
+                                n_rehearse=act.get("rehearse", 0), parts=act.get("parts", 1),
+                                per_step=act.get("per_step"), by_length=act.get("by_length", False),
+                                example_frames=new["frames"] if source == "unheard" else None, progress=progress)
         return {"state_dict": {k: v for k, v in tuned.state_dict().items() if "lora_" in k}, "examples": examples,
                 "metrics": {"train_seconds": time.perf_counter() - t0}}
 
@@ -611,46 +639,54 @@ def on_topic(answer: str, transcript: str) -> bool:
     return bool(said & set(answer.split()))
 
 
-def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n: int = 12, scale: float = 0.6,
-                        candidates: int = 400, min_cer: float = 0.5, seed: int = 0, prompts: str = "free",
-                        max_frames: int | None = None) -> list[tuple[int, str, str]]:
+def activation_examples(model: SpeechAwareLM, data: dict, prompter: Prompter, n: int | None = 12, scale: float = 0.6,
+                        candidates: int | None = 400, min_cer: float = 0.5, seed: int = 0, prompts: str = "free",
+                        max_frames: int | None = None, avoid: str = "") -> list[tuple[int, str, str]]:
     """SALMONN's activation data: ``n`` long answers to "continue the story" that the model writes itself, with
     its LoRA scaled down to ``scale`` (:func:`~slm_course.salmonn.set_lora_scale`): ``(index, prompt, answer)``.
 
     With less LoRA the frozen LM's own habit (going on with a text) comes back; the answers kept are those that
     follow the instruction with four words or more (:func:`follows_continue`, and a CER above ``min_cer`` against
-    what was said), from ``candidates`` training utterances drawn at random, in the order drawn (only among those
-    of ``max_frames`` encoder frames or fewer when it is given: a longer one leaves little room for a long
-    answer). ``model`` is left as it was.
+    what was said), from ``candidates`` utterances of ``data`` drawn at random (None: all of them), in the order
+    drawn (only among those of ``max_frames`` encoder frames or fewer when it is given: a longer one leaves little
+    room for a long answer). ``n=None`` keeps every answer that passes. ``avoid``: answers with a word that
+    starts with one of these letters are left out (``"fm"``, the first letters of "female" and "male": a label's
+    answer is decided by its first character, and an example word that starts the same way takes it over).
+    ``model`` is left as it was.
     """
     from slm_course.metrics import cer
     from slm_course.salmonn import set_lora_scale
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int (SALMONN used 12), got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive int (SALMONN used 12) or None for every answer that passes, got {n!r}")
     if not 0 <= scale < 1:
         raise ValueError(f"scale must be in [0, 1): the LoRA scaled down, 1 being as trained; got {scale!r}")
+    if not isinstance(avoid, str):
+        raise ValueError(f"avoid must be a string of first letters to leave out, e.g. 'fm', got {avoid!r}")
     rng = random.Random(seed)
     room = range(len(data["utts"])) if max_frames is None else [i for i, f in enumerate(data["frames"])
                                                                   if len(f) <= max_frames]
-    idx = rng.sample(room, min(candidates, len(room)))
+    idx = rng.sample(room, len(room) if candidates is None else min(candidates, len(room)))
     asks = [rng.choice(PROMPTS["continue"][rng.choice(SEEN_FAMILIES)]) for _ in idx]
     damped = copy.deepcopy(model)
     set_lora_scale(damped, scale)
     got = answers(damped, prompter, [data["frames"][i] for i in idx], asks,
                   tag="continue" if prompts == "tags" else None)
-    out = [(i, ask, a) for i, ask, a in zip(idx, asks, got) if len(a.split()) >= 4
-           and follows_continue(a, " ".join(data["utts"][i]["words"])) and cer(" ".join(data["utts"][i]["words"]), a) > min_cer]
-    if len(out) < n:
-        raise ValueError(f"only {len(out)} of {len(idx)} answers at LoRA scale {scale} go on with the story; ask for "
-                         f"fewer (n={n}), draw more candidates, or scale the LoRA further down")
+    said = [" ".join(data["utts"][i]["words"]) for i in idx]
+    out = [(i, ask, a) for i, ask, a, s in zip(idx, asks, got, said) if len(a.split()) >= 4
+           and follows_continue(a, s) and cer(s, a) > min_cer and not any(w[0] in avoid for w in a.split())]
+    if len(out) < (n or 1):
+        raise ValueError(f"only {len(out)} of {len(idx)} answers at LoRA scale {scale} go on with the story"
+                         f"{' and avoid ' + repr(avoid) if avoid else ''}; ask for fewer (n={n}), draw more "
+                         "candidates, or scale the LoRA further down")
     return out[:n]
 
 
 def unheard_utterances(data: dict, n_extra: int = 1000, corpus=None, progress: bool = False) -> dict:
-    """Utterances the model never heard, for :func:`rehearsal`: the valid split's, then the first ``n_extra`` of the
-    second corpus draw's training split (notebook 05's extra speech: the training voices, other sentences), as
-    encoder frames standardised as ``data``'s (:func:`load_salmonn_data`, whose ``mean`` and ``std`` it reads)."""
+    """Utterances the model never heard, for :func:`rehearsal` and :func:`activation_examples`: the valid split's,
+    then the first ``n_extra`` of the second corpus draw's training split (notebook 05's extra speech: the training
+    voices, other sentences), as encoder frames standardised as ``data``'s (:func:`load_salmonn_data`, whose
+    ``mean`` and ``std`` it reads), with what :func:`load_salmonn_data` keeps of each (``utts``)."""
     from slm_course.asr_recipe import load_asr
     from slm_course.corpus import load_corpus
     from slm_course.ulm_recipe import EXTRA_SEED, NORM_CONFIG
@@ -661,13 +697,15 @@ def unheard_utterances(data: dict, n_extra: int = 1000, corpus=None, progress: b
         raise ValueError("data must come from load_salmonn_data: its mean and std standardise the new frames")
     if "valid" not in data:
         data = {**data, **load_salmonn_data(("valid",), corpus=corpus, progress=progress)}
-    frames = list(data["valid"]["frames"])
+    frames, utts = list(data["valid"]["frames"]), list(data["valid"]["utts"])
     if n_extra:
         extra = load_corpus(n_utterances=NORM_CONFIG.extra_speech, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
-        wavs = [extra.wav(u) for u in extra.split("train")[:n_extra]]
+        new = extra.split("train")[:n_extra]
         frames = frames + [(f.half().float() - data["mean"]) / data["std"]  # rounded as load_salmonn_data keeps them
-                           for f in encode_speech(load_asr(corpus=corpus, progress=progress), wavs, progress=progress)]
-    return {"frames": frames}
+                           for f in encode_speech(load_asr(corpus=corpus, progress=progress),
+                                                  [extra.wav(u) for u in new], progress=progress)]
+        utts = utts + [_record(u) for u in new]
+    return {"frames": frames, "utts": utts}
 
 
 def rehearsal(model: SpeechAwareLM, data: dict, prompter: Prompter, task: str = "transcribe", seed: int = 0,
@@ -693,14 +731,22 @@ def rehearsal(model: SpeechAwareLM, data: dict, prompter: Prompter, task: str = 
 
 def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, examples: Sequence[tuple[int, str, str]],
                     cfg: SalmonnConfig | None = None, steps: int = 24, lr: float = 1e-3, replay: int = 32,
-                    seed: int = 0, progress: bool = False, rehearse: dict | None = None,
-                    n_rehearse: int = 0, parts: int = 1) -> SpeechAwareLM:
+                    seed: int = 0, progress: bool = False, rehearse: dict | Sequence[dict] | None = None,
+                    n_rehearse: int = 0, parts: int = 1, per_step: int | None = None,
+                    example_frames: Sequence[torch.Tensor] | None = None, by_length: bool = False) -> SpeechAwareLM:
     """Activation tuning (SALMONN): ``steps`` steps on ``examples`` (:func:`activation_examples`), all of them in
-    each batch beside ``replay`` rows drawn from the training mix (``cfg``, the model's own recipe) so that what
-    was learnt stays, and ``n_rehearse`` rows drawn from ``rehearse`` (:func:`rehearsal`: the model's own answers
-    on utterances it never trained on); LoRA only: the adapter and the new token rows stay as they were. In
-    place; returns ``model``. ``parts``: each batch cut by row length into this many parts, each padded to
-    its own longest row (the same loss, less padding: many rehearsed rows make a batch of hundreds).
+    each batch (or ``per_step`` of them, drawn anew each step from the pool) beside ``replay`` rows drawn from the
+    training mix (``cfg``, the model's own recipe) so that what was learnt stays, and ``n_rehearse`` rows drawn
+    from ``rehearse`` (:func:`rehearsal`: the model's own answers on utterances it never trained on; several
+    rehearsals are pooled, and one listed twice counts twice); LoRA only: the adapter and the new token rows stay
+    as they were. In place; returns ``model``.
+
+    ``example_frames``: the frames the examples' indices point into, when they were written on other utterances
+    than ``data``'s (:func:`unheard_utterances`). ``by_length``: the rehearsed rows are drawn with replacement,
+    each in proportion to its length squared (a long utterance's transcript is what tuning on short examples
+    forgets first), instead of without replacement, evenly. ``parts``: each batch cut by row length into this
+    many parts, each padded to its own longest row (the same loss, less padding: many rehearsed rows make a
+    batch of hundreds).
     """
     from slm_course.train import TrainConfig, train
 
@@ -710,39 +756,50 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
         raise ValueError(f"n_rehearse must be an int >= 0, got {n_rehearse!r}")
     if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
         raise ValueError(f"parts must be a positive int (1: one padded batch per step), got {parts!r}")
-    if n_rehearse and not (rehearse and rehearse.get("rows")):
+    if per_step is not None and (isinstance(per_step, bool) or not isinstance(per_step, int)
+                                 or not 1 <= per_step <= len(examples)):
+        raise ValueError(f"per_step must be None (every example in every step) or an int from 1 to the "
+                         f"{len(examples)} examples, got {per_step!r}")
+    sources = [rehearse] if isinstance(rehearse, dict) else list(rehearse or [])
+    if n_rehearse and not any(r.get("rows") for r in sources):
         raise ValueError("n_rehearse > 0 needs rows to rehearse: make them with rehearsal(model, data['valid'], ...)")
     cfg = cfg if cfg is not None else SalmonnConfig()
+    ex_frames = data["frames"] if example_frames is None else example_frames
     keep = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
-    n_audio = model.adapter.out_lengths(torch.tensor([len(data["frames"][i]) for i, _, _ in examples])).tolist()
-    rows = [prompter.row(n, prompt, story, tag="continue" if cfg.prompts == "tags" else None,
-                         n_summary=model.adapter.n_global) for n, (_, prompt, story) in zip(n_audio, examples)]
-    mix = Batches(data, prompter, model, cfg)
-    kept: list[tuple[torch.Tensor, tuple[list[int], list[int]]]] = []
-    if n_rehearse:
-        fr = rehearse["frames"]
-        n_kept = model.adapter.out_lengths(torch.tensor([len(fr[i]) for i, _, _ in rehearse["rows"]])).tolist()
-        kept = [(fr[i], prompter.row(n, prompt, answer, tag=rehearse["task"] if cfg.prompts == "tags" else None,
+    n_audio = model.adapter.out_lengths(torch.tensor([len(ex_frames[i]) for i, _, _ in examples])).tolist()
+    rows = [(ex_frames[i], *prompter.row(n, prompt, story, tag="continue" if cfg.prompts == "tags" else None,
                                          n_summary=model.adapter.n_global))
-                for n, (i, prompt, answer) in zip(n_kept, rehearse["rows"])]
+            for n, (i, prompt, story) in zip(n_audio, examples)]
+    mix = Batches(data, prompter, model, cfg)
+    kept: list[tuple[torch.Tensor, list[int], list[int]]] = []
+    for src in sources if n_rehearse else []:
+        fr = src["frames"]
+        n_kept = model.adapter.out_lengths(torch.tensor([len(fr[i]) for i, _, _ in src["rows"]])).tolist()
+        kept += [(fr[i], *prompter.row(n, prompt, answer, tag=src["task"] if cfg.prompts == "tags" else None,
+                                       n_summary=model.adapter.n_global))
+                 for n, (i, prompt, answer) in zip(n_kept, src["rows"])]
+    weights = [len(ids) ** 2 for _, ids, _ in kept]
     rng = random.Random(seed)
-    batches = []
+    plan = []  # each step's rows, drawn now; padded into a batch only when its step comes (hundreds of rows)
     for _ in range(steps):
         more = [mix.example(rng) for _ in range(replay)]
-        again = rng.sample(kept, min(n_rehearse, len(kept)))
-        step_rows = ([(data["frames"][i], r[0], r[1]) for (i, _, _), r in zip(examples, rows)]
-                     + [(data["frames"][i], ids, tgt) for i, ids, tgt in more] + [(f, r[0], r[1]) for f, r in again])
+        these = rows if per_step is None else rng.sample(rows, per_step)
+        again = (rng.choices(kept, weights=weights, k=n_rehearse) if by_length and kept
+                 else rng.sample(kept, min(n_rehearse, len(kept))))
+        plan.append(these + [(data["frames"][i], ids, tgt) for i, ids, tgt in more] + again)
+
+    def batch(step: int) -> dict:
+        step_rows = plan[step - 1]
         if parts == 1:
-            batches.append(collate(*zip(*step_rows)))
-        else:  # the same rows cut by length, as Batches does
-            step_rows.sort(key=lambda r: len(r[1]))
-            size = -(-len(step_rows) // parts)
-            batches.append({"parts": [collate(*zip(*step_rows[j : j + size]))
-                                      for j in range(0, len(step_rows), size)]})
+            return collate(*zip(*step_rows))
+        step_rows = sorted(step_rows, key=lambda r: len(r[1]))  # the same rows cut by length, as Batches does
+        size = -(-len(step_rows) // parts)
+        return {"parts": [collate(*zip(*step_rows[j : j + size])) for j in range(0, len(step_rows), size)]}
+
     before = frozen_digest(model.lm)
-    train(model, batches, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
+    train(model, batch, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
                                       desc="activation tuning"))
     if frozen_digest(model.lm) != before:
         raise RuntimeError("the text LM's weights changed during activation tuning: they must stay frozen")

@@ -358,14 +358,84 @@ def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_
         activation_tune(model, data, prompter, examples, model.cfg, steps=1, rehearse=kept, n_rehearse=-1)
 
 
+def test_activation_tuning_draws_examples_from_a_pool_and_long_rehearsed_rows_more(monkeypatch):
+    from slm_course import salmonn_recipe
+    from slm_course.salmonn_recipe import activation_examples, activation_tune
+
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
+    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    model.cfg = SalmonnConfig(mix=(("transcribe", 0.5), ("gender", 0.5)))
+    torch.manual_seed(0)
+    utt = {"words": ["the", "cow"], "gender": "male", "style": "calm", "question": False, "kind": "statement",
+           "topic": "farm"}
+    data = {"frames": [torch.randn(8, 6) for _ in range(6)], "utts": [utt] * 6}
+    # examples written on other utterances (unheard ones): every candidate, every answer that passes, none with a
+    # word that starts as "female" or "male" does
+    unheard = {"frames": [torch.randn(9, 6) for _ in range(10)], "utts": [utt] * 10}
+    stories = ["the barn is red and old", "the farmer feeds the hen", "the hen is big and red",
+               "the duck is in the barn", "the map is old and muddy"]
+    monkeypatch.setattr(salmonn_recipe, "answers",
+                        lambda m, prompter, frames, prompts, tag=None, **kw: [stories[k % 5] for k in range(len(frames))])
+    prompter = Prompter(tok)
+    every = activation_examples(model, unheard, prompter, n=None, scale=0.4, candidates=None)
+    assert len(every) == 10 and sorted({i for i, _, _ in every}) == list(range(10))
+    pool = activation_examples(model, unheard, prompter, n=None, scale=0.4, candidates=None, avoid="fm")
+    assert {a for _, _, a in pool} == {stories[k] for k in (0, 2, 3)}  # "farmer", "map" left out
+    with pytest.raises(ValueError, match="avoid"):
+        activation_examples(model, unheard, prompter, n=None, scale=0.4, avoid=["f"])
+    with pytest.raises(ValueError, match="and avoid 'abcdefghiklmnopqrstuvwxyz'"):
+        activation_examples(model, unheard, prompter, n=None, scale=0.4, avoid="abcdefghiklmnopqrstuvwxyz")
+
+    short, long_ = torch.randn(4, 6), torch.randn(40, 6)
+    rehearse = {"frames": [short, long_], "rows": [(0, "say it", "a"), (1, "say it", "the barn is red " * 3)],
+                "task": "transcribe"}
+    other = {"frames": [short], "rows": [(0, "who speaks", "male")], "task": "gender"}
+    steps = []
+    real_collate = salmonn_recipe.collate
+    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t: steps.append(list(f)) or real_collate(f, i, t))
+    pool_frames = {id(f) for f in unheard["frames"]}
+    activation_tune(model, data, prompter, pool, model.cfg, steps=30, lr=1e-3, replay=1, per_step=2,
+                    example_frames=unheard["frames"], rehearse=[rehearse, other], n_rehearse=4, by_length=True)
+    drawn = [[id(f) for f in rows if id(f) in pool_frames] for rows in steps]
+    assert all(len(d) == 2 for d in drawn) and len({tuple(d) for d in drawn}) > 1  # two a step, drawn anew
+    assert {i for d in drawn for i in d} == {id(unheard["frames"][i]) for i, _, _ in pool}
+    n_long = sum(f is long_ for rows in steps for f in rows)
+    n_short = sum(f is short for rows in steps for f in rows)
+    assert n_long + n_short == 30 * 4 and n_long > 3 * n_short  # with replacement, long rows far more often
+    steps.clear()
+    activation_tune(model, data, prompter, pool, model.cfg, steps=1, replay=1, example_frames=unheard["frames"],
+                    rehearse=[rehearse, other], n_rehearse=3)  # evenly, without replacement: each row once
+    assert sum(f is long_ for f in steps[0]) == 1 and sum(f is short for f in steps[0]) == 2
+    for bad in (0, len(pool) + 1, True):
+        with pytest.raises(ValueError, match="per_step"):
+            activation_tune(model, data, prompter, pool, model.cfg, steps=1, per_step=bad,
+                            example_frames=unheard["frames"])
+
+
 def test_unheard_utterances_and_load_activated_say_what_they_need():
-    from slm_course.salmonn_recipe import ACTIVATION, ACTIVATION_REHEARSED, load_activated, unheard_utterances
+    from slm_course.salmonn_recipe import (
+        ACTIVATION,
+        ACTIVATION_REHEARSED,
+        ACTIVATION_SALMONN,
+        load_activated,
+        unheard_utterances,
+    )
 
     with pytest.raises(ValueError, match="missing"):
         load_activated(activation={"n": 12})
     with pytest.raises(ValueError, match="unheard"):
-        load_activated(activation={**ACTIVATION, "rehearse": 64})
-    assert set(ACTIVATION) <= set(ACTIVATION_REHEARSED) and ACTIVATION_REHEARSED["rehearse"] > 0
+        load_activated(activation={**ACTIVATION_SALMONN, "rehearse": 64})
+    with pytest.raises(ValueError, match="unheard"):
+        load_activated(activation={**ACTIVATION_SALMONN, "examples_from": "unheard"})
+    with pytest.raises(ValueError, match="examples_from"):
+        load_activated(activation={**ACTIVATION, "examples_from": "valid"})
+    assert set(ACTIVATION_SALMONN) <= set(ACTIVATION_REHEARSED) & set(ACTIVATION)
+    assert ACTIVATION_REHEARSED["rehearse"] > 0 and ACTIVATION["rehearse"] > 0
+
+    valid = {"frames": [torch.randn(5, 3)], "utts": [{"words": ["the", "cow"]}]}
+    got = unheard_utterances({"mean": 0.0, "std": 1.0, "valid": valid}, n_extra=0)
+    assert got["frames"] == valid["frames"] and got["utts"] == valid["utts"]  # what it says, to write examples on
 
     with pytest.raises(ValueError, match="n_extra"):
         unheard_utterances({"mean": 0.0, "std": 1.0}, n_extra=-1)
