@@ -56,8 +56,9 @@ STEPS: tuple[Step, ...] = (
     Step("norm-unit-lm", ("normalizer", "extra-corpus"), "the unit LM on speaker-normalised units (notebook 05)"),
     Step("text-lm", (), "the character text LM (notebook 01; TWIST copies it in notebook 05)"),
     Step("twist-reference", ("ssl-units", "text-lm"), "TWIST on one voice's units, 3 seeds (notebook 05)"),
-    Step("salmonn", ("asr", "text-lm"),
-         "the speech-aware text LM (a frozen text LM, an adapter, LoRA), its activation tuning, and its Q-Former "
+    Step("salmonn", ("asr", "text-lm", "extra-corpus"),
+         "the speech-aware text LM (a frozen text LM, an adapter, LoRA), its activation tuning (on utterances of "
+         "the second corpus draw too), and its Q-Former "
          "and task-tag variants, trained to step 1,000 of its schedule (notebook 09)"),
     Step("unit-lm", ("unit-data",), "the GSLM unit LM (notebook 04)"),
     Step("codec", ("corpus",), "the neural codec (notebook 03)"),

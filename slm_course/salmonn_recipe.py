@@ -13,7 +13,8 @@
   :func:`train_salmonn` / :func:`load_salmonn` train an adapter, LoRA and the new tokens on a mix
   dominated by transcription; :func:`evaluate` scores each task and family of phrasing.
 - :func:`activation_examples` and :func:`activation_tune`: SALMONN's remedy for task over-fitting, a
-  few steps of LoRA on a dozen long answers that the frozen text LM writes itself.
+  few steps of LoRA on long answers that the model writes itself with its LoRA damped, beside
+  :func:`rehearsal` rows (its own answers on :func:`unheard_utterances`) that keep what it does.
 """
 
 from __future__ import annotations
