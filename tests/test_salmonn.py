@@ -265,6 +265,13 @@ def test_pitch_frames_give_each_encoder_frame_the_voice_height():
     assert torch.allclose(frames[:, 1], torch.full((33,), np.log2(f0)), atol=0.05)  # unvoiced frames: the median
 
 
+def _tiny_speech_lm():
+    """A character LM with LoRA behind a pooling adapter, small enough for a unit test: (tokenizer, model)."""
+    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
+    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
+    return tok, SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+
+
 def _lora_scales(model):
     return {layer.scaling["default"] for layer in lora_layers(model)}
 
@@ -273,9 +280,7 @@ def test_activation_tuning_trains_lora_only_on_answers_the_model_wrote_with_its_
     from slm_course import salmonn_recipe
     from slm_course.salmonn_recipe import activation_examples, activation_tune
 
-    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
-    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
-    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    tok, model = _tiny_speech_lm()
     torch.manual_seed(0)
     animals = ("pig", "cow", "hen", "goat") * 5
     data = {"frames": [torch.randn(8 + i % 5, 6) for i in range(20)],
@@ -315,9 +320,7 @@ def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_
     from slm_course import salmonn_recipe
     from slm_course.salmonn_recipe import activation_tune, rehearsal
 
-    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
-    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
-    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    tok, model = _tiny_speech_lm()
     model.cfg = SalmonnConfig(mix=(("transcribe", 0.5), ("gender", 0.5)))
     torch.manual_seed(0)
     data = {"frames": [torch.randn(8 + i % 5, 6) for i in range(12)],
@@ -362,9 +365,7 @@ def test_activation_tuning_draws_examples_from_a_pool_and_long_rehearsed_rows_mo
     from slm_course import salmonn_recipe
     from slm_course.salmonn_recipe import activation_examples, activation_tune
 
-    tok = CharTokenizer("abcdefghiklmnopqrstuvwxyz ")
-    lm = add_lora(LM(LMConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, max_len=128)), rank=2, alpha=4.0)
-    model = SpeechAwareLM(lm, PoolAdapter(6, 32, stride=2, n_global=1), n_new_tokens=len(NEW_TOKENS))
+    tok, model = _tiny_speech_lm()
     model.cfg = SalmonnConfig(mix=(("transcribe", 0.5), ("gender", 0.5)))
     torch.manual_seed(0)
     utt = {"words": ["the", "cow"], "gender": "male", "style": "calm", "question": False, "kind": "statement",
