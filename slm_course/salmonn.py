@@ -246,16 +246,26 @@ class SpeechAwareLM(nn.Module):
         return h @ torch.cat([self.lm.tok_emb[0].weight, self.new_emb.weight]).T
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each example's mean loss over its answer tokens (the rows that have targets), and the logits."""
+        """Each example's mean loss over its answer tokens (the rows that have targets), and the logits.
+
+        ``batch["soft"]`` (optional, one entry per row): None, or the (answer tokens, vocabulary) probabilities
+        that row is to learn at its answer positions in place of the one-hot targets (soft targets).
+        """
         x = self.inputs(batch["feats"], batch["feat_lengths"], batch["tokens"])
         logits = self.logits_of(self.lm.hidden(None, embeds=x))
         targets = batch["targets"]
         per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")  # (B, L)
+        sums = per_token.sum(1)
+        soft = batch.get("soft")
+        if soft is not None and any(p is not None for p in soft):
+            logp = F.log_softmax(logits, -1)
+            sums = torch.stack([sums[b] if p is None else -(p * logp[b][targets[b] != IGNORE]).sum()
+                                for b, p in enumerate(soft)])
         # each example counts the same, whatever its answer's length: per token, a 40-character transcript
         # would outweigh "male" 40 to 1, and the one character that decides who speaks would hardly count
         counts = (targets != IGNORE).sum(1)
         rows = counts > 0
-        return per_token.sum(1)[rows] / counts[rows], logits
+        return sums[rows] / counts[rows], logits
 
     def forward(self, batch: dict) -> dict:
         """``{"loss", "logits"}``; a batch cut into parts (``{"parts": [batch, ...]}``) gives the loss of all

@@ -80,11 +80,12 @@ CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): th
 # of `max_frames` encoder frames or fewer), none with a word that starts as "female" or "male" does (`avoid`);
 # `steps` steps of `per_step` of them drawn anew, beside `replay` rows of the training mix and `rehearse` rows of
 # the model's own answers on the unheard utterances (`rehearse_tasks`: transcripts counted twice, the four labels),
-# drawn in proportion to their length squared (`by_length`)
+# drawn in proportion to their length squared (`by_length`), each learning the model's whole distribution before
+# tuning at its answer positions (`soft`)
 ACTIVATION = {"n": None, "scale": 0.4, "examples_from": "unheard", "candidates": None, "max_frames": 140,
               "avoid": "fm", "per_step": 48, "steps": 48, "lr": 1e-3, "replay": 64, "rehearse": 512,
               "rehearse_tasks": ("transcribe", "transcribe", "gender", "style", "question", "topic"),
-              "by_length": True, "unheard": 1000, "parts": 16}
+              "by_length": True, "soft": True, "unheard": 1000, "parts": 16}
 # SALMONN's own recipe, at our scale: 12 examples written at LoRA x 0.6 on training utterances, all of them in
 # each of 48 small steps beside 64 rows of the training mix
 ACTIVATION_SALMONN = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
@@ -390,8 +391,10 @@ class Batches:
         return {"parts": [self.collate(examples[j : j + size]) for j in range(0, len(examples), size)]}
 
 
-def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: Sequence[list[int]]) -> dict:
-    """Pad frames (zeros) and rows (``<eos>`` = 2, never a target) into one batch."""
+def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: Sequence[list[int]],
+            soft: Sequence[torch.Tensor | None] | None = None) -> dict:
+    """Pad frames (zeros) and rows (``<eos>`` = 2, never a target) into one batch; ``soft``: each row's soft
+    targets or None (:meth:`~slm_course.salmonn.SpeechAwareLM.example_losses`)."""
     B, T, L = len(frames), max(len(f) for f in frames), max(len(r) for r in ids)
     feats = torch.zeros(B, T, frames[0].shape[1])
     tokens = torch.full((B, L), 2, dtype=torch.long)
@@ -400,7 +403,8 @@ def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: S
         feats[b, : len(f)] = f.float()
         tokens[b, : len(r)] = torch.tensor(r)
         tgt[b, : len(t)] = torch.tensor(t)
-    return {"feats": feats, "feat_lengths": torch.tensor([len(f) for f in frames]), "tokens": tokens, "targets": tgt}
+    batch = {"feats": feats, "feat_lengths": torch.tensor([len(f) for f in frames]), "tokens": tokens, "targets": tgt}
+    return batch if soft is None else {**batch, "soft": list(soft)}
 
 
 def train_salmonn(data: dict, text_lm, cfg: SalmonnConfig = SalmonnConfig(), progress: bool = True):
@@ -574,6 +578,7 @@ def load_activated(variant: str = "pool", *, activation: dict | None = None, dat
                                 steps=act["steps"], lr=act["lr"], replay=act["replay"], rehearse=kept,
                                 n_rehearse=act.get("rehearse", 0), parts=act.get("parts", 1),
                                 per_step=act.get("per_step"), by_length=act.get("by_length", False),
+                                soft=act.get("soft", False),
                                 example_frames=new["frames"] if source == "unheard" else None, progress=progress)
         return {"state_dict": {k: v for k, v in tuned.state_dict().items() if "lora_" in k}, "examples": examples,
                 "metrics": {"train_seconds": time.perf_counter() - t0}}
@@ -734,7 +739,8 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
                     cfg: SalmonnConfig | None = None, steps: int = 24, lr: float = 1e-3, replay: int = 32,
                     seed: int = 0, progress: bool = False, rehearse: dict | Sequence[dict] | None = None,
                     n_rehearse: int = 0, parts: int = 1, per_step: int | None = None,
-                    example_frames: Sequence[torch.Tensor] | None = None, by_length: bool = False) -> SpeechAwareLM:
+                    example_frames: Sequence[torch.Tensor] | None = None, by_length: bool = False,
+                    soft: bool = False) -> SpeechAwareLM:
     """Activation tuning (SALMONN): ``steps`` steps on ``examples`` (:func:`activation_examples`), all of them in
     each batch (or ``per_step`` of them, drawn anew each step from the pool) beside ``replay`` rows drawn from the
     training mix (``cfg``, the model's own recipe) so that what was learnt stays, and ``n_rehearse`` rows drawn
@@ -745,7 +751,9 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
     ``example_frames``: the frames the examples' indices point into, when they were written on other utterances
     than ``data``'s (:func:`unheard_utterances`). ``by_length``: the rehearsed rows are drawn with replacement,
     each in proportion to its length squared (a long utterance's transcript is what tuning on short examples
-    forgets first), instead of without replacement, evenly. ``parts``: each batch cut by row length into this
+    forgets first), instead of without replacement, evenly. ``soft``: each rehearsed row learns the model's
+    whole distribution before tuning at each answer position (soft targets, as *learning without forgetting*
+    has them), not only its greedy answer. ``parts``: each batch cut by row length into this
     many parts, each padded to its own longest row (the same loss, less padding: many rehearsed rows make a
     batch of hundreds).
     """
@@ -774,14 +782,20 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
                                          n_summary=model.adapter.n_global))
             for n, (i, prompt, story) in zip(n_audio, examples)]
     mix = Batches(data, prompter, model, cfg)
-    kept: list[tuple[torch.Tensor, list[int], list[int]]] = []
+    kept: list[tuple[torch.Tensor, list[int], list[int], torch.Tensor | None]] = []
+    done: dict[int, list] = {}  # a rehearsal listed twice is written once
     for src in sources if n_rehearse else []:
-        fr = src["frames"]
-        n_kept = model.adapter.out_lengths(torch.tensor([len(fr[i]) for i, _, _ in src["rows"]])).tolist()
-        kept += [(fr[i], *prompter.row(n, prompt, answer, tag=src["task"] if cfg.prompts == "tags" else None,
-                                       n_summary=model.adapter.n_global))
-                 for n, (i, prompt, answer) in zip(n_kept, src["rows"])]
-    weights = [len(ids) ** 2 for _, ids, _ in kept]
+        if id(src) not in done:
+            fr = src["frames"]
+            n_kept = model.adapter.out_lengths(torch.tensor([len(fr[i]) for i, _, _ in src["rows"]])).tolist()
+            made = [(fr[i], *prompter.row(n, prompt, answer, tag=src["task"] if cfg.prompts == "tags" else None,
+                                          n_summary=model.adapter.n_global))
+                    for n, (i, prompt, answer) in zip(n_kept, src["rows"])]
+            # soft: the model's own distributions, before any step, are what the rehearsed rows keep
+            dist = _answer_distributions(model, made) if soft else [None] * len(made)
+            done[id(src)] = [(*row, p) for row, p in zip(made, dist)]
+        kept += done[id(src)]
+    weights = [len(ids) ** 2 for _, ids, _, _ in kept]
     rng = random.Random(seed)
     plan = []  # each step's rows, drawn now; padded into a batch only when its step comes (hundreds of rows)
     for _ in range(steps):
@@ -789,15 +803,20 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
         these = rows if per_step is None else rng.sample(rows, per_step)
         again = (rng.choices(kept, weights=weights, k=n_rehearse) if by_length and kept
                  else rng.sample(kept, min(n_rehearse, len(kept))))
-        plan.append(these + [(data["frames"][i], ids, tgt) for i, ids, tgt in more] + again)
+        plan.append([(*r, None) for r in these] + [(data["frames"][i], ids, tgt, None) for i, ids, tgt in more]
+                    + again)
+
+    def pad(rows: list) -> dict:
+        frames, ids, targets, dist = zip(*rows)
+        return collate(frames, ids, targets, dist if soft else None)
 
     def batch(step: int) -> dict:
         step_rows = plan[step - 1]
         if parts == 1:
-            return collate(*zip(*step_rows))
+            return pad(step_rows)
         step_rows = sorted(step_rows, key=lambda r: len(r[1]))  # the same rows cut by length, as Batches does
         size = -(-len(step_rows) // parts)
-        return {"parts": [collate(*zip(*step_rows[j : j + size])) for j in range(0, len(step_rows), size)]}
+        return {"parts": [pad(step_rows[j : j + size]) for j in range(0, len(step_rows), size)]}
 
     before = frozen_digest(model.lm)
     train(model, batch, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
@@ -807,6 +826,22 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
     for name, p in model.named_parameters():
         p.requires_grad_(keep[name])
     return model.eval()
+
+
+@torch.no_grad()
+def _answer_distributions(model: SpeechAwareLM, rows: Sequence[tuple], batch_size: int = 64) -> list[torch.Tensor]:
+    """For each ``(frames, ids, targets, ...)`` row, the model's probabilities over the vocabulary at the row's
+    answer positions (teacher-forced on its answer): (answer tokens, vocabulary)."""
+    was = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s : s + batch_size]
+        b = collate([r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk])
+        probs = model.example_losses(b)[1].softmax(-1)
+        out += [probs[j][b["targets"][j] != IGNORE].clone() for j in range(len(chunk))]
+    model.train(was)
+    return out
 
 
 def evaluate(model: SpeechAwareLM, prompter: Prompter, data: dict, families: Sequence[str] = ("tell", "ask", "could"),

@@ -341,7 +341,7 @@ def test_rehearsal_keeps_the_models_own_answers_and_activation_tuning_trains_on_
         rehearsal(model, {"frames": []}, prompter)
     sizes = []
     real_collate = salmonn_recipe.collate
-    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t: sizes.append(len(f)) or real_collate(f, i, t))
+    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t, s=None: sizes.append(len(f)) or real_collate(f, i, t, s))
     examples = [(0, PROMPTS["continue"]["tell"][0], "the barn is red and old")]
     activation_tune(model, data, prompter, examples, model.cfg, steps=3, lr=1e-2, replay=2, rehearse=kept,
                     n_rehearse=2)
@@ -394,7 +394,7 @@ def test_activation_tuning_draws_examples_from_a_pool_and_long_rehearsed_rows_mo
     other = {"frames": [short], "rows": [(0, "who speaks", "male")], "task": "gender"}
     steps = []
     real_collate = salmonn_recipe.collate
-    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t: steps.append(list(f)) or real_collate(f, i, t))
+    monkeypatch.setattr(salmonn_recipe, "collate", lambda f, i, t, s=None: steps.append(list(f)) or real_collate(f, i, t, s))
     pool_frames = {id(f) for f in unheard["frames"]}
     activation_tune(model, data, prompter, pool, model.cfg, steps=30, lr=1e-3, replay=1, per_step=2,
                     example_frames=unheard["frames"], rehearse=[rehearse, other], n_rehearse=4, by_length=True)
@@ -408,6 +408,20 @@ def test_activation_tuning_draws_examples_from_a_pool_and_long_rehearsed_rows_mo
     activation_tune(model, data, prompter, pool, model.cfg, steps=1, replay=1, example_frames=unheard["frames"],
                     rehearse=[rehearse, other], n_rehearse=3)  # evenly, without replacement: each row once
     assert sum(f is long_ for f in steps[0]) == 1 and sum(f is short for f in steps[0]) == 2
+    batches = []
+    monkeypatch.setattr(salmonn_recipe, "collate",
+                        lambda f, i, t, s=None: batches.append(s) or real_collate(f, i, t, s))
+    before = copy.deepcopy(model)
+    activation_tune(model, data, prompter, pool, model.cfg, steps=2, replay=1, per_step=1,
+                    example_frames=unheard["frames"], rehearse=[rehearse, other], n_rehearse=3, soft=True)
+    taught = [p for s in batches[-2:] for p in s if p is not None]  # the rehearsed rows' soft targets
+    assert len(taught) == 2 * 3 and all(p.shape[1] == before.vocab_size for p in taught)
+    assert all(torch.allclose(p.sum(-1), torch.ones(len(p))) for p in taught)
+    row = prompter.row(before.adapter.out_lengths(torch.tensor([40])).item(), "say it", "the barn is red " * 3,
+                       n_summary=1)
+    probs = before.example_losses(real_collate([long_], [row[0]], [row[1]]))[1].softmax(-1)[0]
+    want = probs[torch.tensor(row[1]) != IGNORE]  # the model's own distribution before tuning, on the long row
+    assert any(p.shape == want.shape and torch.allclose(p, want, atol=1e-5) for p in taught)
     for bad in (0, len(pool) + 1, True):
         with pytest.raises(ValueError, match="per_step"):
             activation_tune(model, data, prompter, pool, model.cfg, steps=1, per_step=bad,
@@ -491,6 +505,21 @@ def test_the_loss_weighs_each_example_the_same_whatever_its_answers_length():
     per_token = F.cross_entropy(out["logits"].reshape(-1, 13), collate(frames, ids, targets)["targets"].reshape(-1),
                                 ignore_index=IGNORE)
     assert not torch.allclose(out["loss"], per_token)  # not the mean over all tokens
+
+
+def test_soft_targets_replace_a_rows_one_hot_targets_in_its_loss():
+    import torch.nn.functional as F
+
+    model = _model()
+    frames, ids, targets = _rows()
+    hard = model(collate(frames, ids, targets))
+    one_hot = [F.one_hot(torch.tensor([t for t in row if t != IGNORE]), 13).float() for row in targets]
+    assert torch.allclose(model(collate(frames, ids, targets, [one_hot[0], None]))["loss"], hard["loss"], atol=1e-6)
+    even = torch.full_like(one_hot[1], 1 / 13)  # the second row asked to be unsure at each answer position
+    got = model(collate(frames, ids, targets, [None, even]))
+    logp = F.log_softmax(hard["logits"][1, : len(ids[1])], -1)[torch.tensor(targets[1]) != IGNORE]
+    row0 = F.cross_entropy(hard["logits"][0, : len(ids[0])], torch.tensor(targets[0]), ignore_index=IGNORE)
+    assert torch.allclose(got["loss"], (row0 - logp.mean(-1).mean()) / 2, atol=1e-6)
 
 
 def test_training_has_two_stages_and_keeps_the_lm_frozen():
