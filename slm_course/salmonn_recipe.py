@@ -382,13 +382,18 @@ class Batches:
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:
             raise ValueError(f"step must be an int >= 1 (train() counts from 1), got {step!r}")
         rng = random.Random(self.cfg.seed * 1_000_003 + step)
-        examples = [self.example(rng) for _ in range(self.cfg.batch_size)]
-        if self.cfg.parts == 1:
-            return self.collate(examples)
-        # the same examples cut by row length into parts, each padded to its own longest row only
-        examples.sort(key=lambda e: len(e[1]))
-        size = -(-len(examples) // self.cfg.parts)
-        return {"parts": [self.collate(examples[j : j + size]) for j in range(0, len(examples), size)]}
+        return in_parts([self.example(rng) for _ in range(self.cfg.batch_size)], self.cfg.parts, self.collate)
+
+
+def in_parts(rows: Sequence, parts: int, pad) -> dict:
+    """``pad(rows)``, one padded batch, when ``parts`` is 1; else the same rows sorted by row length (``row[1]``,
+    the token ids) and cut into ``parts`` batches, each padded to its own longest row only: the same loss, less
+    padding (:meth:`~slm_course.salmonn.SpeechAwareLM.forward` takes ``{"parts": [...]}``)."""
+    if parts == 1:
+        return pad(rows)
+    rows = sorted(rows, key=lambda r: len(r[1]))
+    size = -(-len(rows) // parts)
+    return {"parts": [pad(rows[j : j + size]) for j in range(0, len(rows), size)]}
 
 
 def collate(frames: Sequence[torch.Tensor], ids: Sequence[list[int]], targets: Sequence[list[int]],
@@ -810,16 +815,8 @@ def activation_tune(model: SpeechAwareLM, data: dict, prompter: Prompter, exampl
         frames, ids, targets, dist = zip(*rows)
         return collate(frames, ids, targets, dist if soft else None)
 
-    def batch(step: int) -> dict:
-        step_rows = plan[step - 1]
-        if parts == 1:
-            return pad(step_rows)
-        step_rows = sorted(step_rows, key=lambda r: len(r[1]))  # the same rows cut by length, as Batches does
-        size = -(-len(step_rows) // parts)
-        return {"parts": [pad(step_rows[j : j + size]) for j in range(0, len(step_rows), size)]}
-
     before = frozen_digest(model.lm)
-    train(model, batch, TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
+    train(model, lambda step: in_parts(plan[step - 1], parts, pad), TrainConfig(steps=steps, lr=lr, warmup_steps=0, eval_every=0, progress=progress,
                                       desc="activation tuning"))
     if frozen_digest(model.lm) != before:
         raise RuntimeError("the text LM's weights changed during activation tuning: they must stay frozen")
