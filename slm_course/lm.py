@@ -44,7 +44,10 @@ class LMConfig:
     n_layers: int = 2  # Transformer blocks
     n_heads: int = 4  # attention heads (d_model must divide evenly)
     max_len: int = 256  # longest sequence (learned position embeddings)
-    dropout: float = 0.0  # dropout on attention output and MLP; 0 trains fastest at toy scale
+    dropout: float = 0.0  # dropout on the attention probabilities and the MLP's output; 0 trains fastest
+    # on the attention probabilities alone, when not `dropout`: any > 0 needs PyTorch's unfused attention and a
+    # random draw per probability, so 0 keeps the fused kernel while the MLP keeps `dropout`
+    attn_dropout: float | None = None
     tie_weights: bool = True  # share token embedding and output head (single stream only)
     n_streams: int = 1  # parallel token streams, summed at the input, one head each
     extra_embeddings: tuple[tuple[str, int], ...] = ()  # named additive embeddings: (name, number of ids)
@@ -56,6 +59,11 @@ class LMConfig:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}.")
         if min(self.d_model, self.n_layers, self.n_heads, self.max_len, self.n_streams) < 1:
             raise ValueError("d_model, n_layers, n_heads, max_len and n_streams must all be >= 1.")
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name}={value!r}: a dropout rate is in [0, 1)"
+                                 + (" (or None: the same as dropout)." if name == "attn_dropout" else "."))
 
 
 class Attention(nn.Module):
@@ -63,7 +71,8 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
-        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout  # on the probabilities
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 

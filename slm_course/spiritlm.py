@@ -198,7 +198,10 @@ class SpiritConfig:
     extra_speech: int = 9000  # > 0: add the training split of the second corpus draw of this size (notebook 05's)
     lr: float = 3e-3
     warmup_steps: int = 50
-    dropout: float = 0.1
+    dropout: float = 0.1  # on the MLP's output
+    # none on the attention probabilities: there it costs a quarter of a step (the unfused attention) and the
+    # cross-modal tests do not need it
+    attn_dropout: float = 0.0
     max_len: int = 256  # the text LM's positions
     seed: int = 0
 
@@ -216,7 +219,8 @@ class SpiritConfig:
 
     def lm_config(self, vocab: SpiritVocab) -> LMConfig:
         return LMConfig(vocab_size=vocab.size, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
-                        max_len=self.max_len, dropout=self.dropout)
+                        max_len=self.max_len, dropout=self.dropout,
+                        attn_dropout=self.attn_dropout)
 
 
 def warm_start_text(model: LM, text_model: LM) -> LM:

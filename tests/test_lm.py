@@ -132,6 +132,30 @@ def test_bad_tokens_are_explained(tokens, error, match):
         small()({"tokens": tokens})
 
 
+def test_attention_dropout_can_differ_from_the_mlps():
+    x = torch.randn(2, 8, 32)
+    torch.manual_seed(0)
+    m = LM(LMConfig(vocab_size=23, d_model=32, n_layers=1, n_heads=4, max_len=64, dropout=0.5, attn_dropout=0.0))
+    m.train()
+    block = m.blocks[0]
+    assert torch.equal(block.attn(x), block.attn(x))  # no random mask on the attention probabilities
+    assert not torch.equal(block.mlp(x), block.mlp(x))  # while the MLP still drops
+    same = LM(LMConfig(vocab_size=23, d_model=32, n_layers=1, n_heads=4, max_len=64, dropout=0.5)).train()
+    assert not torch.equal(same.blocks[0].attn(x), same.blocks[0].attn(x))  # None: the attention drops as the MLP
+    # a config saved before the field existed (a cached model's) reads as None: the model it was
+    old = object.__new__(LMConfig)
+    old.__dict__.update({k: v for k, v in LMConfig(vocab_size=23, dropout=0.1).__dict__.items() if k != "attn_dropout"})
+    assert old.attn_dropout is None and LM(old).blocks[0].attn.dropout == 0.1
+    with pytest.raises(ValueError, match=r"attn_dropout=1.0: a dropout rate is in \[0, 1\) \(or None"):
+        LMConfig(vocab_size=23, attn_dropout=1.0)
+    with pytest.raises(ValueError, match=r"dropout=-0.1"):
+        LMConfig(vocab_size=23, dropout=-0.1)
+    from slm_course.spiritlm import SpiritConfig, SpiritVocab
+
+    spirit = SpiritConfig().lm_config(SpiritVocab(30, 100))  # SpiRit-LM's recipe: dropout on the MLP only
+    assert (spirit.dropout, spirit.attn_dropout) == (0.1, 0.0)
+
+
 def test_generate_errors():
     m = small()
     with pytest.raises(ValueError, match="max_len"):
