@@ -199,8 +199,8 @@ class SpiritConfig:
     lr: float = 3e-3
     warmup_steps: int = 50
     dropout: float = 0.1  # on the MLP's output
-    # none on the attention probabilities: there it costs a quarter of a step (the unfused attention) and the
-    # cross-modal tests do not need it
+    # none on the attention probabilities: there dropout forces PyTorch's unfused attention, a slower step, and
+    # the cross-modal tests do not need it
     attn_dropout: float = 0.0
     max_len: int = 256  # the text LM's positions
     seed: int = 0
