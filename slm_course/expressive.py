@@ -19,8 +19,9 @@ the course's own parts:
 - :class:`ExpressiveVocoder`: a source-filter vocoder, the course's unit vocoder for the filter and
   the pitch tokens for the source, so what the LM writes about pitch can be heard.
 
-How it is fitted, trained and measured (the expressive LM, style preservation) is in
-:mod:`slm_course.spiritlm_recipe`.
+How it is fitted and measured (the cached tokenizer, style preservation, the style probe) is in
+:mod:`slm_course.expressive_recipe`; the expressive LM itself is trained by
+``spiritlm_recipe.load_spiritlm(expressive=True)``.
 """
 
 from __future__ import annotations

@@ -112,18 +112,18 @@ class MoshiConfig:
     text_delay: int = 0  # frames the text lags the audio (negative: the audio lags the text)
     user_streams: bool = True  # the user's audio as input streams (full duplex)
     depth: bool = True  # False: every audio token from z_t by its own head, independently
-    d_model: int = 128
+    d_model: int = 128  # the temporal transformer's width, layers and heads
     n_layers: int = 2
     n_heads: int = 4
-    depth_d_model: int = 64
+    depth_d_model: int = 64  # the depth transformer's width and layers: it reads one frame's few tokens
     depth_layers: int = 1
-    max_frames: int = 128
+    max_frames: int = 128  # the longest sequence of frames, delays included (the recipe's: moshi_recipe.MAX_FRAMES)
     dropout: float = 0.0  # in the temporal transformer
-    steps: int = 1500
-    lr: float = 3e-3
+    steps: int = 1500  # training steps; the recipe sets its own (moshi_recipe.config_for: STEPS, ONE_CHANNEL_STEPS)
+    lr: float = 3e-3  # AdamW's peak learning rate, after `warmup_steps` of linear warm-up, then a cosine decay
     warmup_steps: int = 100
-    batch_size: int = 16
-    seed: int = 0
+    batch_size: int = 16  # dialogues per step
+    seed: int = 0  # the initial weights and the order of the batches
 
     def __post_init__(self) -> None:
         if self.text_vocab < 3 or self.levels < 1 or self.acoustic_delay < 0:

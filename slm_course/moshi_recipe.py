@@ -1,9 +1,9 @@
 """How the course builds, trains and measures its Moshi-style model (notebook 08).
 
 - :func:`load_moshi_data`: the dialogues (:mod:`slm_course.corpus.dialogues`) as frame-level token
-  streams at 12.5 Hz: the acoustic quantiser (:class:`~slm_course.moshi.MelRVQ`) fitted on the
+  streams at 12.5 Hz: the acoustic quantiser (:class:`~slm_course.frame_codec.MelRVQ`) fitted on the
   training turns, the semantic units (notebook 05's speaker-normalised units, one per frame,
-  ``SILENCE`` outside the turns), the system's words on its text stream;
+  one more id, ``data["silence"]``, outside the turns), the system's words on its text stream;
 - :func:`train_moshi` (one training loop, :func:`slm_course.train.train`) and :func:`load_moshi`,
   the trained variants: ``"full"`` (inner monologue, acoustic delay 1, depth transformer) and the
   ablations ``"no_monologue"``, ``"delay0"``, ``"independent"``; the delay swap ``"asr"`` (text two

@@ -3,7 +3,7 @@
 The third family of spoken language models models p(text | speech, text). A text LM trained on text
 alone stays frozen; a frozen speech encoder hears the audio; a small trained *adapter* turns the
 encoder's frames into vectors that the LM reads where it would read word embeddings; LoRA lets the
-LM's attention change a little without touching its weights. This file is the model; its data,
+LM's linear layers change a little without touching their weights. This file is the model; its data,
 training and measurements are :mod:`slm_course.salmonn_recipe`.
 
 - :class:`PoolAdapter` (Qwen-Audio): average the encoder's frames in groups of ``stride``, then an MLP
@@ -11,7 +11,7 @@ training and measurements are :mod:`slm_course.salmonn_recipe`.
 - :class:`WindowQFormer` (SALMONN): cut the frames into windows of ``window`` frames; in each window,
   ``n_queries`` learned query vectors attend to the window's frames (a Q-Former layer: self-attention
   among the queries, cross-attention to the frames, an MLP), then a projection to the LM's width.
-- :func:`add_lora` puts LoRA (Hu et al., 2021) on the LM's attention through ``peft``, the field's
+- :func:`add_lora` puts LoRA (Hu et al., 2021) on the LM's linear layers through ``peft``, the field's
   library: each target ``nn.Linear`` computes ``W x + (alpha / r) * B A x`` with ``A`` (r x in) and
   ``B`` (out x r, zero at the start) trained and ``W`` frozen. :func:`set_lora_scale` scales the update
   at test time (SALMONN's remedy for task over-fitting).
@@ -150,7 +150,10 @@ class WindowQFormer(nn.Module):
 
 
 def add_lora(lm: LM, rank: int = 8, alpha: float = 16.0, targets: Sequence[str] = ("qkv", "proj")) -> LM:
-    """Freeze ``lm`` and put LoRA on its attention's linear layers (``peft``), in place; returns ``lm``.
+    """Freeze ``lm`` and put LoRA on the linear layers named in ``targets`` (``peft``), in place; returns ``lm``.
+
+    ``targets``: by default attention's ``qkv`` and ``proj``; notebook 09's recipe adds the MLP's ``mlp.0`` and
+    ``mlp.2`` (:class:`~slm_course.salmonn_recipe.SalmonnConfig`).
 
     Only the LoRA matrices are trainable afterwards. ``B`` starts at zero, so the LM computes exactly
     what it did before training.

@@ -31,9 +31,11 @@ from slm_course.lm import IGNORE
 from slm_course.runtime import artifact_record, cached, digest
 from slm_course.salmonn import AUDIO, SUMMARY, PoolAdapter, SpeechAwareLM, WindowQFormer, add_lora, frozen_digest
 
-__all__ = ["COMPARED_AT", "PROMPTS", "TASKS", "VARIANTS", "Prompter", "SalmonnConfig", "activation_examples",
-           "activation_tune", "answer_of", "encode_speech", "evaluate", "follows_continue", "on_topic", "pitch_frames",
-           "load_activated", "load_salmonn", "load_salmonn_data", "rehearsal", "train_salmonn", "unheard_utterances"]
+__all__ = ["ACTIVATION", "ACTIVATION_REHEARSED", "ACTIVATION_SALMONN", "COMPARED_AT", "CONTEXT", "PROMPTS", "TASKS",
+           "UNTRAINED", "VARIANTS", "Batches", "Prompter", "SalmonnConfig", "activation_examples", "activation_tune",
+           "answer_of", "answers", "build_model", "collate", "encode_speech", "evaluate", "follows_continue",
+           "on_topic", "pitch_frames", "load_activated", "load_salmonn", "load_salmonn_data", "rehearsal",
+           "train_salmonn", "unheard_utterances"]
 
 RECIPE = 4  # bump when the data or training changes in a way the configs do not show
 
@@ -75,7 +77,7 @@ SEEN_FAMILIES = ("tell", "ask")
 HELD_OUT_FAMILY = "could"
 NEW_TOKENS = ("<audio>", "</audio>", "<reply>") + tuple(f"<|{t}|>" for t in TASKS + UNTRAINED)
 CONTEXT = 128  # positions the text LM was trained on (TextLMConfig.context): the rows' limit
-# notebook 09's activation tuning (results/09_salmonn.md, "Recipe 6"): examples written at LoRA x `scale` on every
+# notebook 09's activation tuning: examples written at LoRA x `scale` on every
 # utterance the model never heard (`examples_from`: the valid split and `unheard` of the second corpus draw, those
 # of `max_frames` encoder frames or fewer), none with a word that starts as "female" or "male" does (`avoid`);
 # `steps` steps of `per_step` of them drawn anew, beside `replay` rows of the training mix and `rehearse` rows of
@@ -89,7 +91,7 @@ ACTIVATION = {"n": None, "scale": 0.4, "examples_from": "unheard", "candidates":
 # SALMONN's own recipe, at our scale: 12 examples written at LoRA x 0.6 on training utterances, all of them in
 # each of 48 small steps beside 64 rows of the training mix
 ACTIVATION_SALMONN = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
-# activation tuning that rehearses transcripts only (results/09, "Recipe 5"): n examples written at LoRA x scale
+# an activation tuning that rehearses transcripts only (compared in results/09_salmonn.md): n examples written at LoRA x scale
 # from `candidates` training utterances of `max_frames` encoder frames or fewer, `steps` steps of them beside
 # `replay` rows of the training mix and `rehearse` rows of the model's own transcripts of utterances it never heard
 # (the valid split and `unheard` of the second corpus draw): load_activated(activation=ACTIVATION_REHEARSED)

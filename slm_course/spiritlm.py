@@ -190,20 +190,20 @@ class SpiritConfig:
     warm: bool = True  # start from the notebook-01 text LM (body and character embeddings), as SpiRit-LM from LLaMA
     span_words: tuple[int, int] = (1, 3)  # words per interleaved span (random_spans)
     d_model: int = 128  # the text LM's width, depth and heads, so that its weights can be copied
-    n_layers: int = 2
+    n_layers: int = 2  # (the text LM's depth and heads)
     n_heads: int = 4
     context: int = 128  # tokens per training window (an interleaved sentence is about 60)
     batch_size: int = 16  # windows per step: three models fit the prepare budget, and interleaving's effect holds
-    steps: int = 1500
+    steps: int = 1500  # the budget at which interleaving's gains hold in both directions
     extra_speech: int = 9000  # > 0: add the training split of the second corpus draw of this size (notebook 05's)
-    lr: float = 3e-3
+    lr: float = 3e-3  # AdamW's peak learning rate, after `warmup_steps` of linear warm-up, then a cosine decay
     warmup_steps: int = 50
     dropout: float = 0.1  # on the MLP's output
     # none on the attention probabilities: there dropout forces PyTorch's unfused attention, a slower step, and
     # the cross-modal tests do not need it
     attn_dropout: float = 0.0
     max_len: int = 256  # the text LM's positions
-    seed: int = 0
+    seed: int = 0  # the new embedding rows and the draw of every batch
 
     def __post_init__(self) -> None:
         if isinstance(self.extra_speech, bool) or not isinstance(self.extra_speech, int) or self.extra_speech < 0:
