@@ -56,14 +56,12 @@ SETTINGS = ("s", "t", "t2s", "s2t")  # prompt modality -> continuation modality 
 # Data
 # ---------------------------------------------------------------------------------------------
 
-def _aligned(tokenizer, corpus, utterances, progress: bool) -> list[list[torch.Tensor]]:
-    from tqdm.auto import tqdm
+def _aligned(tokenizer, corpus, utterances, progress: bool, which: str = "all") -> list[list[torch.Tensor]]:
+    """Each utterance's units cut at its words, from the encoding the unit LMs read too (``corpus_tokens``)."""
+    from slm_course.ulm_recipe import corpus_tokens
 
-    out = []
-    for u in tqdm(utterances, desc="units by word", disable=not progress, leave=False):
-        t = tokenizer.encode(corpus.wav(u))
-        out.append(word_units(t.ids, t.durations, u.word_spans, t.frame_rate))
-    return out
+    enc = corpus_tokens(corpus, tokenizer, which, progress)
+    return [word_units(enc["ids"][u.id], enc["durations"][u.id], u.word_spans, enc["frame_rate"]) for u in utterances]
 
 
 def spirit_data(corpus, tokenizer, progress: bool = False) -> dict:
@@ -102,7 +100,7 @@ def extra_spirit_data(tokenizer, n_utterances: int, progress: bool = False) -> d
     name = (f"extra-spirit-data-r{RECIPE}-c{corpus_version(extra)}-n{n_utterances}-s{EXTRA_SEED}-{tokenizer.name}-"
             f"{tokenizer_key(tokenizer)}")
     return cached(name, lambda: {"words": [list(u.words) for u in utts],
-                                 "units": _aligned(tokenizer, extra, utts, progress)})
+                                 "units": _aligned(tokenizer, extra, utts, progress, "train")})
 
 
 def training_texts() -> list[str]:

@@ -37,6 +37,7 @@ __all__ = [
     "UNITS",
     "ZERO_SHOT_SETS",
     "cached_unit_lm",
+    "corpus_tokens",
     "crops",
     "default_config",
     "encode_utterances",
@@ -52,6 +53,41 @@ __all__ = [
     "unit_data",
     "zero_shot",
 ]
+
+def corpus_tokens(corpus, tokenizer, which: str = "all", progress: bool = False) -> dict:
+    """``tokenizer.encode`` of every utterance a unit LM reads: ``which="all"``, the corpus' splits and pair sets;
+    ``"train"``, its training split. ``{"ids": {utterance id: (T,)}, "durations": {id: (T,)}, "frame_rate": Hz}``,
+    de-duplicated units and each one's frames.
+
+    Cached per corpus and tokenizer: :func:`unit_data` and SpiRit-LM's data (cut at words,
+    :func:`slm_course.spiritlm_recipe.spirit_data`) read the same encoding, so each corpus is encoded once.
+    """
+    from tqdm.auto import tqdm
+
+    from slm_course.runtime import cached
+
+    if which not in ("all", "train"):
+        raise ValueError(f"which must be 'all' (every split and pair set) or 'train', got {which!r}")
+    if getattr(tokenizer, "n_levels", 1) != 1:
+        raise ValueError("a unit LM reads one stream of units; this tokenizer has several levels (a codec?)")
+    utts = list(corpus.split("train"))
+    if which == "all":
+        utts += [*corpus.split("valid"), *corpus.split("test")]
+        for name in ZERO_SHOT_SETS:
+            utts += [u for pair in corpus.pairs(name) for u in pair]
+
+    def build() -> dict:
+        ids, durations, rate = {}, {}, None
+        for u in tqdm(utts, desc="units", disable=not progress, leave=False):
+            t = tokenizer.encode(corpus.wav(u))
+            ids[u.id], durations[u.id], rate = t.ids.to(torch.int16), t.durations.to(torch.int16), float(t.frame_rate)
+        return {"ids": ids, "durations": durations, "frame_rate": rate}
+
+    m = corpus.manifest  # which draw of the corpus: the course's, or the second draw of notebook 05's extra speech
+    draw = f"n{m.get('n_utterances')}-s{m.get('seed')}-p{m.get('pairs_per_set')}"
+    name = f"corpus-tokens-r{RECIPE}-c{corpus_version(corpus)}-{draw}-{which}-{tokenizer.name}-{tokenizer_key(tokenizer)}"
+    return cached(name, build)
+
 
 def encode_utterances(tokenizer, corpus, utterances, progress: bool = False) -> list[torch.Tensor]:
     """De-duplicated unit ids ``(T,)`` of each utterance, with ``tokenizer.encode``."""
@@ -198,12 +234,15 @@ def unit_data(corpus, tokenizer, progress: bool = False) -> dict[str, list[torch
     from slm_course.runtime import cached
 
     def build() -> dict:
-        data = {split: encode_utterances(tokenizer, corpus, corpus.split(split), progress)
-                for split in ("train", "valid", "test")}
+        ids = corpus_tokens(corpus, tokenizer, "all", progress)["ids"]
+
+        def units(utts) -> list[torch.Tensor]:
+            return [ids[u.id].long() for u in utts]
+
+        data = {split: units(corpus.split(split)) for split in ("train", "valid", "test")}
         for name in ZERO_SHOT_SETS:
             pairs = corpus.pairs(name)
-            data[f"{name}_good"] = encode_utterances(tokenizer, corpus, [g for g, _ in pairs], progress)
-            data[f"{name}_bad"] = encode_utterances(tokenizer, corpus, [b for _, b in pairs], progress)
+            data[f"{name}_good"], data[f"{name}_bad"] = units([g for g, _ in pairs]), units([b for _, b in pairs])
         return data
 
     version = corpus_version(corpus)
@@ -225,7 +264,11 @@ def extra_unit_data(tokenizer, n_utterances: int, progress: bool = False) -> lis
     extra = load_corpus(n_utterances=n_utterances, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
     version = corpus_version(extra)
     name = f"extra-units-r{RECIPE}-c{version}-n{n_utterances}-s{EXTRA_SEED}-{tokenizer.name}-{tokenizer_key(tokenizer)}"
-    return cached(name, lambda: encode_utterances(tokenizer, extra, extra.split("train"), progress))
+    def build() -> list[torch.Tensor]:
+        ids = corpus_tokens(extra, tokenizer, "train", progress)["ids"]
+        return [ids[u.id].long() for u in extra.split("train")]
+
+    return cached(name, build)
 
 
 def load_unit_lm(

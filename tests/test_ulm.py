@@ -250,8 +250,8 @@ def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     asked = []
-    splits = {"train": ["a", "b"], "valid": ["c"], "test": ["d"]}
-    fake = SimpleNamespace(manifest={"version": 8}, split=lambda name: splits[name], wav=lambda u: u)
+    splits = {name: [SimpleNamespace(id=i) for i in ids] for name, ids in (("train", "ab"), ("valid", "c"), ("test", "d"))}
+    fake = SimpleNamespace(manifest={"version": 8}, split=lambda name: splits[name], wav=lambda u: u.id)
 
     def fake_load_corpus(n_utterances=3000, seed=0, rebuild=False, progress=True, pairs_per_set=320):
         asked.append((n_utterances, seed, pairs_per_set))
@@ -260,12 +260,58 @@ def test_extra_unit_data_is_the_train_split_of_a_second_draw_and_cached(tmp_path
     monkeypatch.setattr(corpus_pkg, "load_corpus", fake_load_corpus)
     encoded = []
     tok = SimpleNamespace(name="toy", cache_key="k", n_levels=1,
-                          encode=lambda wav: encoded.append(wav) or SimpleNamespace(ids=torch.tensor([ord(wav) % 7])))
+                          encode=lambda wav: encoded.append(wav) or SimpleNamespace(ids=torch.tensor([ord(wav) % 7]),
+                                                                                    durations=torch.tensor([2]),
+                                                                                    frame_rate=50))
     seqs = ulm_recipe.extra_unit_data(tok, 900)
     assert asked == [(900, ulm_recipe.EXTRA_SEED, 1)] and ulm_recipe.EXTRA_SEED != 0  # another draw than the course corpus (seed 0)
     assert encoded == ["a", "b"] and [s.tolist() for s in seqs] == [[ord("a") % 7], [ord("b") % 7]]  # train only
     again = ulm_recipe.extra_unit_data(tok, 900)
     assert encoded == ["a", "b"] and torch.equal(again[1], seqs[1])  # from the cache
+
+
+def test_unit_lm_and_spiritlm_data_read_one_encoding_of_each_utterance(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from slm_course import spiritlm_recipe, ulm_recipe
+    from slm_course.runtime import CACHE_ENV
+    from slm_course.spiritlm import word_units
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+
+    def utt(i: str, split: str):  # two words, the second from 0.2 s
+        return SimpleNamespace(id=i, split=split, words=["the", i], speaker="s1",
+                               word_spans=[("the", 0.0, 0.2), (i, 0.2, 0.5)])
+
+    splits = {name: [utt(f"{name[:2]}{k}", name) for k in range(n)] for name, n in (("train", 3), ("valid", 1), ("test", 2))}
+    pairs = {name: [(utt(f"{name[:2]}g", name), utt(f"{name[:2]}b", name))] for name in ulm_recipe.ZERO_SHOT_SETS}
+    corpus = SimpleNamespace(manifest={"version": 8}, split=lambda name: splits[name], pairs=lambda name: pairs[name],
+                             wav=lambda u: u.id)
+    encoded = []
+
+    def encode(wav: str):  # one unit per 20 ms frame: 5 frames in the first word, 10 in the second
+        encoded.append(wav)
+        code = sum(map(ord, wav)) % 9
+        return SimpleNamespace(ids=torch.tensor([code, code + 1, 9]), durations=torch.tensor([5, 7, 3]), frame_rate=50)
+
+    tok = SimpleNamespace(name="toy", cache_key="k", n_levels=1, encode=encode)
+    units = ulm_recipe.unit_data(corpus, tok)
+    everything = [*splits["train"], *splits["valid"], *splits["test"], *(u for p in pairs.values() for u in p[0])]
+    assert sorted(encoded) == sorted(u.id for u in everything)  # each utterance once
+    spirit = spiritlm_recipe.spirit_data(corpus, tok)
+    assert len(encoded) == len(everything)  # SpiRit-LM's data re-encodes nothing
+    for split in ("train", "test"):
+        for u, seq, cut in zip(splits[split], units[split], spirit[split]["units"]):
+            t = encode(u.id)
+            assert seq.tolist() == t.ids.tolist() and torch.equal(torch.cat(cut), seq)  # the same units, cut at words
+            assert [c.tolist() for c in cut] == [c.tolist() for c in word_units(t.ids, t.durations, u.word_spans, 50)]
+    assert units["story_bad"][0].tolist() == encode("stb").ids.tolist()
+    n = len(encoded)
+    other_draw = SimpleNamespace(**{**vars(corpus), "manifest": {"version": 8, "seed": 1}})  # same ids, other speech
+    ulm_recipe.corpus_tokens(other_draw, tok, "train")
+    assert len(encoded) == n + len(splits["train"])  # another draw of the corpus is encoded on its own
+    with pytest.raises(ValueError, match="which must be"):
+        ulm_recipe.corpus_tokens(corpus, tok, "valid")
 
 
 def test_ngram_loss_is_the_mean_nll_per_token():
