@@ -48,7 +48,7 @@ class HubertConfig:
     ff: int = 512  # width of each layer's MLP
     dropout: float = 0.1  # dropout in the Transformer layers
     mask_prob: float = 0.08  # chance that a frame starts a hidden span (HuBERT: 0.08) ...
-    mask_span: int = 5  # ... of this many frames (100 ms); about 35% of frames end up hidden
+    mask_span: int = 5  # ... of this many frames (100 ms); about a third of frames end up hidden
     unmasked_weight: float = 1.0  # weight of the visible frames' loss (HuBERT: 0; here it speeds learning)
     n_targets: int = 50  # K of the log-mel units it predicts (coarser than the final units' K=100)
     warp: float = 0.2  # mel-axis stretch factor drawn from [1 - warp, 1 + warp] per crop (0 = off)

@@ -92,9 +92,12 @@ def probe_accuracy(X_train: np.ndarray, y_train: Sequence, X_test: np.ndarray, y
     if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
         raise ValueError(f"features must be (N, D) with the same D; got {X_train.shape} and {X_test.shape}.")
     if len(X_train) != len(y_train) or len(X_test) != len(y_test):
-        raise ValueError("each feature matrix needs exactly one label per row.")
+        raise ValueError(f"each feature matrix needs exactly one label per row: got {len(X_train)} rows and "
+                         f"{len(y_train)} labels to train on, {len(X_test)} rows and {len(y_test)} labels to test "
+                         "on; pass one label per utterance, in the same order")
     if len(set(y_train)) < 2:
-        raise ValueError("the training labels hold a single class; a probe needs at least two.")
+        raise ValueError(f"the training labels hold a single class ({next(iter(set(y_train)))!r}); a probe needs at "
+                         "least two: train on more utterances (e.g. a larger random sample of the train split)")
     probe = make_probe().fit(X_train, list(y_train))
     return float((probe.predict(X_test) == np.asarray(list(y_test))).mean())
 

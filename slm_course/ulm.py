@@ -58,7 +58,7 @@ class UlmConfig:
     steps: int = 1200
     lr: float = 3e-3
     warmup_steps: int = 50
-    dropout: float = 0.1  # units are few (about 140 k training tokens): some regularisation helps
+    dropout: float = 0.1  # units are few (the corpus' training split): some regularisation helps
     max_len: int = 512
     seed: int = 0
     extra_speech: int = 0  # > 0: add the training split of a second corpus draw of this size (seed 1): extra_unit_data
@@ -145,7 +145,8 @@ class UnitLM:
         ids = torch.cat([torch.tensor([BOS]), x + N_SPECIAL])
         room = self.model.cfg.max_len - len(ids)
         if room < 1:
-            raise ValueError(f"the prompt has {len(x)} units; this LM reads at most {self.model.cfg.max_len - 2}")
+            raise ValueError(f"the prompt has {len(x)} units; this LM reads at most {self.model.cfg.max_len - 2}: "
+                             f"pass its last ones, e.g. prompt[-{self.model.cfg.max_len - 2}:]")
         out = self.model.generate(ids, min(max_new_units, room), temperature=temperature, top_k=top_k,
                                   generator=torch.Generator().manual_seed(seed), stop_token=EOS,
                                   banned=None if stop_at_eos else (PAD, BOS, EOS))
