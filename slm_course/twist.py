@@ -34,14 +34,15 @@ __all__ = [
 ]
 
 TWIST_UNITS = "reference"  # TWIST's headline comparison: one voice's units (reference_unit_data); "ssl" beside it
-TWIST_CONFIG = UlmConfig(steps=300)  # the warm-vs-cold comparison: a short budget, where a warm start matters most
+# the warm-vs-cold comparison: a short budget, where a warm start matters most; no dropout, as the text LM it
+# copies: 300 steps do not over-fit, and dropout on the attention probabilities needs the unfused attention
+TWIST_CONFIG = UlmConfig(steps=300, dropout=0.0)
 TWIST_SEEDS = (0, 1, 2)
 TWIST_SHRINK = 0.5  # "shrink and perturb" the copied matrices (see warm_start)
-# At this budget a half-shrunk copy reaches a lower validation loss than a plain copy, a stronger or a weaker
-# shrink, or a cold start (results/05_normaliser_twist.md); notebook 05 compares it with a cold start.
-# TWIST copies notebook 01's text LM. It reads 128-character windows, the unit LM's window, so every position
-# embedding the unit LM uses was trained: a text LM with 64-character windows leaves positions 64-127 untrained,
-# and its warm start helps less.
+# Shrinking keeps the copied structure at a scale the new, random unit embeddings can still move, so the shrunk
+# copy learns faster than TWIST's plain one (results/05_normaliser_twist.md); notebook 05 compares it with a cold
+# start. TWIST copies notebook 01's text LM. It reads 128-character windows, the unit LM's window, so every position
+# embedding the unit LM uses was trained.
 
 
 def twist_comparison(
