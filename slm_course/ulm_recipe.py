@@ -54,6 +54,7 @@ __all__ = [
     "zero_shot",
 ]
 
+
 def corpus_tokens(corpus, tokenizer, which: str = "all", progress: bool = False) -> dict:
     """``tokenizer.encode`` of every utterance a unit LM reads: ``which="all"``, the corpus' splits and pair sets;
     ``"train"``, its training split. ``{"ids": {utterance id: (T,)}, "durations": {id: (T,)}, "frame_rate": Hz}``,
@@ -264,6 +265,7 @@ def extra_unit_data(tokenizer, n_utterances: int, progress: bool = False) -> lis
     extra = load_corpus(n_utterances=n_utterances, seed=EXTRA_SEED, pairs_per_set=1, progress=progress)
     version = corpus_version(extra)
     name = f"extra-units-r{RECIPE}-c{version}-n{n_utterances}-s{EXTRA_SEED}-{tokenizer.name}-{tokenizer_key(tokenizer)}"
+
     def build() -> list[torch.Tensor]:
         ids = corpus_tokens(extra, tokenizer, "train", progress)["ids"]
         return [ids[u.id].long() for u in extra.split("train")]
