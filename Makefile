@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock.txt
 FSDD := $(wildcard ../shared/data/fsdd)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# The lock is written by uv (a pinned release, in its own folder so that it stays out of the course's environment).
+# The lock is written and installed by uv (a pinned release, in its own folder so that it stays out of the course's
+# environment).
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV_COMPILE := $(TOOLS)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
@@ -19,12 +20,17 @@ UV_COMPILE := $(TOOLS)/bin/uv pip compile pyproject.toml --extra dev --universal
 
 .PHONY: setup lab test unit notebooks bench lint clean prepare lock lock-upgrade doctor
 
+# uv fetches and unpacks the lock's packages in parallel, several times faster than pip; where it cannot (no uv
+# wheel for this platform, an index that only pip is configured for), pip installs the same lock.
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" || \
 		(echo "The course needs Python 3.10 or newer; '$(PYTHON)' is older. Run: make test PYTHON=python3.11" && exit 1)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "Installing the locked environment into $(VENV) (first time: a few minutes, PyTorch is large)..."
-	$(PIP) install -q --require-hashes --no-deps -r $(LOCK) 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	@echo "Installing the locked environment into $(VENV) (first time: a minute or a few, PyTorch is large)..."
+	@($(MAKE) --no-print-directory -s $(TOOLS)/bin/uv && \
+		$(TOOLS)/bin/uv pip install --quiet --require-hashes --no-deps --python $(BIN)/python -r $(LOCK)) || \
+		(echo "uv could not install the lock (see above); installing it with pip instead (slower)..." && \
+		$(PIP) install -q --require-hashes --no-deps -r $(LOCK) 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true)
 	$(PIP) install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 	@$(BIN)/slm-course doctor --lock $(LOCK) || (echo "Installation failed: see the messages above." && exit 1)
 	@touch $(STAMP)
@@ -66,7 +72,9 @@ doctor: setup
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip --disable-pip-version-check install -q uv==$(UV_VERSION)
+	$(TOOLS)/bin/python -m pip --disable-pip-version-check install -q uv==$(UV_VERSION) 2>&1 | \
+		grep -v "is ignored: it is neither a file nor a directory" || true
+	@test -x $(TOOLS)/bin/uv || (echo "Could not install uv $(UV_VERSION) into $(TOOLS) (see above)." && exit 1)
 
 lock: $(TOOLS)/bin/uv
 	$(UV_COMPILE)
