@@ -21,14 +21,17 @@ UV_COMPILE := $(TOOLS)/bin/uv pip compile pyproject.toml --extra dev --universal
 .PHONY: setup lab test unit notebooks bench lint clean prepare lock lock-upgrade doctor
 
 # uv fetches and unpacks the lock's packages in parallel, several times faster than pip; where it cannot (no uv
-# wheel for this platform, an index that only pip is configured for), pip installs the same lock.
+# wheel for this platform, an index that only pip is configured for), pip installs the same lock. Both compile the
+# bytecode at install time: where PYTHONDONTWRITEBYTECODE is set (as in many containers), every process would
+# otherwise compile torch's and transformers' sources again each time it imports them.
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" || \
 		(echo "The course needs Python 3.10 or newer; '$(PYTHON)' is older. Run: make test PYTHON=python3.11" && exit 1)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "Installing the locked environment into $(VENV) (first time: a minute or a few, PyTorch is large)..."
 	@($(MAKE) --no-print-directory -s $(TOOLS)/bin/uv && \
-		$(TOOLS)/bin/uv pip install --quiet --require-hashes --no-deps --python $(BIN)/python -r $(LOCK)) || \
+		$(TOOLS)/bin/uv pip install --quiet --compile-bytecode --require-hashes --no-deps --python $(BIN)/python \
+		-r $(LOCK)) || \
 		(echo "uv could not install the lock (see above); installing it with pip instead (slower)..." && \
 		$(PIP) install -q --require-hashes --no-deps -r $(LOCK) 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true)
 	$(PIP) install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
