@@ -320,6 +320,13 @@ def spectrogram(
     return stft(wav, sr, win_ms, hop_ms, n_fft).abs().pow(2)
 
 
+@functools.lru_cache(maxsize=16)
+def _mel_fbanks(n_freqs: int, sr: int, n_mels: int) -> torch.Tensor:
+    """The HTK mel filters of :func:`log_mel`, ``(n_freqs, n_mels)``, made once per shape (read, never written)."""
+    return torchaudio.functional.melscale_fbanks(
+        n_freqs=n_freqs, f_min=0.0, f_max=sr / 2, n_mels=n_mels, sample_rate=sr, norm=None, mel_scale="htk")
+
+
 def log_mel(
     wav: torch.Tensor | np.ndarray,
     sr: int = SR,
@@ -339,9 +346,7 @@ def log_mel(
     if floor <= 0:
         raise ValueError(f"floor must be > 0 to keep log() finite (e.g. 1e-5), got {floor}")
     power = spectrogram(x, sr, win_ms, hop_ms)  # (F, frames)
-    fbanks = torchaudio.functional.melscale_fbanks(
-        n_freqs=power.shape[0], f_min=0.0, f_max=sr / 2, n_mels=n_mels, sample_rate=sr, norm=None, mel_scale="htk"
-    ).to(power.device)  # (F, n_mels)
+    fbanks = _mel_fbanks(power.shape[0], sr, n_mels).to(power.device)  # (F, n_mels)
     mel = fbanks.T @ power  # (n_mels, frames)
     return torch.log(mel + floor)
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from slm_course.audio import SR, check_wav
 from slm_course.runtime import digest
 from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
 from slm_course.units import UnitVocoder
@@ -54,13 +55,15 @@ def log_f0(wav: torch.Tensor | np.ndarray) -> np.ndarray:
 def pitch_windows(lf0: np.ndarray, hop: float = PITCH_HOP) -> tuple[np.ndarray, np.ndarray]:
     """``(values, starts)`` of every ``hop``-second window: its median log-F0, NaN if fewer than 2 frames are voiced."""
     n = max(1, round(hop / F0_HOP))
-    values, starts = [], []
-    for s in range(0, len(lf0), n):
-        w = lf0[s : s + n]
-        w = w[~np.isnan(w)]
-        values.append(float(np.median(w)) if len(w) >= 2 else np.nan)
-        starts.append(s * F0_HOP)
-    return np.array(values), np.array(starts)
+    lf0 = np.asarray(lf0)
+    starts = np.arange(0, len(lf0), n) * F0_HOP
+    # all windows at once: one row each, padded with NaN, sorted so that its k voiced values come first
+    rows = np.sort(np.pad(lf0, (0, -len(lf0) % n), constant_values=np.nan).reshape(-1, n), axis=1)
+    k = (~np.isnan(rows)).sum(axis=1)
+    r = np.arange(len(rows))
+    lo, hi = rows[r, np.maximum(k - 1, 0) // 2], rows[r, np.minimum(k // 2, n - 1)]
+    median = np.where(k % 2 == 1, hi, (lo + hi) / lo.dtype.type(2))  # np.median's middle value, or its two's mean
+    return np.where(k >= 2, median, np.nan).astype(np.float64), starts
 
 
 def style_features(lf0: np.ndarray, hop: float = STYLE_HOP) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +188,22 @@ class ExpressiveTokens(SpeechTokenizer):
         return dedup_timed(kmeans_assign(x, self.style_centroids).tolist(), starts.tolist())
 
     def _encode(self, wav: torch.Tensor) -> SpeechTokens:
-        u = self.units.encode(wav)
+        return self._merge(wav, self.units.encode(wav))
+
+    def merge(self, wav: torch.Tensor | np.ndarray, units: SpeechTokens, sr: int = SR) -> SpeechTokens:
+        """:meth:`encode` given the units of ``wav`` (``self.units.encode(wav)``, or a stored copy of them): the pitch
+        and style tokens are tracked on ``wav`` and merged with ``units`` by time, so a corpus whose units are
+        already encoded is not encoded again."""
+        x = check_wav(wav, sr, expected_sr=self.sr)
+        if not isinstance(units, SpeechTokens):
+            raise TypeError(f"units must be the SpeechTokens of self.units.encode(wav), got {type(units).__name__}")
+        if units.frame_rate != self.frame_rate:
+            raise ValueError(f"units are at {units.frame_rate} frames/s but this tokenizer's units are at "
+                             f"{self.frame_rate}: pass self.units.encode(wav)")
+        self.units.check_ids(units.ids)
+        return self._merge(x, units)
+
+    def _merge(self, wav: torch.Tensor, u: SpeechTokens) -> SpeechTokens:
         durations = u.durations if u.durations is not None else torch.ones(len(u.ids), dtype=torch.long)
         unit_times = ((torch.cumsum(durations, 0) - durations).double() / self.frame_rate).tolist()
         lf0 = log_f0(wav)
@@ -294,7 +312,6 @@ class ExpressiveVocoder:
 
     def source(self, f0: torch.Tensor) -> torch.Tensor:
         """Per-10-ms-frame F0 in Hz (NaN = unvoiced) -> an excitation waveform: harmonics up to 8 kHz, or noise."""
-        from slm_course.audio import SR
         from slm_course.units import VOC_HOP
 
         hz = f0.repeat_interleave(VOC_HOP).double()

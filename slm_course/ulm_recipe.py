@@ -77,10 +77,19 @@ def corpus_tokens(corpus, tokenizer, which: str = "all", progress: bool = False)
         for name in ZERO_SHOT_SETS:
             utts += [u for pair in corpus.pairs(name) for u in pair]
 
+    from slm_course.expressive import ExpressiveTokens
+    from slm_course.speech_tokens import SpeechTokens
+
     def build() -> dict:
         ids, durations, rate = {}, {}, None
+        # expressive tokens are units with pitch and style merged in: the units' own encoding, cached, is reused
+        given = corpus_tokens(corpus, tokenizer.units, which) if isinstance(tokenizer, ExpressiveTokens) else None
         for u in tqdm(utts, desc="units", disable=not progress, leave=False):
-            t = tokenizer.encode(corpus.wav(u))
+            if given is None:
+                t = tokenizer.encode(corpus.wav(u))
+            else:
+                t = tokenizer.merge(corpus.wav(u), SpeechTokens(given["ids"][u.id].long(), given["frame_rate"],
+                                                                given["durations"][u.id].long()))
             ids[u.id], durations[u.id], rate = t.ids.to(torch.int16), t.durations.to(torch.int16), float(t.frame_rate)
         return {"ids": ids, "durations": durations, "frame_rate": rate}
 

@@ -84,6 +84,18 @@ def test_pitch_windows_find_a_tone_and_mark_silence_unvoiced():
     assert np.isnan(values[-3:]).all()
 
 
+def test_pitch_windows_take_numpy_s_median_of_the_voiced_frames():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 8, 9, 23, 64):
+        lf0 = rng.normal(7.0, 0.5, n).astype(np.float32)
+        lf0[rng.random(n) < 0.4] = np.nan
+        values, starts = pitch_windows(lf0)
+        want = [float(np.median(w[~np.isnan(w)])) if (~np.isnan(w)).sum() >= 2 else np.nan
+                for w in (lf0[s : s + 8] for s in range(0, n, 8))]
+        assert np.array_equal(values, np.array(want, dtype=np.float64), equal_nan=True)  # to the bit
+        assert np.allclose(starts, np.arange(0, n, 8) * 0.01) and values.dtype == starts.dtype == np.float64
+
+
 def test_style_features_tell_a_flat_tone_from_a_lively_one():
     flat, _ = style_features(log_f0(tone(200, 2.0)))
     lively, starts = style_features(log_f0(tone(200, 2.0, vibrato=0.15)))
@@ -118,6 +130,55 @@ def test_encode_merges_three_streams_and_keeps_the_units_time(tokens):
     low, high = (tokens.split(w)["pitch"] for w in words)
     voiced = [p for p in (*low.tolist(), *high.tolist()) if p < tokens.n_pitch - 1]
     assert voiced and max(low.tolist(), default=0) <= min(p for p in high.tolist() if p < tokens.n_pitch - 1)
+
+
+def test_merge_reuses_stored_units_and_checks_them(tokens):
+    wav = torch.cat([tone(120, 0.6), tone(280, 0.6)])
+    units = tokens.units.encode(wav)
+    stored = SpeechTokens(units.ids.to(torch.int16).long(), float(units.frame_rate), units.durations.to(torch.int16).long())
+    got, want = tokens.merge(wav, stored), tokens.encode(wav)
+    assert torch.equal(got.ids, want.ids) and torch.equal(got.durations, want.durations)
+    with pytest.raises(TypeError, match="SpeechTokens"):
+        tokens.merge(wav, units.ids)
+    with pytest.raises(ValueError, match="frames/s"):
+        tokens.merge(wav, SpeechTokens(units.ids, 25.0, units.durations))
+    with pytest.raises(ValueError, match="ids"):
+        tokens.merge(wav, SpeechTokens(units.ids + 10, units.frame_rate, units.durations))
+    with pytest.raises(ValueError, match="Hz"):
+        tokens.merge(wav, units, sr=8000)
+
+
+def test_a_corpus_is_encoded_into_units_once_for_both_tokenizers(tokens, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from slm_course.runtime import CACHE_ENV
+    from slm_course.ulm_recipe import ZERO_SHOT_SETS, corpus_tokens
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    heard = []
+
+    class Counting(FrameUnits):
+        cache_key = "counting"
+
+        def _encode(self, wav):
+            heard.append(len(wav))
+            return super()._encode(wav)
+
+    expressive = ExpressiveTokens(Counting(), tokens.pitch_edges, tokens.style_mean, tokens.style_std,
+                                  tokens.style_centroids)
+    wavs = {"a": tone(120, 0.6), "b": tone(250, 0.9), "c": torch.cat([tone(300, 0.4), tone(150, 0.4)])}
+    utts = {k: SimpleNamespace(id=k) for k in wavs}
+    corpus = SimpleNamespace(manifest={"version": 8}, split=lambda name: [utts["a"], utts["b"]] if name == "train" else [],
+                             pairs=lambda name: [(utts["c"], utts["a"])] if name == ZERO_SHOT_SETS[0] else [],
+                             wav=lambda u: wavs[u.id])
+    got = corpus_tokens(corpus, expressive)
+    assert len(heard) == 4  # each utterance's units once (the pair reads "a" again), for the units' own cache
+    units = corpus_tokens(corpus, expressive.units)
+    assert len(heard) == 4  # read from that cache
+    for k, wav in wavs.items():
+        want = expressive.encode(wav)
+        assert got["ids"][k].tolist() == want.ids.tolist() and got["durations"][k].tolist() == want.durations.tolist()
+        assert units["ids"][k].tolist() == expressive.units.encode(wav).ids.tolist()
 
 
 def test_frame_streams_and_the_duration_model(tokens):
