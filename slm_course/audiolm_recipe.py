@@ -145,13 +145,19 @@ def build_data(corpus: Corpus, tokenizer: SpeechTokenizer, codec: Codec, splits:
     from slm_course.runtime import cached
 
     def build() -> dict:
+        from slm_course.speech_tokens import expand
+        from slm_course.ulm_recipe import corpus_tokens
+
+        # the corpus' units, encoded once for the unit LMs and SpiRit-LM (cached), are these semantic tokens
+        given = corpus_tokens(corpus, tokenizer) if set(splits) <= {"train", "valid", "test"} else None
         out = {}
         for split in splits:
             utts = corpus.split(split)
             sem, codes = [], []
             for u in tqdm(utts, desc=f"tokens {split}", disable=not progress, leave=False):
                 wav = corpus.wav(u)
-                sem.append(frame_tokens(tokenizer, wav).to(torch.int16))
+                sem.append((frame_tokens(tokenizer, wav) if given is None else
+                            expand(given["ids"][u.id].long(), given["durations"][u.id].long())).to(torch.int16))
                 codes.append(codec.encode(wav).ids.to(torch.uint8 if codec.vocab_size <= 256 else torch.int16))
             out[split] = {"ids": [u.id for u in utts], "semantic": sem, "codes": codes}
         return out

@@ -314,3 +314,43 @@ def test_load_stages_checks_its_config():
     with pytest.raises(TypeError, match="AudioLMConfig"):
         audiolm_recipe.load_stages(config="coarse")
     assert audiolm.AudioLMConfig().semantic is None  # notebook 04's recipe for the semantic units (ulm.default_config)
+
+
+def test_build_data_reads_the_corpus_units_encoded_for_the_unit_lms(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from slm_course.audiolm_recipe import build_data
+    from slm_course.runtime import CACHE_ENV
+    from slm_course.speech_tokens import SpeechTokenizer, SpeechTokens
+    from slm_course.ulm_recipe import ZERO_SHOT_SETS, corpus_tokens
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    heard = []
+
+    class Loudness(SpeechTokenizer):  # 50 Hz frames, unit = the frame's loudness bucket, de-duplicated
+        name, vocab_size, frame_rate, cache_key = "loudness", 4, 50.0, "loudness"
+
+        def _encode(self, wav):
+            heard.append(len(wav))
+            ids = (wav[: len(wav) // 320 * 320].reshape(-1, 320).abs().mean(1) * 20).long().clamp(0, 3)
+            keep = torch.ones(len(ids), dtype=torch.bool)
+            keep[1:] = ids[1:] != ids[:-1]
+            return SpeechTokens(ids[keep], self.frame_rate, torch.bincount(torch.cumsum(keep.long(), 0) - 1))
+
+    g = torch.Generator().manual_seed(0)
+    wavs = {k: torch.rand(3200 * (i + 2), generator=g) * torch.linspace(0, 0.2, 3200 * (i + 2)) for i, k in enumerate("abcd")}
+    utts = {k: SimpleNamespace(id=k) for k in wavs}
+    splits = {"train": [utts["a"], utts["b"]], "valid": [utts["c"]], "test": [utts["d"]]}
+    corpus = SimpleNamespace(manifest={"version": 8}, split=lambda name: splits[name],
+                             pairs=lambda name: [(utts["a"], utts["d"])] if name == ZERO_SHOT_SETS[0] else [],
+                             wav=lambda u: wavs[u.id])
+    codec = SimpleNamespace(vocab_size=16, config=SimpleNamespace(key=lambda: "toy"),
+                            encode=lambda wav: SimpleNamespace(ids=torch.zeros(2, len(wav) // 640, dtype=torch.long)))
+    tok = Loudness()
+    corpus_tokens(corpus, tok)
+    n = len(heard)
+    data = build_data(corpus, tok, codec)
+    assert len(heard) == n  # nothing encoded again
+    for split, members in splits.items():
+        for u, sem in zip(members, data[split]["semantic"]):
+            assert torch.equal(sem, frame_tokens(tok, wavs[u.id]))
