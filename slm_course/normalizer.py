@@ -164,16 +164,18 @@ class SpeechNormalizer(nn.Module):
         frames; blanks before the first unit go to the first unit), so the durations sum to T.
         """
         was = self.training
-        self.eval()
+        if was:
+            self.eval()
         path = self.log_probs(feats[None].float())[0].argmax(-1)  # (T,)
-        self.train(was)
-        starts = [t for t in range(len(path)) if path[t] != self.blank and (t == 0 or path[t] != path[t - 1])]
-        if not starts:
+        if was:
+            self.train()
+        before = torch.cat([path.new_full((1,), -1), path[:-1]])
+        starts = torch.nonzero((path != self.blank) & (path != before)).flatten()  # where each unit begins
+        if len(starts) == 0:
             return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
         units = path[starts]
-        bounds = [0, *starts[1:], len(path)]
-        durations = torch.tensor([b - a for a, b in zip(bounds[:-1], bounds[1:])])
-        return units.long(), durations
+        bounds = torch.cat([starts.new_zeros(1), starts[1:], starts.new_full((1,), len(path))])
+        return units.long(), bounds[1:] - bounds[:-1]
 
 
 class NormalizedUnits(SpeechTokenizer):
