@@ -61,7 +61,9 @@ def corpus_tokens(corpus, tokenizer, which: str = "all", progress: bool = False)
     de-duplicated units and each one's frames.
 
     Cached per corpus and tokenizer: :func:`unit_data` and SpiRit-LM's data (cut at words,
-    :func:`slm_course.spiritlm_recipe.spirit_data`) read the same encoding, so each corpus is encoded once.
+    :func:`slm_course.spiritlm_recipe.spirit_data`) read the same encoding, so each corpus is encoded once. A
+    tokenizer built on another's units (``tokenizer.units``, with ``tokenizer.merge(wav, units)``: the expressive
+    tokens) reads that tokenizer's encoding, cached, instead of encoding the units again.
     """
     from tqdm.auto import tqdm
 
@@ -77,13 +79,14 @@ def corpus_tokens(corpus, tokenizer, which: str = "all", progress: bool = False)
         for name in ZERO_SHOT_SETS:
             utts += [u for pair in corpus.pairs(name) for u in pair]
 
-    from slm_course.expressive import ExpressiveTokens
     from slm_course.speech_tokens import SpeechTokens
 
     def build() -> dict:
         ids, durations, rate = {}, {}, None
-        # expressive tokens are units with pitch and style merged in: the units' own encoding, cached, is reused
-        given = corpus_tokens(corpus, tokenizer.units, which) if isinstance(tokenizer, ExpressiveTokens) else None
+        # a tokenizer built on another's units that merges them with more (notebook 07's expressive tokens: pitch
+        # and style) reuses the units' own encoding, cached
+        on_units = callable(getattr(tokenizer, "merge", None)) and hasattr(tokenizer, "units")
+        given = corpus_tokens(corpus, tokenizer.units, which) if on_units else None
         for u in tqdm(utts, desc="units", disable=not progress, leave=False):
             if given is None:
                 t = tokenizer.encode(corpus.wav(u))
