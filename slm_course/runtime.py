@@ -16,7 +16,9 @@ Cache names come from :func:`digest` (a short hash of a config, of a tokenizer's
 list of file names), the one way the package turns "what was this built from" into a name.
 
 Every artifact carries the version of the layout it was written with (:data:`ARTIFACT_FORMAT`):
-one written by another version of the package is reported as stale and rebuilt, never misread.
+one written in a layout this version cannot read (:data:`READABLE_FORMATS`) is reported as stale and
+rebuilt, never misread. Many small tensors (a unit sequence per utterance) are stored packed into one
+(:func:`pack_tensors`), since the weights-only loader reads each tensor separately and slowly.
 
 Artifacts are loaded weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
 strings and containers of them, plus the config records that a model file allow-lists with
@@ -47,6 +49,7 @@ CACHE_ENV = "SLM_COURSE_CACHE"  # environment variable that overrides the cache 
 __all__ = [
     "CACHE_ENV",
     "ARTIFACT_FORMAT",
+    "READABLE_FORMATS",
     "CorruptArtifact",
     "StaleArtifact",
     "UnsafeArtifact",
@@ -58,9 +61,11 @@ __all__ = [
     "file_sha256",
     "load_artifact",
     "lock",
+    "pack_tensors",
     "pick_device",
     "save_artifact",
     "seed_everything",
+    "unpack_tensors",
 ]
 
 
@@ -255,7 +260,8 @@ class StaleArtifact(CorruptArtifact):
     """An artifact written with another layout (:data:`ARTIFACT_FORMAT`) than this code reads."""
 
 
-ARTIFACT_FORMAT = 2  # bump when what artifacts hold changes shape: older files are rebuilt, not misread
+ARTIFACT_FORMAT = 3  # bump when what artifacts hold changes shape: older files are rebuilt, not misread
+READABLE_FORMATS = (2, 3)  # 2: as 3, but without packed tensors (:func:`pack_tensors`)
 
 
 class UnsafeArtifact(CorruptArtifact):
@@ -292,7 +298,7 @@ def save_artifact(path: str | os.PathLike[str], obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = _sidecar(path)
     sidecar.unlink(missing_ok=True)  # an old sidecar must never vouch for the new bytes
-    wrapped = {"artifact_format": ARTIFACT_FORMAT, "content": obj}
+    wrapped = {"artifact_format": ARTIFACT_FORMAT, "content": pack_tensors(obj)}
     _write_atomic(path, lambda f: torch.save(wrapped, f))
     line = f"{file_sha256(path)} {path.stat().st_size}\n"
     _write_atomic(sidecar, lambda f: f.write(line.encode()))
@@ -345,12 +351,90 @@ def load_artifact(path: str | os.PathLike[str]) -> Any:
             "can be allowed with @runtime.artifact_record"
         ) from err
     found = wrapped.get("artifact_format") if isinstance(wrapped, dict) else None
-    if found != ARTIFACT_FORMAT or "content" not in wrapped:
+    if found not in READABLE_FORMATS or "content" not in wrapped:
         raise StaleArtifact(
             f"{path} was written with artifact layout {found or 'of an older version'}, and this code reads layout "
             f"{ARTIFACT_FORMAT}; it should be rebuilt: delete it, or let cached(...) rebuild it"
         )
-    return wrapped["content"]
+    return unpack_tensors(wrapped["content"]) if found >= 3 else wrapped["content"]
+
+
+PACKED = "__slm_course_packed__"  # the key that marks a packed container (see pack_tensors)
+PACK_MIN = 64  # containers of fewer tensors are stored as they are
+
+
+def _packable(tensors: list) -> bool:
+    """Enough plain CPU tensors of one dtype and one shape but their first dimension to pack together."""
+    if len(tensors) < PACK_MIN or not all(type(t) is torch.Tensor for t in tensors):
+        return False
+    first = tensors[0]
+    return first.ndim >= 1 and all(t.dtype == first.dtype and t.ndim == first.ndim and t.shape[1:] == first.shape[1:]
+                                   and t.device.type == "cpu" and not t.requires_grad for t in tensors)
+
+
+def _like(obj: dict, items: dict) -> dict:
+    """``items`` in a dict of ``obj``'s own type (an OrderedDict state_dict keeps its ``_metadata``)."""
+    if type(obj) is dict:
+        return items
+    out = type(obj)(items)
+    out.__dict__.update(vars(obj))
+    return out
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """``t``, copied if it is a view into a larger tensor (saving the view would save all of that tensor)."""
+    return t.clone() if t.untyped_storage().nbytes() > t.nbytes else t
+
+
+def pack_tensors(obj: Any) -> Any:
+    """``obj`` with each list or dict of many small tensors (a unit sequence per utterance, say) stored as one.
+
+    The weights-only loader reads one large tensor fast and each small tensor slowly (tens of thousands of them
+    took seconds), so a list of at least :data:`PACK_MIN` tensors of one dtype and trailing shape becomes their
+    concatenation and their lengths, and so does a dict of such tensors and a list of lists of them (each
+    utterance's units cut at its words). :func:`unpack_tensors` gives back the same containers and values.
+
+    >>> unpack_tensors(pack_tensors({"ids": [torch.arange(n) for n in range(100)]}))["ids"][3]
+    tensor([0, 1, 2])
+    """
+    if isinstance(obj, dict):
+        if _packable(values := list(obj.values())):
+            return {PACKED: "dict", "keys": list(obj), "data": torch.cat(values),
+                    "lengths": torch.tensor([len(t) for t in values])}
+        return _like(obj, {k: pack_tensors(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        if _packable(obj):
+            return {PACKED: "list", "data": torch.cat(obj), "lengths": torch.tensor([len(t) for t in obj])}
+        if obj and all(isinstance(x, list) for x in obj) and _packable(flat := [t for x in obj for t in x]):
+            return {PACKED: "lists", "data": torch.cat(flat), "lengths": torch.tensor([len(t) for t in flat]),
+                    "counts": torch.tensor([len(x) for x in obj])}
+        return [pack_tensors(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(pack_tensors(v) for v in obj)
+    return _own(obj) if isinstance(obj, torch.Tensor) else obj
+
+
+def unpack_tensors(obj: Any) -> Any:
+    """Undo :func:`pack_tensors`: each packed container back as a list or dict of (views into one) tensors."""
+    if isinstance(obj, dict):
+        kind = obj.get(PACKED)
+        if kind is None:
+            return _like(obj, {k: unpack_tensors(v) for k, v in obj.items()})
+        parts = list(torch.split(obj["data"], obj["lengths"].tolist()))
+        if kind == "list":
+            return parts
+        if kind == "dict":
+            return dict(zip(obj["keys"], parts, strict=True))
+        out, start = [], 0
+        for n in obj["counts"].tolist():
+            out.append(parts[start : start + n])
+            start += n
+        return out
+    if isinstance(obj, list):
+        return [unpack_tensors(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(unpack_tensors(v) for v in obj)
+    return obj
 
 
 def cached(name: str, build: Callable[[], T], *, rebuild: bool = False) -> T:

@@ -263,3 +263,40 @@ def test_recipe_config_defaults_and_checks() -> None:
     assert runtime.recipe_config(AsrConfig(steps=5), AsrConfig()).steps == 5
     with pytest.raises(TypeError, match=r"config must be a AsrConfig \(or None for the course's recipe\)"):
         runtime.recipe_config({"steps": 5}, AsrConfig())
+
+
+def test_many_small_tensors_are_stored_packed_and_come_back_equal(tmp_path: Path) -> None:
+    from collections import OrderedDict
+
+    g = torch.Generator().manual_seed(0)
+    ids = {f"utt{i}": torch.randint(0, 100, (int(n),), generator=g, dtype=torch.int16)
+           for i, n in enumerate(torch.randint(0, 30, (200,), generator=g))}
+    words = [[torch.randint(0, 9, (int(k),), generator=g) for k in torch.randint(1, 6, (int(n),), generator=g)]
+             for n in torch.randint(0, 5, (150,), generator=g)]  # some utterances without words
+    frames = [torch.randn(int(n), 3, generator=g) for n in torch.randint(1, 9, (70,), generator=g)]
+    state = OrderedDict(w=torch.randn(4, 3), b=torch.zeros(4))
+    state._metadata = {"": {"version": 1}}
+    big = torch.arange(10_000)
+    obj = {"ids": ids, "units": words, "frames": frames, "few": [torch.ones(2)] * 3, "mixed": [torch.ones(2)] * 63 + [1],
+           "state_dict": state, "pair": (frames[:2], "x"), "view": big[:5], "n": 3}
+    path = save_artifact(tmp_path / "data.pt", obj)
+    raw = torch.load(path, weights_only=True)["content"]
+    assert raw["ids"][runtime.PACKED] == "dict" and raw["units"][runtime.PACKED] == "lists"  # one tensor each
+    assert raw["frames"][runtime.PACKED] == "list" and isinstance(raw["few"], list)  # 3 tensors: left as they are
+    assert path.stat().st_size < 60_000  # the 5-element view was saved without the 10,000 elements it looks into
+    back = load_artifact(path)
+    assert list(back["ids"]) == list(ids) and all(torch.equal(back["ids"][k], v) and back["ids"][k].dtype == v.dtype
+                                                  for k, v in ids.items())
+    assert [len(u) for u in back["units"]] == [len(u) for u in words]
+    assert all(torch.equal(a, b) for u, v in zip(back["units"], words) for a, b in zip(u, v))
+    assert all(torch.equal(a, b) and a.shape == b.shape for a, b in zip(back["frames"], frames))
+    assert type(back["state_dict"]) is OrderedDict and back["state_dict"]._metadata == {"": {"version": 1}}
+    assert isinstance(back["pair"], tuple) and back["mixed"][-1] == 1 and back["n"] == 3
+    assert torch.equal(back["view"], big[:5])
+
+
+def test_artifacts_of_the_layout_before_packing_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    torch.save({"artifact_format": 2, "content": {"units": [torch.arange(3)] * 100}}, path)
+    path.with_name("old.pt.sha256").write_text(f"{runtime.file_sha256(path)} {path.stat().st_size}\n")
+    assert 2 in runtime.READABLE_FORMATS and len(load_artifact(path)["units"]) == 100
