@@ -300,6 +300,9 @@ class MoshiLM(nn.Module):
                 raise ValueError(f"this model listens: give user tokens (1 + levels, frames) = {want[-2:]}, "
                                  "with a leading batch dimension to run several dialogues")
             streams[:, S:] = user
+        elif user is not None:
+            raise ValueError("this model has no user streams (a one-channel model, such as the delay swap's 'asr' or "
+                             "'tts'): give the audio it reads as forced=(S_sys, frames), -1 where it writes")
         if forced is not None:
             want = (B, S, frames) if batched else (S, frames)
             if tuple(forced.shape) != want:
@@ -307,6 +310,9 @@ class MoshiLM(nn.Module):
                                  "-1 where the model samples")
             streams[:, :S] = forced
         if not cfg.inner_monologue:
+            if forced is not None and bool(((forced[..., 0, :] >= 0) & (forced[..., 0, :] != PAD)).any()):
+                raise ValueError("this model has no inner monologue (its text stream is all PAD): forced text would "
+                                 "be lost; force audio streams only, with -1 or PAD in the text stream (row 0)")
             streams[:, 0] = PAD
         grid = delay(streams, cfg.delays, fill=cfg.initial)  # (B, S_all, L): -1 where the model samples
         was = self.training

@@ -116,6 +116,22 @@ def test_generation_keeps_forced_tokens_and_listens_to_the_user():
         model.generate(60, user=torch.zeros(3, 60, dtype=torch.long))
 
 
+def test_generation_refuses_what_a_model_cannot_read():
+    torch.manual_seed(0)
+    one_channel = MoshiLM(MoshiConfig(**TINY, user_streams=False))
+    with pytest.raises(ValueError, match="no user streams"):
+        one_channel.generate(10, user=torch.zeros(3, 10, dtype=torch.long))
+    assert one_channel.generate(10, temperature=0.0).shape == (4, 10)
+    silent = MoshiLM(MoshiConfig(**TINY, inner_monologue=False))
+    user = torch.randint(0, 5, (3, 10))
+    forced = torch.full((4, 10), -1)
+    forced[0, 3] = 4  # a word on the text stream of a model without one
+    with pytest.raises(ValueError, match="no inner monologue"):
+        silent.generate(10, user=user, forced=forced)
+    forced[0] = PAD  # PAD there is what the model has anyway
+    assert bool((silent.generate(10, user=user, forced=forced, temperature=0.0)[0] == PAD).all())
+
+
 def test_a_batch_of_dialogues_generates_what_each_one_alone_does():
     torch.manual_seed(0)
     model = MoshiLM(MoshiConfig(**TINY)).eval()
