@@ -237,6 +237,10 @@ def pair_accuracy(lm: SpiritLM, prompts: Sequence, good: Sequence, bad: Sequence
     if not len(good) == len(bad) == len(prompts) or not good:
         raise ValueError(f"need one prompt, one good and one bad continuation per pair; got {len(prompts)}, "
                          f"{len(good)} and {len(bad)}")
+    for i, p in enumerate(prompts):
+        if isinstance(p, tuple) and not (len(p) == 2 and all(isinstance(x, list | torch.Tensor) for x in p)):
+            raise ValueError(f"prompts[{i}] is a tuple of {len(p)}: a prompt is a list of ids, and a pair of prompts "
+                             "a tuple (good_prompt, bad_prompt) of two such lists; pass list(...) for one prompt")
     pg = [p[0] if isinstance(p, tuple) else p for p in prompts]
     pb = [p[1] if isinstance(p, tuple) else p for p in prompts]
     sg, ng = lm.score(pg, good)

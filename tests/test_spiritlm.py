@@ -211,6 +211,11 @@ def test_evaluations_on_a_toy_data_set():
         next_word(lm, {"train": {}}, "t2s")
     # the same continuation for both members: a tie, which counts half
     assert pair_accuracy(lm, [[]], [lm.text("ab")], [lm.text("ab")]) == 0.5
+    # a pair of prompts, one for each member, is a tuple of two lists; a prompt given as a tuple of ids is refused
+    one = lm.text("a")
+    assert pair_accuracy(lm, [(one, one)], [lm.text("ab")], [lm.text("ab")]) == 0.5
+    with pytest.raises(ValueError, match="a prompt is a list of ids"):
+        pair_accuracy(lm, [tuple(lm.text("a b"))], [lm.text("ab")], [lm.text("ab")])
 
 
 def test_few_shot_asr_scores_each_number_of_shots_and_refuses_what_does_not_fit():
