@@ -64,7 +64,7 @@ def answer_test(model: MoshiLM, data: dict, dset, asr, n: int = 60, listen_s: fl
     nearest candidate answer to the transcript is the right one), ``by_kind``, ``latency_ms`` (median
     time from the end of the question to the first frame the model speaks in, over the dialogues
     where it answers), ``answered`` (share that answered at all), ``overlap_rate`` (share where it
-    started speaking more than 2 frames before the question ended) and ``examples``.
+    speaks in any frame from the question's start to 2 frames before its end) and ``examples``.
 
     ``give_text=True`` writes the true answer's words on the model's text stream, at their true
     frames (PAD elsewhere), and lets it write only the audio: how well it *speaks* a known answer,

@@ -178,7 +178,9 @@ def load_moshi(variant: str = "full", config: MoshiConfig | None = None, *, data
                rebuild: bool = False, progress: bool = True) -> MoshiLM:
     """A trained variant (see :data:`VARIANTS`), from the cache or trained now.
 
-    ``data``: what :func:`load_moshi_data` returned, if you have it (loading it again takes seconds).
+    ``config``: a recipe of your own (e.g. ``config_for(data, "full", seed=1)``), trained in place of ``variant``'s,
+    which is then not read. ``data``: what :func:`load_moshi_data` returned, if you have it (loading it again takes
+    seconds).
     """
     from slm_course.train import model_record, restore
 

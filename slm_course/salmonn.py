@@ -6,8 +6,8 @@ encoder's frames into vectors that the LM reads where it would read word embeddi
 LM's linear layers change a little without touching their weights. This file is the model; its data,
 training and measurements are :mod:`slm_course.salmonn_recipe`.
 
-- :class:`PoolAdapter` (Qwen-Audio): average the encoder's frames in groups of ``stride``, then an MLP
-  to the LM's width: one LM position per ``stride`` frames.
+- :class:`PoolAdapter` (Qwen-Audio's pooling): average the encoder's frames in groups of ``stride``, then a small MLP
+  to the LM's width (Qwen-Audio projects with one linear layer): one LM position per ``stride`` frames.
 - :class:`WindowQFormer` (SALMONN): cut the frames into windows of ``window`` frames; in each window,
   ``n_queries`` learned query vectors attend to the window's frames (a Q-Former layer: self-attention
   among the queries, cross-attention to the frames, an MLP), then a projection to the LM's width.
@@ -66,7 +66,8 @@ def _check_frames(feats: torch.Tensor, lengths: torch.Tensor, d_in: int) -> torc
 
 
 class PoolAdapter(nn.Module):
-    """Qwen-Audio's adapter: average-pool the frames by ``stride`` (padding left out of each mean), then an MLP."""
+    """Qwen-Audio's pooling: average the frames by ``stride`` (padding left out of each mean), then a small MLP where
+    Qwen-Audio has one linear layer."""
 
     def __init__(self, d_in: int, d_lm: int, stride: int = 2, hidden: int = 256, n_global: int = 0,
                  dropout: float = 0.0) -> None:

@@ -88,8 +88,8 @@ ACTIVATION = {"n": None, "scale": 0.4, "examples_from": "unheard", "candidates":
               "avoid": "fm", "per_step": 48, "steps": 48, "lr": 1e-3, "replay": 64, "rehearse": 512,
               "rehearse_tasks": ("transcribe", "transcribe", "gender", "style", "question", "topic"),
               "by_length": True, "soft": True, "unheard": 1000, "parts": 16}
-# SALMONN's own recipe, at our scale: 12 examples written at LoRA x 0.6 on training utterances, all of them in
-# each of 48 small steps beside 64 rows of the training mix
+# SALMONN's 12 examples, written at LoRA x 0.6 on training utterances (SALMONN tuned 12 steps on them alone; here
+# all 12 are in each of 48 small steps, beside 64 rows of the training mix)
 ACTIVATION_SALMONN = {"n": 12, "scale": 0.6, "steps": 48, "lr": 1e-3, "replay": 64}
 # an activation tuning that rehearses transcripts only (compared in results/09_salmonn.md): n examples written at LoRA x scale
 # from `candidates` training utterances of `max_frames` encoder frames or fewer, `steps` steps of them beside
@@ -485,6 +485,7 @@ def load_salmonn(variant: str = "pool", config: SalmonnConfig | None = None, *, 
                  corpus=None, rebuild: bool = False, progress: bool = True) -> SpeechAwareLM:
     """A trained variant (see :data:`VARIANTS`), from the cache or trained now.
 
+    ``config``: a :class:`SalmonnConfig` of your own, trained in place of ``variant``'s, which is then not read.
     The cache holds only what training changed (the adapter, LoRA and the new token rows, about
     1.5 MB); the frozen text LM comes from its own cache and is checked to be the one trained with.
     ``data``: what :func:`load_salmonn_data` returned, if you have it.
