@@ -119,4 +119,7 @@ def speaker_probe(tokenizer, corpus, seqs: Sequence[torch.Tensor] | None = None)
     utts = corpus.split("test")
     if seqs is None:
         seqs = [tokenizer.encode(corpus.wav(u)).ids for u in utts]
+    elif len(seqs) != len(utts):
+        raise ValueError(f"seqs must be the {len(utts)} test utterances' units, in corpus.split('test') order "
+                         f"(e.g. unit_data(...)['test']); got {len(seqs)}")
     return bag_probe(seqs, [u.speaker for u in utts], tokenizer.vocab_size)

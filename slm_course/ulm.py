@@ -209,6 +209,9 @@ class NgramLM:
     def __init__(self, order: int, n_units: int, alpha: float = 0.1) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order}")
+        if not alpha >= 0:
+            raise ValueError(f"alpha must be >= 0 (counts added to every cell; 0: no smoothing, so an unseen bigram "
+                             f"scores log p = -inf; the course uses 0.1), got {alpha!r}")
         self.order, self.n_units, self.alpha = order, n_units, alpha
         self.V = n_units + N_SPECIAL
         self.logp: torch.Tensor | None = None

@@ -47,3 +47,9 @@ def test_bag_probe_reads_labels_that_the_units_carry_and_not_others():
     assert probes.bag_probe(carried, labels, vocab_size=10) == 1.0
     noise = [torch.randint(0, 10, (30,), generator=gen) for _ in labels]
     assert probes.bag_probe(noise, labels, vocab_size=10) < 0.8
+
+
+def test_speaker_probe_refuses_sequences_that_are_not_the_test_split(small_corpus):
+    n = len(small_corpus.split("test"))
+    with pytest.raises(ValueError, match=f"the {n} test utterances"):
+        probes.speaker_probe(None, small_corpus, [torch.zeros(3, dtype=torch.long)] * (n + 1))

@@ -48,6 +48,8 @@ def test_bigram_matches_counts_by_hand():
     assert float(uni.score([torch.tensor([1])])[0][0]) == pytest.approx(2 * math.log(1 / 3))
     with pytest.raises(ValueError, match="order"):
         NgramLM(order=3, n_units=2)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        NgramLM(order=2, n_units=2, alpha=-0.1)
 
 
 def test_pair_accuracy_counts_ties_half():
