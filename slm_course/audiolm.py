@@ -33,8 +33,9 @@ Two things differ from the paper, both because of the CPU budget:
 - AudioLM puts the semantic tokens *before* the acoustic ones and lets attention find which
   semantic token goes with which acoustic frame, which takes a lot of data. Here each acoustic
   token gets the semantic unit at its own time (and ``lookahead`` frames after it) as an added
-  embedding (``LMConfig.extra_embeddings``): the same conditioning, with the 50 Hz -> 62.5 Hz
-  alignment given (:func:`align_frames`) instead of learned;
+  embedding (``LMConfig.extra_embeddings``): a local stand-in for AudioLM's conditioning, where each
+  acoustic token attends to the whole semantic sequence, with the 50 Hz -> 62.5 Hz alignment given
+  (:func:`align_frames`) instead of learned;
 - the course's tiny HuBERT units are far from speaker-invariant (a bag of units names the held-out
   speaker nearly every time, :func:`slm_course.normalizer.speaker_probe`), where AudioLM's w2v-BERT
   tokens say little of the voice. With them as semantic tokens (``AudioLMConfig(semantic_units="ssl")``)
@@ -397,8 +398,8 @@ class AudioLMConfig:
     """The notebook-06 recipe: which codec levels each stage models, and each stage's budget."""
 
     coarse_levels: int = 2  # Q': codec levels of the coarse stage (AudioLM: 4 of 12)
-    fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only: see bench_audiolm)
-    voice_copies: int = 0  # extra training copies with perturbed voices (off: they do not raise speaker accuracy)
+    fine_levels: int = 0  # codec levels of the fine stage after the coarse ones (0 = coarse only, for the CPU budget: see the module docstring)
+    voice_copies: int = 0  # extra training copies with perturbed voices (off in the recipe)
     semantic_units: str = "norm"  # the semantic tokens: notebook 05's speaker-normalised units ("norm") or SSL units ("ssl")
     semantic: UlmConfig | None = None  # notebook 05's unit LM over those units (None: its recipe, the same cached model)
     coarse: StageConfig = StageConfig()  # p(coarse | semantic)

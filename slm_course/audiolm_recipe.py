@@ -380,7 +380,7 @@ def speaker_continuation(
     the held-out speakers is this?" (chance 0.25 with the corpus' 4): a continuation that keeps its
     prompt's voice is recognised; one whose voice was guessed is right by chance.
     ``*_all_speakers`` asks among all 20 speakers (chance 0.05), as AudioLM's classifier does among
-    291 LibriSpeech speakers (its 40 test speakers and 251 training ones). That is a harder test for
+    291 LibriSpeech speakers (most likely test-clean's 40 and train-clean-100's 251). That is a harder test for
     a toy: the classifier itself often errs on the real codec tokens, and a small acoustic stage
     drifts from a voice it never heard towards the training voices it knows: ``training_voice_share_*`` is the
     share of continuations that the classifier over all 20 speakers names as one of the 16 training voices.

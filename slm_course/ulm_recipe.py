@@ -422,7 +422,7 @@ def _fsdd_reversal(tokenizer) -> dict:
 # Real speech: a unit LM on FSDD digits
 # ---------------------------------------------------------------------------------------------
 
-# FSDD takes are single words (~25 units each): short windows, and fewer steps than the corpus needs.
+# FSDD takes are single words: short windows, and fewer steps than the corpus needs.
 FSDD_ULM_CONFIG = UlmConfig(context=64, steps=400)
 
 
