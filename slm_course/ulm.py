@@ -108,7 +108,11 @@ class UnitLM:
         if len(seqs) == 0:
             raise ValueError("score() needs at least one unit sequence")
         self.model.eval()
-        toks = [self.tokens(s)[: self.model.cfg.max_len] for s in seqs]
+        toks = [self.tokens(s) for s in seqs]
+        longest = max(range(len(toks)), key=lambda i: len(toks[i]))
+        if len(toks[longest]) > self.model.cfg.max_len:
+            raise ValueError(f"sequence {longest} has {len(toks[longest]) - 2} units; this LM scores at most "
+                             f"{self.model.cfg.max_len - 2} (its max_len with <bos> and <eos>): split it or score a window")
         sums, counts = torch.zeros(len(toks)), torch.zeros(len(toks), dtype=torch.long)
         order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
         for start in range(0, len(order), batch_size):

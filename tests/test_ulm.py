@@ -91,6 +91,10 @@ def test_unit_lm_rejects_bad_input():
         ulm.score([torch.tensor([3, 10])])
     with pytest.raises(TypeError, match="integer"):
         ulm.score([torch.tensor([0.5])])
+    too_long = ulm.model.cfg.max_len - 1  # units, with <bos> and <eos>: one position more than the LM has
+    with pytest.raises(ValueError, match=f"sequence 1 has {too_long} units"):
+        ulm.score([torch.tensor([0, 1]), torch.zeros(too_long, dtype=torch.long)])
+    assert ulm.score([torch.zeros(too_long - 1, dtype=torch.long)])[1].tolist() == [too_long]  # the longest that fits
     with pytest.raises(ValueError, match="empty"):
         ulm.continue_units(torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="no training sequences"):
