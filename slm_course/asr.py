@@ -144,8 +144,8 @@ class AsrConfig:
     frames_per_batch: int = 3000  # input frames per batch, padding included (3000 = 30 s of speech)
     seed: int = 0  # seeds the weights, the dropout and the batch order
     # SpecAugment (Park et al., 2019) while training: blank random mel bands and stretches of time, so that
-    # the model cannot lean on any one of them. At equal steps it lowers the CER of speech decoded by
-    # notebook 03's codec, and costs nothing at test time.
+    # the model cannot lean on any one of them; meant to make the recogniser robust to speech decoded by
+    # notebook 03's codec, at no cost at test time.
     freq_masks: int = 2  # mel-band masks per utterance, each up to freq_mask_width bands wide
     freq_mask_width: int = 12
     time_masks: int = 2  # time masks per utterance, each up to time_mask_width frames and 5% of the input
@@ -178,8 +178,9 @@ class AsrConfig:
         return digest(self)
 
 
-def conv_lengths(lengths: torch.Tensor, strides: Sequence[int] = (2, 2)) -> torch.Tensor:
-    """Frames left after the convolutions: each one of stride ``s`` keeps ``ceil(T / s)`` of ``T`` frames."""
+def conv_lengths(lengths: torch.Tensor, strides: Sequence[int]) -> torch.Tensor:
+    """Frames left after the convolutions of ``strides`` (the course's recogniser: ``AsrConfig().strides``): each one
+    of stride ``s`` keeps ``ceil(T / s)`` of ``T`` frames."""
     for s in strides:
         lengths = (lengths + s - 1) // s
     return lengths

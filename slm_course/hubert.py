@@ -84,6 +84,9 @@ def span_mask(B: int, T: int, prob: float, span: int, generator: torch.Generator
     At least one frame per row is hidden. Spans overlap, so the hidden share is
     ``1 - (1 - prob) ** span`` on average (0.34 for 0.08 and 5).
     """
+    if not 0 < prob < 1 or isinstance(span, bool) or not isinstance(span, int) or span < 1 or B < 1 or T < 1:
+        raise ValueError(f"span_mask needs 0 < prob < 1 (a chance, e.g. 0.08, not a percentage), span >= 1 frames "
+                         f"and B, T >= 1; got B={B}, T={T}, prob={prob!r}, span={span!r}")
     starts = torch.rand(B, T, generator=generator) < prob  # (B, T)
     starts[torch.arange(B), torch.randint(T, (B,), generator=generator)] = True
     mask = torch.zeros(B, T + span, dtype=torch.bool)

@@ -309,8 +309,8 @@ class VocoderConfig:
 class UnitVocoder(nn.Module):
     """Units -> log-magnitude spectrogram (embedding, conv, BiGRU; 2 frames per unit) -> Griffin-Lim.
 
-    It hears only the units, so every voice comes out as one average voice: what it keeps is what
-    the units keep, the words.
+    It hears only the units: what it keeps of the words and of the voice is what the units carry of
+    them (notebook 03 measures how much of the speaker survives).
     """
 
     def __init__(self, vocab_size: int, config: VocoderConfig = VocoderConfig()) -> None:

@@ -282,6 +282,9 @@ def test_span_mask_hides_the_expected_share():
     mask = span_mask(64, 400, 0.08, 5, generator=g)
     assert mask.shape == (64, 400) and mask.any(dim=1).all()
     assert float(mask.float().mean()) == pytest.approx(1 - 0.92**5, abs=0.03)
+    for bad in ({"prob": 8}, {"prob": 0.0}, {"span": 0}, {"span": -2}):  # a percentage, nothing hidden, no span
+        with pytest.raises(ValueError, match="span_mask needs"):
+            span_mask(2, 10, **{"prob": 0.08, "span": 5, **bad})
 
 
 def test_warp_bands_identity_and_direction():
