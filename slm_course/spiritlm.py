@@ -327,17 +327,22 @@ class SpiritLM:
                 sums[i], counts[i] = picked.sum(), n
         return sums, counts
 
+    def _window(self) -> int:
+        """Positions a continuation may fill: the training window (positions past it were never trained)."""
+        return min(self.config.context, self.model.cfg.max_len)
+
     @torch.no_grad()
     def continue_text(self, prompt: Sequence[int], max_new_tokens: int = 40, temperature: float = 0.0,
                       seed: int = 0) -> str:
         """Text written after ``prompt`` (vocabulary ids, e.g. ``lm.speech(units)``): ``[TEXT]`` is appended (unless
         the prompt ends in text already: then the text goes on) and characters are drawn (never a marker or a
-        unit) until ``<eos>``."""
+        unit) until ``<eos>``, the prompt and the text within the training window (``config.context`` tokens)."""
         ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.text_marker, self.vocab),
                            dtype=torch.long)
-        room = self.model.cfg.max_len - len(ids)
+        room = self._window() - len(ids)
         if room < 1:
-            raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")
+            raise ValueError(f"the prompt is {len(ids)} tokens with <bos> and the marker; this model was trained on "
+                             f"windows of {self._window()}: give it a shorter prompt (its last tokens)")
         banned = [PAD, BOS, self.vocab.text_marker, self.vocab.speech_marker, *range(self.vocab.unit_offset, self.vocab.size)]
         out = self.model.generate(ids, min(max_new_tokens, room), temperature=temperature,
                                   generator=torch.Generator().manual_seed(seed), stop_token=EOS, banned=banned)
@@ -349,12 +354,14 @@ class SpiritLM:
                        seed: int = 0) -> torch.Tensor:
         """Unit ids written after ``prompt`` (vocabulary ids, e.g. ``lm.text("the cook")``): ``[SPEECH]`` is
         appended (unless the prompt ends in speech already, e.g. ``lm.speech(units)``: then the speech goes on)
-        and units are drawn (never a marker or a character) until ``<eos>``; at least one unit."""
+        and units are drawn (never a marker or a character) until ``<eos>``, the prompt and the units within the
+        training window (``config.context`` tokens); at least one unit."""
         ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.speech_marker, self.vocab),
                            dtype=torch.long)
-        room = self.model.cfg.max_len - len(ids)
+        room = self._window() - len(ids)
         if room < 1:
-            raise ValueError(f"the prompt is {len(ids)} tokens; this LM reads at most {self.model.cfg.max_len}")
+            raise ValueError(f"the prompt is {len(ids)} tokens with <bos> and the marker; this model was trained on "
+                             f"windows of {self._window()}: give it a shorter prompt (its last tokens)")
         no_text = [PAD, BOS, *range(EOS + 1, self.vocab.unit_offset)]  # characters and markers
         first = self.model.generate(ids, 1, temperature=temperature, generator=torch.Generator().manual_seed(seed),
                                     banned=[*no_text, EOS])

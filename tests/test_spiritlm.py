@@ -283,3 +283,27 @@ def test_units_given_per_word_tensors_says_to_concatenate_them():
     with pytest.raises(TypeError, match=r"torch.cat\(...\) them into one tensor first"):
         vocab.units(per_word)
     assert vocab.units(torch.cat(per_word)).tolist() == [vocab.unit_offset + u for u in (3, 4, 5)]
+
+
+def test_continuations_stop_at_the_training_window():
+    vocab = SpiritVocab(TOK.vocab_size, 10)
+    torch.manual_seed(0)
+    model = LM(LMConfig(vocab_size=vocab.size, d_model=32, n_layers=2, n_heads=2, max_len=64)).eval()
+    lm = SpiritLM(model, vocab, TOK, SpiritConfig(context=16, max_len=64), {})
+    prompt = lm.speech([1, 2, 3, 4, 5])  # <bos> [SPEECH] 5 units: 7 of the 16 positions
+    for seed in range(3):
+        assert len(lm.continue_units(prompt, max_new_units=40, temperature=1.0, seed=seed)) <= 16 - 7
+    ends = []
+    real = lm.model.generate
+
+    def spy(ids, n, *args, **kwargs):
+        ends.append(len(ids) + n)
+        return real(ids, n, *args, **kwargs)
+
+    lm.model.generate = spy
+    lm.continue_text(prompt, max_new_tokens=40)
+    assert ends == [16]  # <bos> [SPEECH] 5 units [TEXT], then 8 characters at most
+    with pytest.raises(ValueError, match="trained on windows of 16"):
+        lm.continue_units(lm.speech([1] * 15), max_new_units=3)
+    with pytest.raises(ValueError, match="trained on windows of 16"):
+        lm.continue_text(lm.speech([1] * 14), max_new_tokens=3)
