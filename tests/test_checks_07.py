@@ -197,7 +197,7 @@ def test_prompt_length_answer():
               "agree across several words, a subject with its verb and a topic with its objects.")
     checks.check_prompt_length_answer(answer, 0.23, s2t)
     checks.check_prompt_length_answer(answer, s2t["all"] - s2t[1], s2t)
-    for gain, message in ((-0.23, "wrong way round"), (23, "share of pairs"), (0.1, "read the S->T column"), (0.2, "though close"),
+    for gain, message in ((-0.23, "wrong way round"), (23, "share of pairs"), (0.1, "read the S->T column"), (0.28, "not T->T"),
                           (None, "gain is not set"), ("0.2x", "one number")):
         with pytest.raises(AssertionError, match=message):
             checks.check_prompt_length_answer(answer, gain, s2t)

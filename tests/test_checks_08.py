@@ -118,6 +118,20 @@ def test_align_text_check_names_a_lost_word_and_wants_the_value_error():
     with pytest.raises(AssertionError, match="raised IndexError.*raise a ValueError"):
         checks.check_align_text(lambda w, n: align_text(w, n, check_end=False))
 
+    def off_by_one(words, frames):  # `f > frames`: a word in frame `frames` writes past the end
+        if words and int(words[-1][1] / 0.08) > frames:
+            raise ValueError("a word lands past the last frame: pass more frames")
+        return align_text(words, frames, check_end=False)
+
+    def before_the_push(words, frames):  # the start frame checked, not the frame a crowded word is moved to
+        if words and max(int(start / 0.08) for _, start in words) >= frames:
+            raise ValueError("a word lands past the last frame: pass more frames")
+        return align_text(words, frames, check_end=False)
+
+    for wrong, frame in ((off_by_one, "frame 10, and frames are numbered 0 to 9"), (before_the_push, "crowded")):
+        with pytest.raises(AssertionError, match=f"raised IndexError.*{frame}"):
+            checks.check_align_text(wrong)
+
     def vague(words, frames):
         if words and int(words[-1][1] / 0.08) >= frames:
             raise ValueError("bad input")

@@ -142,6 +142,11 @@ def test_lora_checks_name_the_missing_update_and_the_missing_scale():
         checks.check_lora_merge(lambda W, A, B, alpha, r: A.T @ B.T)
     with pytest.raises(AssertionError, match="do not change W in place"):
         checks.check_lora_merge(lambda W, A, B, alpha, r: W.add_((alpha / r) * B @ A))
+    # an integer division of the scale (every other case's alpha / rank is a whole number)
+    with pytest.raises(AssertionError, match="not //"):
+        checks.check_lora_linear(lambda x, W, b, A, B, alpha, r: x @ W.T + b + (alpha // r) * (x @ A.T @ B.T))
+    with pytest.raises(AssertionError, match="W \\+ \\(alpha / rank\\)"):
+        checks.check_lora_merge(lambda W, A, B, alpha, r: W + (alpha // r) * B @ A)
 
 
 def test_quiz_09_answers():

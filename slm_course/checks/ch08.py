@@ -97,19 +97,24 @@ def check_align_text(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"{said}: every word gets exactly one EPAD ({EPAD}), in the frame just before it; PAD ({PAD}) "
                   "fills every other frame")
         _fail(f"{said}: a word goes to the frame int(start / 0.08) in which it starts")
-    call = "align_text([(5, 2.0)], 10)"
-    try:
-        got = fn([(5, 2.0)], 10)
-    except ValueError as error:
-        if "frame" not in str(error).lower():
-            _fail(f"{call} raised ValueError({str(error)!r}): say in the message that the word lands past the last "
-                  "frame, and to pass more frames")
-    except Exception as error:  # an IndexError from writing past the end, most likely
-        _fail(f"{call} raised {type(error).__name__}: {error}. Check for a word past the last frame before you write "
-              "it, and raise a ValueError that says to pass more frames")
-    else:
-        _fail(f"{call}: a word at 2.0 s lands in frame {int(2.0 / 0.08)}, past the 10 frames given, and you returned "
-              f"{_as_long(got, call).tolist()} without an error: raise a ValueError that says to pass more frames")
+    # words past the end: far past it, in the frame just past it (frame 10 of 10), and pushed past it by crowding
+    for late, why in (([(5, 2.0)], "a word at 2.0 s lands in frame 25"),
+                      ([(5, 0.8)], "a word at 0.8 s lands in frame 10, and frames are numbered 0 to 9"),
+                      ([(5, 0.70), (6, 0.72)], "the second word, crowded, is moved to frame 8 + 2 = 10")):
+        call = f"align_text({late}, 10)"
+        try:
+            got = fn(list(late), 10)
+        except ValueError as error:
+            if "frame" not in str(error).lower():
+                _fail(f"{call} raised ValueError({str(error)!r}): say in the message that the word lands past the "
+                      "last frame, and to pass more frames")
+        except Exception as error:  # an IndexError from writing past the end, most likely
+            _fail(f"{call} raised {type(error).__name__}: {error}. {why}, past the 10 frames given: check the frame a "
+                  "word is placed at (after any move, >= frames) before you write it, and raise a ValueError that "
+                  "says to pass more frames")
+        else:
+            _fail(f"{call}: {why}, past the 10 frames given, and you returned {_as_long(got, call).tolist()} without "
+                  "an error: raise a ValueError that says to pass more frames")
     _ok("align_text is correct: words at their start frames, EPAD before each, late (never early) when crowded")
 
 
@@ -163,8 +168,9 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
             for k, tok in enumerate(got):
                 best = depth(z, torch.tensor([prev]))[k][0].topk(2).indices.tolist()
                 if tok not in best:
-                    _fail(f"with top_k=2, step {k} drew token {tok}, which is not among the 2 most likely {best}: keep "
-                          "the top_k logits (the others -inf) before the softmax")
+                    _fail(f"with top_k=2, step {k} drew token {tok}, which is not among the 2 most likely {best} given "
+                          "the tokens drawn before it: keep the top_k logits (the others -inf) before the softmax, "
+                          "and give each next step the tokens you drew (not, say, the argmax)")
                 prev.append(tok)
         draws = {tuple(_as_long(fn(depth, torch.zeros(1, 16), 3, temperature=1.0,
                                    generator=torch.Generator().manual_seed(s)), "depth_step").flatten().tolist())
@@ -204,8 +210,10 @@ def check_depth_step(fn: Callable[..., torch.Tensor]) -> None:
     _ok("depth_step is correct: each audio token drawn given the text token and the tokens before it")
 
 
+# what it waits for; for what it should wait
 _TURN_IDEAS = ("silence|silent|pause|stop|quiet", "question|sentence|finish|complete",
-               "mid|inside|unfinished|incomplete|within")  # what it waits for; for what; what to change
+               # what to change: questions that pause before they end, in the training dialogues
+               "mid|inside|unfinished|incomplete|within|hesitat|resum|partial|truncat|before the last")
 
 
 def check_turn_taking(rows: dict, waits_for: Any, explanation: Any) -> None:

@@ -134,7 +134,8 @@ def _peft_linear(d_in: int, d_out: int, rank: int, alpha: float, seed: int):
 
 def check_lora_linear(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(x, W, b, A, B, alpha, rank) -> x W^T + b + (alpha / rank) x A^T B^T``, as ``peft`` computes it."""
-    for d_in, d_out, rank, alpha in ((6, 4, 2, 4.0), (8, 8, 4, 16.0), (5, 7, 1, 1.0)):
+    # the last case's alpha / rank is not a whole number: an integer division shows there
+    for d_in, d_out, rank, alpha in ((6, 4, 2, 4.0), (8, 8, 4, 16.0), (5, 7, 1, 1.0), (6, 5, 4, 10.0)):
         layer, W, b, A, B = _peft_linear(d_in, d_out, rank, alpha, d_in + rank)
         x = torch.randn(3, d_in, generator=torch.Generator().manual_seed(rank))
         with torch.no_grad():
@@ -149,6 +150,8 @@ def check_lora_linear(fn: Callable[..., torch.Tensor]) -> None:
                 hint = "that is the frozen layer alone: add the low-rank update (alpha / rank) * x A^T B^T"
             elif torch.allclose(got, base + x @ A.T @ B.T, atol=1e-5):
                 hint = f"the update must be scaled by alpha / rank = {alpha / rank:g}"
+            elif torch.allclose(got, base + (alpha // rank) * (x @ A.T @ B.T), atol=1e-5):
+                hint = f"alpha / rank is {alpha / rank:g} here: divide with /, not // (which rounds it down)"
             else:
                 hint = "compute x W^T + b + (alpha / rank) * (x A^T) B^T"
             _fail(f"in {d_in}, out {d_out}, rank {rank}, alpha {alpha:g}: your output differs from peft's LoRA "
@@ -158,7 +161,7 @@ def check_lora_linear(fn: Callable[..., torch.Tensor]) -> None:
 
 def check_lora_merge(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(W, A, B, alpha, rank) -> W + (alpha / rank) B A``: one weight that computes the LoRA layer."""
-    for d_in, d_out, rank, alpha in ((6, 4, 2, 4.0), (8, 8, 4, 16.0)):
+    for d_in, d_out, rank, alpha in ((6, 4, 2, 4.0), (8, 8, 4, 16.0), (6, 5, 4, 10.0)):  # the last: alpha / rank = 2.5
         layer, W, b, A, B = _peft_linear(d_in, d_out, rank, alpha, 7 * d_in + rank)
         given = W.clone()
         got = _as_tensor(fn(given, A.clone(), B.clone(), alpha, rank), "lora_merge(W, A, B, alpha, rank)")

@@ -118,7 +118,7 @@ def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_word
 
     >>> check_explanation("The error falls with more levels because each level codes what the "
     ...                   "previous ones left over, so the residual shrinks " * 2, mentions=("level", "residual"))
-    ✓ explanation recorded (40 words, naming level, residual); this check does not grade it: compare it with the model answer in the solutions notebook
+    ✓ explanation recorded (40 words, naming levels, residual); this check does not grade it: compare it with the model answer in the solutions notebook
     """
     if not isinstance(explanation, str):
         _fail(f"explanation must be a string of sentences (explanation = \"\"\"...\"\"\"), got {type(explanation).__name__}")
@@ -137,6 +137,8 @@ def check_explanation(explanation: Any, mentions: tuple[str, ...] = (), min_word
     if missing:
         _fail(f"the explanation does not name {', '.join(m.replace('|', ' or ') for m in missing)}: "
               "say how your results bear on it")
-    named = ", ".join(m.split("|")[0] for m in mentions)
+    # the words the answer used for each idea ("recurrent" for "GRU|state|recurren"), as written
+    found = [re.search(rf"\b(?:{'|'.join(re.escape(a.lower()) for a in m.split('|'))})\w*", lowered) for m in mentions]
+    named = ", ".join(hit.group(0) for hit in found)
     _ok(f"explanation recorded ({len(words)} words" + (f", naming {named}" if mentions else "")
         + "); this check does not grade it: compare it with the model answer in the solutions notebook")
