@@ -180,6 +180,8 @@ def test_mel_check_accepts_the_codec_loss(capsys):
         (lambda a, b: _mel(a, b, clamp=True), r"rather than clamp_min\(1e-5\)"),
         (lambda a, b: _mel(a, b, half_window=True), "each window is n_fft samples long"),
         (lambda a, b: _mel(a, b, per_example=True), "added up the examples' means"),
+        (lambda a, b: float(_mel(a, b)), "carries no gradient .a Python number"),  # right values, nothing to train
+        (lambda a, b: _mel(a, b).detach(), "requires_grad is False"),
     ],
 )
 def test_mel_check_explains_mistakes(wrong, words):

@@ -109,7 +109,10 @@ def test_bag_of_units_mistakes_are_named():
         checks.check_bag_of_units(lambda seqs, n: torch.stack([torch.bincount(s) / len(s) for s in seqs]))
     with pytest.raises(AssertionError, match="inhomogeneous.*minlength=n_units"):
         checks.check_bag_of_units(lambda seqs, n: [np.bincount(s.numpy()) / len(s) for s in seqs])
-    checks.check_bag_of_units(lambda seqs, n: list(bag_of_units(seqs, n)))  # a list of row tensors is fine
+    # a list of rows is not one array: the probe cell indexes the result by rows, X[train_idx]
+    with pytest.raises(AssertionError, match="returned a list; return one \\(N, n_units\\) array"):
+        checks.check_bag_of_units(lambda seqs, n: list(bag_of_units(seqs, n)))
+    checks.check_bag_of_units(lambda seqs, n: torch.as_tensor(bag_of_units(seqs, n)))  # a tensor indexes as well
 
 
 def _centroid_variant(average=np.mean, distance="squared", pick=np.argmin):
@@ -150,6 +153,9 @@ def test_centroid_probe_mistakes_are_named_each_by_its_own_message():
         "L-infinity": _centroid_variant(distance="Linf"),
         "by cosine": _centroid_variant(distance="cosine"),
         "\\*farthest\\* mean": _centroid_variant(pick=np.argmax),
+        "two different orders": lambda X, y, T: [  # means in the order the labels first appear, names sorted
+            np.unique(y)[int(np.argmin([((x - X[np.array(y) == lab].mean(0)) ** 2).sum()
+                                        for lab in dict.fromkeys(y)]))] for x in T],
         "you averaged the distances": lambda X, y, T: [  # the mean distance to a label's rows, not to its mean
             min(sorted(set(y)), key=lambda lab: np.mean([np.linalg.norm(r - x) for r, t in zip(X, y) if t == lab]))
             for x in T],

@@ -312,7 +312,19 @@ def check_multires_mel_loss(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> 
         _fail(f"{said}: for each (n_fft, n_mels) in (512, 40), (1024, 80), (2048, 128), a MelSpectrogram with "
               "hop n_fft // 4 and power=1.0, then mean |log10(mel(wav_hat) + 1e-5) - log10(mel(wav) + 1e-5)|; "
               "average the three")
-    _ok("multires_mel_loss matches CodecModel.mel_loss: three window lengths, log10 magnitudes with a floor")
+    # a loss trains the codec only through its gradient: a float or a detached tensor has none
+    wav_hat = (0.1 * torch.randn(1, 8192, generator=g)).requires_grad_()
+    loss = fn(wav_hat, tone[None].clone())
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        _fail(f"the values are right, but you returned a {type(loss).__name__} that carries no gradient "
+              f"({'a Python number' if not isinstance(loss, torch.Tensor) else 'requires_grad is False'}): keep it a "
+              "tensor computed from wav_hat (no float(), .item(), .detach() or torch.no_grad()), so that "
+              "loss.backward() can train the codec")
+    loss.backward()
+    if wav_hat.grad is None or not bool(torch.isfinite(wav_hat.grad).all()) or not bool(wav_hat.grad.abs().sum() > 0):
+        _fail("loss.backward() gave wav_hat no finite, non-zero gradient: compute the loss from wav_hat itself")
+    _ok("multires_mel_loss matches CodecModel.mel_loss: three window lengths, log10 magnitudes with a floor, "
+        "and a gradient that reaches the waveform")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -91,10 +91,14 @@ def check_bag_of_units(fn: Callable[[list[torch.Tensor], int], Any]) -> None:
     seqs = [torch.tensor([0, 1, 1, 3]), torch.tensor([2]), torch.tensor([3, 3, 0, 0, 0, 1])]
     want = np.stack([np.bincount(s.numpy(), minlength=5) / len(s) for s in seqs])
     call = "bag_of_units([[0, 1, 1, 3], [2], [3, 3, 0, 0, 0, 1]], n_units=5)"
-    got = _as_array(lambda: fn([s.clone() for s in seqs], 5), call,
+    returned = []
+    got = _as_array(lambda: returned.append(fn([s.clone() for s in seqs], 5)) or returned[0], call,
                     "the rows came out of different lengths. np.bincount(s) stops at the largest unit in s (here 3, "
                     "then 2), so pass minlength=n_units: np.bincount(s, minlength=n_units) has a column for every "
                     "unit 0..n_units-1, also those that never occur")
+    if not hasattr(returned[0], "shape"):  # the probe indexes it by rows: X[train_idx]
+        _fail(f"{call} returned a {type(returned[0]).__name__}; return one (N, n_units) array, the rows stacked "
+              "(np.stack(rows)), which the probe can index by rows")
     if got.shape != want.shape:
         hint = ""
         if got.ndim == 2 and got.shape[0] == 3 and got.shape[1] < 5:
@@ -114,8 +118,9 @@ def check_bag_of_units(fn: Callable[[list[torch.Tensor], int], Any]) -> None:
 
 
 # Three speakers; bob has an outlier among his three rows, so his mean (10, 4) is not his median (6, 4).
-_TRAIN_X = np.array([[0.0, 0.0], [0.0, 8.0], [6.0, 3.0], [6.0, 5.0], [18.0, 4.0], [0.0, 20.0], [2.0, 20.0]])
-_TRAIN_Y = ["ann", "ann", "bob", "bob", "bob", "cy", "cy"]
+# The rows are not sorted by label (cy comes first, ann last): means built in one order and named in another show.
+_TRAIN_X = np.array([[0.0, 20.0], [6.0, 3.0], [0.0, 0.0], [6.0, 5.0], [2.0, 20.0], [0.0, 8.0], [18.0, 4.0]])
+_TRAIN_Y = ["cy", "bob", "ann", "bob", "cy", "ann", "bob"]
 # Every mistake in _CENTROID_MISTAKES gives its own list of labels for these rows, with no ties in any of them:
 # (8, 13) tells the right probe from the L-infinity distance, the cosine, class sums and the mean distance to the
 # rows; (4, 0) from a median, the nearest row and the cosine; (17, 18) from the L1 distance, a median and the mean
@@ -139,6 +144,14 @@ def _centroid_labels(train_X: np.ndarray, train_y: list, test_X: np.ndarray, ave
     else:  # cosine: the smaller, the more similar
         d = -(test_X @ centres.T) / (np.linalg.norm(test_X, axis=1)[:, None] * np.linalg.norm(centres, axis=1)[None])
     return [labels[i] for i in pick(d, 1)]
+
+
+def _misnamed_labels(train_X: np.ndarray, train_y: list, test_X: np.ndarray) -> list:
+    """The nearest mean, the means built in the order the labels first appear and named in sorted order."""
+    first = list(dict.fromkeys(train_y))
+    y = np.array(train_y)
+    centres = np.stack([train_X[y == label].mean(0) for label in first])
+    return [sorted(first)[i] for i in ((test_X[:, None] - centres[None]) ** 2).sum(-1).argmin(1)]
 
 
 def _mean_distance_labels(train_X: np.ndarray, train_y: list, test_X: np.ndarray, squared: bool) -> list:
@@ -171,6 +184,10 @@ _CENTROID_MISTAKES = (  # (what went wrong, ways of writing it)
     ("that is the most similar mean by cosine, which sees only the direction of a row; use the squared Euclidean "
      "distance, which sees its length too",
      (lambda X, y, T: _centroid_labels(X, y, T, distance="cosine"),)),
+    ("your means and your labels are in two different orders (e.g. the means in the order the labels first "
+     "appear, the names from np.unique, which sorts): build each mean and its label together, "
+     "for label in labels: mean of train_X[train_y == label]",
+     (_misnamed_labels,)),
     ("that is the *farthest* mean: take the smallest distance (argmin)",
      (lambda X, y, T: _centroid_labels(X, y, T, pick=np.argmax),)),
 )

@@ -148,9 +148,12 @@ def check_duration_counts(fn: Callable[[list, int], torch.Tensor]) -> None:
             _fail(f"for {name}, your function raised IndexError ({e}): a run longer than MAX_DURATION = "
                   f"{MAX_DURATION} frames must go in the last column: clamp the duration")
         got = _tensor(got, f"duration_counts({name}, 5)")
-        said = f"for {name} you returned a tensor of shape {tuple(got.shape)}"
         if got.shape != want.shape:
-            _fail(f"{said}: return (vocab_size, MAX_DURATION) = (5, {MAX_DURATION}) counts")
+            _fail(f"for {name} you returned a tensor of shape {tuple(got.shape)}: return (vocab_size, MAX_DURATION) "
+                  f"= (5, {MAX_DURATION}) counts")
+        wrong = [(u, d) for u, d in (got.float() != want).nonzero().tolist()][:3]
+        said = f"for {name}, your counts differ at " + ", ".join(
+            f"[{u}, {d}] (you {int(got[u, d])}, expected {int(want[u, d])})" for u, d in wrong)
         if torch.allclose(got.float(), want):
             continue
         if got.sum() == sum(len(s) for s in case):
@@ -230,6 +233,10 @@ def check_frames_from_units(fn: Callable[[torch.Tensor, torch.Tensor, torch.Gene
     if seen == [4]:
         _fail("unit 3 (1, 2 or 4 frames, with probabilities 1/4, 1/4, 1/2) always lasted 4 frames: that is its most "
               "frequent duration (argmax); draw it at random from the row, in proportion to the counts (torch.multinomial)")
+    if len(seen) == 1:
+        _fail(f"unit 3 (1, 2 or 4 frames, with probabilities 1/4, 1/4, 1/2) always lasted {seen[0]} frames: a fixed "
+              "duration (a mean, a median, a rounding) is not a draw; draw a column at random from the row, in "
+              "proportion to the counts (torch.multinomial)")
     if not set(seen) <= {1, 2, 4}:
         _fail(f"unit 3 lasted {seen} frames; it only ever lasted 1, 2 or 4 in the counts: draw a column in proportion "
               "to the counts, not uniformly over 1..MAX_DURATION")
@@ -343,7 +350,7 @@ def check_prompt_length(accuracy: dict, prompt_frames: tuple, *, alm, sems: list
     shown = ", ".join(f"{n} frames {acc[n]:.2f}" for n in sorted(acc))
     rerun_said = " and ".join(str(n) for n in sorted({lengths[0], lengths[-1]}))
     _ok(f"the experiment ran: speaker accuracy {shown} (chance {chance:.2f}); a rerun without a prompt and with "
-        f"{rerun_said} frames of prompt gives the same numbers. Now say what happens, and why")
+        f"{rerun_said} frames of prompt gives the same numbers. Now say what happens, and why, in the cell below")
 
 
 QUIZ = (
