@@ -2,6 +2,7 @@
 
 import ast
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,11 @@ from slm_course.ulm import N_SPECIAL
 SOLUTION = Path(__file__).resolve().parents[1] / "solutions" / "04_gslm_exercises.ipynb"
 
 
-def bigram_table(train_seqs, n_symbols, alpha, dim=1):
+def bigram_table(train_seqs, n_symbols, alpha, dim=1, bos=True):
     V = n_symbols + N_SPECIAL
     counts = torch.full((V, V), float(alpha))
     for s in train_seqs:
-        t = [1] + [u + N_SPECIAL for u in s.tolist()] + [2]
+        t = [1] * bos + [u + N_SPECIAL for u in s.tolist()] + [2]
         for a, b in zip(t, t[1:]):
             counts[a, b] += 1
     return (counts / counts.sum(dim, keepdim=True)).log()
@@ -142,6 +143,10 @@ def test_a_column_normalised_table_is_named_though_its_sequence_scores_are_right
     (lambda tr, n, a: bigram_table(tr, n, 0.0), "add alpha to every count"),
     (lambda tr, n, a: bigram_table(tr, n, a)[:, :-1], "shape"),
     (lambda tr, n, a: bigram_table(tr, n, a) + 0.1, "count bigrams over <bos> seq <eos>"),
+    (lambda tr, n, a: bigram_table(tr, n, a).T, "transposed"),
+    (lambda tr, n, a: bigram_table(tr, n, a) / math.log(2), "log2"),
+    (lambda tr, n, a: bigram_table([s - 1 for s in tr], n, a), "units at u \\+ 2"),  # one token lower: u + 2
+    (lambda tr, n, a: bigram_table(tr, n, a, bos=False), "without <bos>"),
 ])
 def test_bigram_table_mistakes_are_named(wrong, message):
     with pytest.raises(AssertionError, match=message):

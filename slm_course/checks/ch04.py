@@ -46,10 +46,10 @@ def _left_alone(name: str, var: str, before: list[torch.Tensor], after: list[tor
 
 
 def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: int = 3,
-                   packed: bool = False) -> torch.Tensor:
+                   packed: bool = False, bos: bool = True) -> torch.Tensor:
     counts = torch.zeros(n + 3, n + 3)
     for s in train:
-        t = [1, *(s + offset).tolist()] + ([2] if eos else [])
+        t = ([1] if bos else []) + (s + offset).tolist() + ([2] if eos else [])
         for a, b in zip(t[:-1], t[1:]):
             counts[a, b] += 1
     if packed:  # one stream <bos> ... <eos> <bos> ... (ulm.pack): an <eos> -> <bos> between neighbouring utterances
@@ -103,6 +103,10 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
                 _bigram_counts(train, 5, eos=False) + alpha,
             "the table without the +3 offset of the units (unit u is token u + 3: 0-2 are <pad>, <bos>, <eos>)":
                 _bigram_counts(train, 5, offset=0) + alpha,
+            "the table with units at u + 2: unit u is token u + 3 (0, 1 and 2 are <pad>, <bos> and <eos>)":
+                _bigram_counts(train, 5, offset=2) + alpha,
+            "the table without <bos> (every sequence starts with the bigram (<bos>, first unit))":
+                _bigram_counts(train, 5, bos=False) + alpha,
             "counted across utterances (<eos> -> <bos>): the packed stream of ulm.pack joins the utterances, so it "
             "adds a bigram from each one's <eos> to the next one's <bos>; count each <bos> seq <eos> on its own":
                 _bigram_counts(train, 5, packed=True) + alpha,
@@ -110,6 +114,11 @@ def check_bigram_table(fn: Callable[..., torch.Tensor]) -> None:
         for what, c in variants.items():
             if torch.allclose(got, (c / c.sum(1, keepdim=True)).log().double(), atol=1e-4):
                 _fail(f"{said}: yours is {what}")
+        if torch.allclose(got.T, want, atol=1e-5):
+            _fail(f"{said}: yours is transposed: row a is the token before, column b the token after (table[a, b] "
+                  "= log p(b | a))")
+        if torch.allclose(got, want / math.log(2), atol=1e-5):
+            _fail(f"{said}: those are log2 probabilities; use the natural log (torch.log), as LM.score does")
         _fail(f"{said}: count bigrams over <bos> seq <eos> for every training sequence, add alpha to each of "
               "the 8x8 counts, divide each row by its sum and take the log")
     _ok("bigram_table is correct: row a is log p(. | a), add-alpha smoothed, as ulm.NgramLM(2, ...)")
