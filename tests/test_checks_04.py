@@ -170,6 +170,9 @@ def bigram_variant(train_seqs, seq, n_symbols, alpha, eos=True, offset=N_SPECIAL
     (lambda tr, s, n, a: bigram_variant(tr, s, n, a, eos=False), "without <eos>"),
     (lambda tr, s, n, a: bigram_variant(tr, s, n, a, offset=0), "without the \\+3 offset"),
     (lambda tr, s, n, a: float(torch.tensor(bigram_logprob(tr, s, n, a)).exp()), "never above 0|that is the probability"),
+    (lambda tr, s, n, a: bigram_logprob(tr, s, n, a) / (len(s) + 1), "mean log p .* return their sum"),
+    (lambda tr, s, n, a: float(sum(bigram_table(tr, n, a, bos=False)[x, y] for x, y in  # no <bos> anywhere
+                                   zip((s + N_SPECIAL).tolist(), (s + N_SPECIAL).tolist()[1:] + [2]))), "without <bos>"),
 ])
 def test_each_usual_bigram_mistake_is_named(wrong, message):
     with pytest.raises(AssertionError, match=message):

@@ -58,11 +58,12 @@ def _bigram_counts(train: list[torch.Tensor], n: int, eos: bool = True, offset: 
 
 
 def _bigram_ref(train: list[torch.Tensor], seq: torch.Tensor, n: int, alpha: float, eos: bool = True,
-                offset: int = 3) -> float:
-    """log p(seq) under an add-alpha bigram over n units + 3 specials; ``eos``/``offset`` make the usual mistakes."""
-    counts = _bigram_counts(train, n, eos, offset) + alpha
+                offset: int = 3, bos: bool = True) -> float:
+    """log p(seq) under an add-alpha bigram over n units + 3 specials; ``eos``/``offset``/``bos`` make the usual
+    mistakes."""
+    counts = _bigram_counts(train, n, eos, offset, bos=bos) + alpha
     logp = (counts / counts.sum(1, keepdim=True)).log()
-    t = [1, *(seq + offset).tolist()] + ([2] if eos else [])
+    t = ([1] if bos else []) + (seq + offset).tolist() + ([2] if eos else [])
     return float(sum(logp[a, b] for a, b in zip(t[:-1], t[1:])))
 
 
@@ -149,8 +150,12 @@ def check_bigram_logprob(fn: Callable[..., float]) -> None:
                 _fail(f"{said}: a log-probability is never above 0; return the sum of log p, not a probability")
             if abs(got - math.exp(want)) < 1e-4:
                 _fail(f"{said}: that is the probability; return its log (the sum of log p over the transitions)")
+            if abs(got - want / (len(seq) + 1)) < 1e-4:
+                _fail(f"{said}: that is the mean log p over the {len(seq) + 1} transitions; return their sum")
             variants = {
                 "the score without <eos> (in training and in scoring)": _bigram_ref(train, seq, 5, alpha, eos=False),
+                "the score without <bos> (in training and in scoring: every sequence starts with the bigram "
+                "(<bos>, first unit))": _bigram_ref(train, seq, 5, alpha, bos=False),
                 "the score without the +3 offset of the units (unit u must be token u + 3: 0-2 are <pad>, <bos>, "
                 "<eos>)": _bigram_ref(train, seq, 5, alpha, offset=0),
                 "the score with alpha left out (add alpha to every count before normalising)":
