@@ -142,6 +142,19 @@ def test_check_parabolic_peak(capsys):
         checks.check_parabolic_peak(lambda y, k: _parabolic(y, k, sign=-1.0))
     with pytest.raises(AssertionError, match="only the offset"):
         checks.check_parabolic_peak(lambda y, k: _parabolic(y, k, offset_only=True))
+    # a parabola through other samples: exact on a parabola's samples, wrong on any other peak
+    with pytest.raises(AssertionError, match="three samples k - 1, k and k \\+ 1 only"):
+        checks.check_parabolic_peak(lambda y, k: _parabolic(y, k + 1))  # through k, k + 1, k + 2
+
+
+def test_f0_hint_names_the_nearest_explanation():
+    from slm_course.checks.ch00 import _f0_hint
+
+    # at 16 kHz a 220 Hz voice's period, 72.7 samples, is near a third of its F0, 73.3 Hz: the nearer one is named
+    assert "1/3 of the true F0" in _f0_hint(220 / 3, 220, 16000)
+    assert "period in samples" in _f0_hint(16000 / 220, 220, 16000)
+    assert "twice the true F0" in _f0_hint(440.0, 220, 16000)
+    assert _f0_hint(300.0, 220, 16000) == ""
 
 
 def test_check_fine_f0(capsys):

@@ -271,6 +271,10 @@ def test_sampling_check_accepts_a_correct_sampler(capsys):
         (lambda lg, t, g: int(torch.multinomial(lg.softmax(-1), 1, generator=g)), "temperature 0"),
         (lambda lg, t, g: int(torch.multinomial((lg / t).softmax(-1), 1)) if t else int(lg.argmax()),
          "generator passed in"),
+        (lambda lg, t, g: int(torch.multinomial((lg / t).softmax(-1), 1, generator=g)),  # 0 / 0 inside softmax
+         "handle temperature 0 first"),
+        (lambda lg, t, g: int(torch.multinomial((lg / t).log_softmax(-1), 1, generator=g)) if t else int(lg.argmax()),
+         "not log-probabilities"),
     ],
 )
 def test_sampling_check_explains_mistakes(wrong, words):

@@ -395,10 +395,11 @@ def check_question_classifier(
             _fail(f"is_question(wav) returned {got!r} ({type(got).__name__}) for {u.text!r}; return True or False")
         answers.append(bool(got))
     truth = [u.question for u in utts]
-    accuracy = sum(a == t for a, t in zip(answers, truth)) / len(utts)
+    right = sum(a == t for a, t in zip(answers, truth))
+    accuracy = right / len(utts)
     majority = max(sum(truth), len(truth) - sum(truth)) / len(truth)
-    said = (f"accuracy {accuracy:.2f} on {len(utts)} held-out utterances (pass: {min_accuracy:.2f}; chance, always "
-            f"giving the commoner answer, is {majority:.2f})")
+    said = (f"accuracy {right}/{len(utts)} = {accuracy:.3f} on held-out utterances (pass: {min_accuracy:.2f} or more; "
+            f"chance, always giving the commoner answer, is {majority:.2f})")
     if len(set(answers)) == 1:
         _fail(
             f"{said}: is_question answered {answers[0]} for every utterance; compare the final rise with a "
@@ -407,6 +408,10 @@ def check_question_classifier(
     if accuracy <= 1 - min_accuracy:
         _fail(f"{said}: the answers look inverted; a question *rises* at the end (the final pitch is higher)")
     if accuracy < min_accuracy:
+        if final_rise is not None:  # the rise is right on tones: the threshold is the likely culprit
+            _fail(f"{said}: your final_rise gives the known rise of synthetic tones, so look at the threshold: print "
+                  "final_rise for a few training statements and questions and put the threshold between them "
+                  "(statements fall at the end, so a threshold near 0 semitones is a natural start)")
         _fail(
             f"{said}: base is_question on final_rise(wav) compared with a threshold: measure the rise in "
             "semitones (12 * log2 of F0), ignore unvoiced (NaN) frames, and compare the last fifth of the voiced "
@@ -419,15 +424,28 @@ def check_question_classifier(
 def check_sample_with_temperature(fn: Callable[..., int]) -> None:
     """``fn(logits, temperature, generator)`` -> one token id: argmax at 0, else a draw from softmax(logits / T)."""
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
+    def call(temperature: float, generator: torch.Generator):
+        try:
+            return fn(logits.clone(), temperature, generator)
+        except (RuntimeError, ZeroDivisionError, ValueError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if temperature == 0:
+                _fail(f"at temperature 0 your function raised {type(error).__name__} ({first}): handle temperature 0 "
+                      "first, as greedy decoding (the argmax), before dividing the logits by it")
+            if "probability tensor" in first or "invalid multinomial" in first:
+                _fail(f"at temperature {temperature} torch.multinomial raised '{first}': give it probabilities, "
+                      "softmax(logits / temperature), not log-probabilities or logits")
+            raise
+
     for temperature in (0.0,):
         for _ in range(3):
-            got = fn(logits.clone(), temperature, torch.Generator().manual_seed(0))
+            got = call(temperature, torch.Generator().manual_seed(0))
             if int(got) != int(logits.argmax()):
                 _fail(
                     f"at temperature 0 you returned {int(got)}; temperature 0 is greedy: the argmax "
                     f"({int(logits.argmax())}), without sampling (dividing by 0 is not allowed)"
                 )
-    runs = [[int(fn(logits.clone(), 1.0, g)) for _ in range(20)] for g in (torch.Generator().manual_seed(7),
+    runs = [[int(call(1.0, g)) for _ in range(20)] for g in (torch.Generator().manual_seed(7),
                                                                            torch.Generator().manual_seed(7))]
     if runs[0] != runs[1]:
         _fail(
@@ -438,7 +456,7 @@ def check_sample_with_temperature(fn: Callable[..., int]) -> None:
     n = 4000
     for temperature in (1.0, 0.5, 2.0):
         g = torch.Generator().manual_seed(123)
-        draws = [fn(logits.clone(), temperature, g) for _ in range(n)]
+        draws = [call(temperature, g) for _ in range(n)]
         if not all(isinstance(d, int) or (isinstance(d, torch.Tensor) and d.numel() == 1) for d in draws):
             _fail(f"return one int (a token id), got {type(draws[0]).__name__}; use int(...)")
         counts = torch.bincount(torch.tensor([int(d) for d in draws]), minlength=len(logits)).double()
