@@ -327,9 +327,13 @@ class SpiritLM:
                 sums[i], counts[i] = picked.sum(), n
         return sums, counts
 
-    def _window(self) -> int:
-        """Positions a continuation may fill: the training window (positions past it were never trained)."""
-        return min(self.config.context, self.model.cfg.max_len)
+    def _room(self, ids: torch.Tensor) -> int:
+        """Tokens a continuation of ``ids`` may add within the training window (positions past it were never trained)."""
+        window = min(self.config.context, self.model.cfg.max_len)
+        if len(ids) >= window:
+            raise ValueError(f"the prompt is {len(ids)} tokens with <bos> and the marker; this model was trained on "
+                             f"windows of {window}: give it a shorter prompt (its last tokens)")
+        return window - len(ids)
 
     @torch.no_grad()
     def continue_text(self, prompt: Sequence[int], max_new_tokens: int = 40, temperature: float = 0.0,
@@ -339,10 +343,7 @@ class SpiritLM:
         unit) until ``<eos>``, the prompt and the text within the training window (``config.context`` tokens)."""
         ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.text_marker, self.vocab),
                            dtype=torch.long)
-        room = self._window() - len(ids)
-        if room < 1:
-            raise ValueError(f"the prompt is {len(ids)} tokens with <bos> and the marker; this model was trained on "
-                             f"windows of {self._window()}: give it a shorter prompt (its last tokens)")
+        room = self._room(ids)
         banned = [PAD, BOS, self.vocab.text_marker, self.vocab.speech_marker, *range(self.vocab.unit_offset, self.vocab.size)]
         out = self.model.generate(ids, min(max_new_tokens, room), temperature=temperature,
                                   generator=torch.Generator().manual_seed(seed), stop_token=EOS, banned=banned)
@@ -358,10 +359,7 @@ class SpiritLM:
         training window (``config.context`` tokens); at least one unit."""
         ids = torch.tensor(_in_modality(_check_prompt(prompt, self.vocab), self.vocab.speech_marker, self.vocab),
                            dtype=torch.long)
-        room = self._window() - len(ids)
-        if room < 1:
-            raise ValueError(f"the prompt is {len(ids)} tokens with <bos> and the marker; this model was trained on "
-                             f"windows of {self._window()}: give it a shorter prompt (its last tokens)")
+        room = self._room(ids)
         no_text = [PAD, BOS, *range(EOS + 1, self.vocab.unit_offset)]  # characters and markers
         first = self.model.generate(ids, 1, temperature=temperature, generator=torch.Generator().manual_seed(seed),
                                     banned=[*no_text, EOS])
