@@ -135,3 +135,30 @@ def test_quiz_key_passes_and_hubert_share_is_the_formula():
     checks.check_quiz("02", {i: q.answer for i, q in enumerate(ch02.QUIZ, start=1)})
     assert abs(ch02.QUIZ[0].answer - (1 - 0.935**10)) < 1e-3  # wav2vec 2.0: p = 0.065, span 10
     assert abs(ch02.QUIZ[0].answer - (1 - 0.92**10)) > ch02.QUIZ[0].tolerance  # not the share exercise 1 prints
+
+
+def test_checks_02_name_what_learners_trip_on():
+    # a share of trials computed in float32 is right
+    def float32_abx(a_tokens, b_tokens, x_tokens):
+        return float(torch.tensor(_abx(a_tokens, b_tokens, x_tokens), dtype=torch.float32))
+
+    checks.check_abx_error(float32_abx)
+
+    def empty_slice(starts, span):  # starts[:, :-0] is empty
+        mask = starts.clone()
+        for k in range(span):
+            mask[:, k:] |= starts[:, :-k]
+        return mask
+
+    with pytest.raises(AssertionError, match="-0 is 0"):
+        checks.check_hide_spans(empty_slice)
+
+    def aliased(starts, span):  # the growing mask is shifted, not the starts: spans cascade
+        h = starts
+        for k in range(1, span):
+            h[:, k:] = h[:, k:] | h[:, :-k]
+        return h
+
+    with pytest.raises(AssertionError, match="without .clone"):
+        checks.check_hide_spans(aliased)
+    checks.check_quiz("02", {1: 0.5, 2: "b", 3: "a", 4: "a", 5: "b"})  # "about what share": 0.5 for 0.489

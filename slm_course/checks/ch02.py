@@ -60,7 +60,13 @@ def check_hide_spans(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     ]
     for name, starts, span in cases:
         want = _reference_hide_spans(starts, span)
-        got = _as_mask(fn(starts.clone(), span), tuple(starts.shape))
+        try:
+            raw = fn(starts.clone(), span)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            _fail(f"for {name} your function raised '{first}': a slice like starts[:, :-k] is empty when k = 0 "
+                  "(-0 is 0); slice with the length instead, mask[:, k:] |= starts[:, :T - k]")
+        got = _as_mask(raw, tuple(starts.shape))
         if torch.equal(got, want):
             continue
         b = next(i for i in range(len(got)) if not torch.equal(got[i], want[i]))  # the first row that differs
@@ -68,7 +74,8 @@ def check_hide_spans(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
         shown = (f"{row} you hid frames {got[b].nonzero().flatten().tolist()}, "
                  f"expected {want[b].nonzero().flatten().tolist()}")
         if torch.equal(got, _reference_hide_spans(starts, span - 1)) or torch.equal(got, _reference_hide_spans(starts, span + 1)):
-            _fail(f"for {name}{shown}: each span is exactly `span` frames long, from the start frame on (off by one)")
+            _fail(f"for {name}{shown}: each span is exactly `span` frames long, from the start frame on (off by one; "
+                  "or did you shift the mask you are building, h = starts without .clone(), instead of the starts?)")
         if span > 1 and torch.equal(got, _reference_hide_spans(starts, span - 1, offset=1)):
             _fail(f"for {name}{shown}: the start frame is hidden too: a start at t hides t, t + 1, .., t + span - 1 "
                   "(shift by k = 0, 1, .., span - 1, starting at 0)")
@@ -86,7 +93,8 @@ def check_hide_spans(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
         if span > 1 and torch.equal(got, _reference_hide_spans(starts, span, offset=-(span // 2))):
             _fail(f"for {name}{shown}: the span starts *at* the start frame and runs forward, it is not centred on it")
         if torch.equal(got, starts):
-            _fail(f"for {name}{shown}: you returned the starts; every start hides `span` frames")
+            _fail(f"for {name}{shown}: you returned the starts; every start hides `span` frames (shift along time, "
+                  "dim 1, not along the rows)")
         if len(got) > 1 and all(torch.equal(g_row, want[0]) for g_row in got):
             _fail(f"for {name}{shown}: every row came back with row 0's spans; each row has its own starts "
                   "(shift all rows at once: starts[:, ...], not starts[0])")
@@ -219,19 +227,20 @@ def check_abx_error(fn: Callable[[list, list, list], float]) -> None:
                   "(`A is X`, the same tensor object), not when A equals X (torch.equal): two tokens with the same "
                   "frames are still a trial, here a tie")
         got = _as_float(out, "abx_error(a_tokens, b_tokens, x_tokens)")
-        if abs(got - want) < 1e-9:
+        # (1e-6: a share of trials computed in float32 is right; the mistakes below move it by 1 / trials or more)
+        if abs(got - want) < 1e-6:
             continue
         shown = f"for {name} you returned {got:.4f}, expected {want:.4f}"
-        if abs(got - (1 - want)) < 1e-9:
+        if abs(got - (1 - want)) < 1e-6:
             _fail(f"{shown}: that is the share of trials the representation gets *right*; ABX error is 1 minus it")
-        if x is a and abs(got - _reference_abx(a, b, x, skip_same=False)) < 1e-9:
+        if x is a and abs(got - _reference_abx(a, b, x, skip_same=False)) < 1e-6:
             _fail(f"{shown}: skip the trials where A and X are the same token (`A is X`): a token is at distance 0 "
                   "from itself, so those trials are always right and lower the error")
-        if x is not a and abs(got - _reference_abx(a, b, x, skip_same=False, skip_index=True)) < 1e-9:
+        if x is not a and abs(got - _reference_abx(a, b, x, skip_same=False, skip_index=True)) < 1e-6:
             _fail(f"{shown}: skip only when A *is* X (the same tensor: `A is X`), not by position (i == j); with X "
                   "from another speaker no trial is skipped")
         for tie in (0.0, 1.0):
-            if abs(got - _reference_abx(a, b, x, tie=tie)) < 1e-9:
+            if abs(got - _reference_abx(a, b, x, tie=tie)) < 1e-6:
                 _fail(f"{shown}: a tie d(A, X) == d(B, X) counts as half a right answer (0.5), not {tie:g}")
         _fail(f"{shown}: for every A, X (A is not X) and B, the trial is right when dtw_distance(A, X) < "
               "dtw_distance(B, X); the error is 1 - (right trials, ties counting half) / (number of trials)")
@@ -246,7 +255,7 @@ QUIZ = (
     Question(
         "wav2vec 2.0 masks with a start probability of 0.065 and spans of 10 frames (HuBERT-Base: 0.08 and 10; the "
         "tiny HuBERT: 0.08 and 5). About what share of wav2vec 2.0's frames is hidden? (a number between 0 and 1)",
-        answer=0.489, tolerance=0.01,
+        answer=0.489, tolerance=0.015,  # "about": 0.5 is a fair rounding
         hint="section 8 and exercise 1: spans overlap, so a frame is visible only when none of the `span` frames up "
              "to it starts a span",
     ),
