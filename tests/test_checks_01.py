@@ -158,6 +158,7 @@ def test_wer_check_accepts_a_correct_wer(capsys):
          / len(r.split()), "position by position"),
         (lambda r, h: min(1.0, _wer(r, h)), "not capped at 1"),
         (lambda r, h: _wer(r, h, substitution=2), "a substitution costs 1"),
+        (lambda r, h: 100 * _wer(r, h), "a percentage"),
     ],
 )
 def test_wer_check_explains_mistakes(wrong, words):

@@ -253,6 +253,8 @@ def check_wer(fn: Callable[[str, str], float]) -> None:
             continue
         said = f"wer({ref!r}, {hyp!r}) returned {got:g}, expected {expected:g}"
         edits = edit_distance(r, h)
+        if expected and abs(got - 100 * expected) <= 1e-6:
+            _fail(f"{said}: that is a percentage; return the fraction, edits / reference words ({edits}/{len(r)})")
         if abs(got - edits) <= 1e-9 and edits:
             _fail(f"{said}: divide the number of edits ({edits}) by the number of reference words ({len(r)})")
         if expected > 1 and abs(got - 1) <= 1e-9:
