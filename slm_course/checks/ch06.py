@@ -151,7 +151,7 @@ def check_duration_counts(fn: Callable[[list, int], torch.Tensor]) -> None:
         if got.shape != want.shape:
             _fail(f"for {name} you returned a tensor of shape {tuple(got.shape)}: return (vocab_size, MAX_DURATION) "
                   f"= (5, {MAX_DURATION}) counts")
-        wrong = [(u, d) for u, d in (got.float() != want).nonzero().tolist()][:3]
+        wrong = (got.float() != want).nonzero().tolist()[:3]
         said = f"for {name}, your counts differ at " + ", ".join(
             f"[{u}, {d}] (you {int(got[u, d])}, expected {int(want[u, d])})" for u, d in wrong)
         if torch.allclose(got.float(), want):
