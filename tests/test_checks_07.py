@@ -151,9 +151,9 @@ def test_margin_mistakes_are_named():
 
 
 def test_margin_eos_and_shift_mistakes_are_named():
-    def scored(lm, prefix, a, b, eos=False, shift=1):
+    def scored(lm, prefix, a, b, eos=False, shift=1, bos=True, switch=True):
         def mean_logp(units):
-            prompt = [1, lm.vocab.text_marker, *lm.tokenizer.encode(prefix), lm.vocab.speech_marker]
+            prompt = [1] * bos + [lm.vocab.text_marker, *lm.tokenizer.encode(prefix)] + [lm.vocab.speech_marker] * switch
             cont = (lm.vocab.unit_offset + units).tolist() + ([2] if eos else [])
             ids = torch.tensor(prompt + cont)
             with torch.no_grad():
@@ -165,6 +165,10 @@ def test_margin_eos_and_shift_mistakes_are_named():
 
     with pytest.raises(AssertionError, match="<eos> scored"):
         checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, eos=True))
+    with pytest.raises(AssertionError, match="no <bos>"):
+        checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, bos=False))
+    with pytest.raises(AssertionError, match="no \\[SPEECH\\] marker"):
+        checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, switch=False))
     with pytest.raises(AssertionError, match="one position before"):
         checks.check_next_word_margin(lambda lm, p, a, b: scored(lm, p, a, b, shift=0))
     checks.check_next_word_margin(scored)

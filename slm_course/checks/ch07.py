@@ -120,11 +120,13 @@ def check_random_spans(fn: Callable[..., list]) -> None:
 
 
 def _margin_ref(lm, prefix: str, true_units: torch.Tensor, other_units: torch.Tensor, marker: bool = False,
-                eos: bool = False, shift: int = 1, probs: bool = False) -> float:
-    """The margin; ``marker``/``eos``/``shift=0``/``probs`` give the usual mistakes (marker scored, <eos> scored, no
-    shift, probabilities averaged in place of log-probabilities)."""
+                eos: bool = False, shift: int = 1, probs: bool = False, bos: bool = True,
+                switch: bool = True) -> float:
+    """The margin; ``marker``/``eos``/``shift=0``/``probs``/``bos=False``/``switch=False`` give the usual mistakes
+    (marker scored, <eos> scored, no shift, probabilities averaged in place of log-probabilities, no <bos>, no
+    [SPEECH] marker at all)."""
     def mean_logp(units: torch.Tensor) -> float:
-        prompt = [1, *lm.text(prefix)] + ([] if marker else [lm.vocab.speech_marker])
+        prompt = [1] * bos + [*lm.text(prefix)] + ([] if marker or not switch else [lm.vocab.speech_marker])
         cont = (lm.speech(units) if marker else lm.vocab.units(units).tolist()) + ([2] if eos else [])
         ids = torch.tensor(prompt + cont)
         with torch.no_grad():
@@ -188,6 +190,10 @@ def check_next_word_margin(fn: Callable[..., float]) -> None:
              "words do not)"),
             (_margin_ref(lm, prefix, a, b, shift=0), "the margin read at the units' own positions: the logits at "
              "position t predict token t + 1, so unit t is scored by the logits one position before it"),
+            (_margin_ref(lm, prefix, a, b, bos=False), "the prompt has no <bos> (id 1): every sequence the model "
+             "trained on starts with it, and lm.score puts it first too"),
+            (_margin_ref(lm, prefix, a, b, switch=False), "no [SPEECH] marker between the text and the units: the "
+             "model learned that units follow the marker (lm.vocab.speech_marker ends the prompt)"),
         ]
         switch = [*lm.text(prefix), lm.vocab.speech_marker]
         sa, _ = lm.score([switch], [lm.vocab.units(a).tolist()])
