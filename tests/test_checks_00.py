@@ -113,6 +113,8 @@ def test_check_downsample(capsys):
         checks.check_downsample(lambda w, sr, f, n=101: 0.5 * _downsample(w, sr, f, n))
     with pytest.raises(AssertionError, match="cast the taps to wav.dtype"):  # float64 taps on float32 audio
         checks.check_downsample(lambda w, sr, f, n=101: _downsample(w, sr, f, n, cast=False))
+    with pytest.raises(AssertionError, match="returned torch.float64"):  # the audio cast up to the taps instead
+        checks.check_downsample(lambda w, sr, f, n=101: _downsample(w.double(), sr, f, n))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -380,6 +380,9 @@ def check_downsample(fn: Callable[..., torch.Tensor]) -> None:
             _fail(f"{call} raised '{str(err).splitlines()[0]}': the input is float32 and your taps are not; "
                   "cast the taps to wav.dtype (taps.to(wav.dtype)) before the convolution")
         raise
+    if isinstance(got, torch.Tensor) and got.dtype != torch.float32:
+        _fail(f"{call} returned {got.dtype}: audio in, audio of the same dtype out; cast the taps to wav.dtype "
+              "(taps.to(wav.dtype)) rather than the audio to float64")
     got, expected = _as_tensor(got, call, (-(-len(wav) // 2),)), _downsample_reference(wav, 16000, 2, 101)
     if not torch.allclose(got, expected, atol=1e-4):
         _fail(f"{call} differs from the float64 result by up to {float((got - expected).abs().max()):.3g}: the "
