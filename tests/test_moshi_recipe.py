@@ -166,3 +166,11 @@ def test_answer_test_says_what_is_wrong_with_its_arguments(data, bad):
     model = MoshiLM(config_for(d, max_frames=200, levels=2, codebook_size=4, d_model=32, depth_d_model=16))
     with pytest.raises(ValueError, match="n >= 1"):
         answer_test(model, d, dset, EchoAsr("x"), **{"n": 1, **bad})
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, True])
+def test_bench_moshi_says_what_is_wrong_with_its_sampling_seeds(bad):
+    from slm_course.moshi_eval import bench_moshi
+
+    with pytest.raises(ValueError, match="sampling_seeds must be a positive int"):
+        bench_moshi(sampling_seeds=bad)
