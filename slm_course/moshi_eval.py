@@ -228,7 +228,7 @@ def bench_moshi(n_answers: int = 100, n_stream: int = 60, seed: int = 0, samplin
 
     ``seed``: every variant retrained from that seed (the dialogues and their tokens keep seed 0).
     ``sampling_seeds``: the answer test is also run with sampling seeds 1, 2, ... up to this many in all, and
-    the lift averaged over them (``answer_lift_mean``): one draw of 100 answers moves by about 0.04.
+    the lift averaged over them (``answer_lift_mean``): one draw of 100 answers has a standard error of about 0.04.
     """
     if isinstance(sampling_seeds, bool) or not isinstance(sampling_seeds, int) or sampling_seeds < 1:
         raise ValueError(f"sampling_seeds must be a positive int (1: the answer test's seed 0 only), "
